@@ -1,0 +1,98 @@
+// The SALA inference engine: a loaded model on one backend, and the sequences it extends.
+//
+// A Sequence is the model state after some tokens: every Lightning layer's recurrent state
+// and every sparse layer's paged KV and block summaries. Forking a sequence is cheap (full
+// KV pages are shared, copy-on-write). Engine methods are thread-safe; forward passes are
+// serialised internally (one runs at a time).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "tome/engine/config.h"
+#include "tome/engine/options.h"
+#include "tome/engine/state_io.h"
+#include "tome/engine/tokenizer.h"
+
+namespace tome::engine {
+
+class Backend;
+class Model;
+struct SequenceState;
+
+class Sequence {
+ public:
+  ~Sequence();
+  Sequence(const Sequence&) = delete;
+  Sequence& operator=(const Sequence&) = delete;
+
+  // Tokens processed so far (the next token's position).
+  int64_t num_tokens() const;
+  // Backend memory held by this sequence alone (pages shared with forks not counted).
+  int64_t OwnedBytes() const;
+
+ private:
+  friend class Engine;
+  explicit Sequence(std::unique_ptr<SequenceState> state);
+  std::unique_ptr<SequenceState> state_;
+};
+
+// What a generation produced.
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids, stop token excluded
+  bool stopped_by_eos = false;
+  bool cancelled = false;       // on_token returned false
+};
+
+class Engine {
+ public:
+  // Loads config, weights and tokenizer from options.model_dir. NotFound / InvalidArgument /
+  // DataLoss name the file and the first problem found.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  ~Engine();
+
+  const ModelConfig& config() const;
+  const Tokenizer& tokenizer() const;
+  const EngineOptions& options() const { return options_; }
+
+  // ResourceExhausted if the backend cannot hold the new state.
+  absl::StatusOr<std::unique_ptr<Sequence>> NewSequence() const;
+  absl::StatusOr<std::unique_ptr<Sequence>> Fork(const Sequence& sequence) const;
+
+  // Appends `tokens` to the sequence and returns the logits after the last one ([vocab], or
+  // [T, vocab] with options.all_logits). InvalidArgument for out-of-range ids; Cancelled if
+  // on_progress returned false (the sequence then holds the chunks already processed).
+  absl::StatusOr<std::vector<float>> Prefill(Sequence& sequence,
+                                             absl::Span<const int32_t> tokens,
+                                             const PrefillOptions& options = {}) const;
+
+  // Samples up to max_new_tokens tokens starting from `logits` (the logits after the last
+  // token of the sequence), feeding each generated token back into the sequence.
+  absl::StatusOr<GenerateResult> Generate(Sequence& sequence, std::vector<float> logits,
+                                          const GenerateOptions& options) const;
+
+  // Writes the records of the sequence's state that changed since it had `saved_tokens`
+  // tokens (0 writes everything): all Lightning states, the KV blocks and summary pages
+  // from the one holding token `saved_tokens` onward.
+  absl::Status SaveState(const Sequence& sequence, int64_t saved_tokens, StateSink& sink) const;
+  // Rebuilds a sequence of `num_tokens` tokens from stored records. DataLoss if a record is
+  // missing or has the wrong size.
+  absl::StatusOr<std::unique_ptr<Sequence>> LoadState(int64_t num_tokens,
+                                                      StateSource& source) const;
+
+ private:
+  Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Model> model,
+         std::unique_ptr<Tokenizer> tokenizer);
+
+  EngineOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  mutable std::mutex forward_mu_;
+};
+
+}  // namespace tome::engine

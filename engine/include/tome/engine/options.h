@@ -1,0 +1,58 @@
+// Options of the engine and of single requests.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tome/engine/config.h"
+
+namespace tome::engine {
+
+enum class DeviceKind { kCpu, kCuda };
+
+struct EngineOptions {
+  // Directory holding config.json, the safetensors weights and the tokenizer.
+  std::string model_dir;
+  DeviceKind device = DeviceKind::kCpu;
+  // CPU threads for kernels and BLAS; <= 0 uses every core.
+  int num_threads = 0;
+  // Prefill processes at most this many tokens per forward call (bounds activation memory).
+  int64_t max_chunk_tokens = 512;
+  // Dense/sparse choice of sparse layers (docs/MODEL-SEMANTICS.md).
+  DenseThresholdMode dense_mode = DenseThresholdMode::kAlwaysSparse;
+};
+
+struct PrefillOptions {
+  // Called after every chunk with the number of tokens of this call processed so far;
+  // returning false cancels the prefill (the sequence keeps the chunks already done).
+  std::function<bool(int64_t done)> on_progress;
+  // Test hook: when set, receives the hidden state [T, hidden] after every layer (index 0 =
+  // after layer 0) for the tokens of this call, as fp32.
+  std::vector<std::vector<float>>* capture_hidden = nullptr;
+  // Test hook: when set, receives the selected blocks [T, G, topk_total] of every sparse
+  // layer (keyed by layer index; -1 padded; empty for queries that attended densely).
+  std::vector<std::vector<int32_t>>* capture_selection = nullptr;
+  // Whether to compute logits for every position ([T, vocab]) instead of the last only.
+  bool all_logits = false;
+};
+
+struct SamplingOptions {
+  // <= 0: greedy decoding.
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 128;
+  SamplingOptions sampling;
+  // Generation also stops at the model's EOS tokens.
+  std::vector<int32_t> stop_tokens;
+  // Called with each generated token; returning false stops generation.
+  std::function<bool(int32_t token)> on_token;
+};
+
+}  // namespace tome::engine

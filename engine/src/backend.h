@@ -1,0 +1,86 @@
+// The compute backend interface the model is written against: memory plus one method per
+// op. CpuBackend (fp32, the reference) and CudaBackend (bf16 activations, fp32 states)
+// implement it; the forward pass in model.cc is written once. Ops are ordered on the
+// backend's stream: they may run asynchronously until Synchronize() or a copy to the host.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "paged_buffer.h"
+#include "tensor.h"
+#include "tome/engine/options.h"
+#include "tome/engine/safetensors.h"
+#include "tome/kernels/sparse_params.h"
+
+namespace tome::engine {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual DeviceKind kind() const = 0;
+  // Element type of activations, KV pages and summaries on this backend.
+  virtual DType activation_dtype() const = 0;
+  // Element type of weight matrices on this backend.
+  virtual DType weight_dtype() const = 0;
+
+  // --- memory -------------------------------------------------------------------------------
+  // ResourceExhausted when the backend's memory cannot hold `bytes` more.
+  virtual absl::StatusOr<Buffer> Allocate(int64_t bytes) = 0;
+  virtual void Free(void* data) = 0;
+  // Converts a checkpoint tensor into `dst` (weight_dtype, or fp32 for norm vectors when
+  // `dst.dtype` says so).
+  virtual void UploadTensor(const TensorInfo& src, const Tensor& dst) = 0;
+  virtual void CopyFromHost(const Tensor& dst, const void* host) = 0;  // host is dense
+  virtual void CopyToHost(const Tensor& src, void* host) = 0;          // host is dense
+  virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
+  virtual void Fill(const Tensor& dst, float value) = 0;
+  virtual absl::Status Synchronize() = 0;
+
+  // --- dense ops ----------------------------------------------------------------------------
+  // out[t, :] = scale · table[ids[t], :]  (ids on the host).
+  virtual void Embedding(const Tensor& table, absl::Span<const int32_t> ids, float scale,
+                         const Tensor& out) = 0;
+  // y = x · wᵀ  (w is [out_features, in_features]).
+  virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
+  // In-place RMSNorm of each of the `groups` equal column groups of every row.
+  virtual void RmsNorm(const Tensor& x, const Tensor& weight, int64_t groups, float eps) = 0;
+  // In-place rotate-half RoPE of x viewed as [rows, heads, head_dim], positions first.. .
+  virtual void Rope(const Tensor& x, int64_t heads, int64_t head_dim, int64_t first_position,
+                    float theta) = 0;
+  virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  virtual void SigmoidMul(const Tensor& x, const Tensor& z) = 0;
+  // h += alpha · x
+  virtual void AddScaled(const Tensor& h, const Tensor& x, float alpha) = 0;
+
+  // --- mixers -------------------------------------------------------------------------------
+  // Lightning attention of q, k, v viewed as [rows, heads, head_dim]; `state` is
+  // [heads · head_dim, head_dim] fp32, updated; `slopes` is a [1, heads] fp32 tensor.
+  virtual void Lightning(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                         int64_t head_dim, const Tensor& slopes, float scale,
+                         const Tensor& state, const Tensor& out) = 0;
+  // Means of summary windows first_window.. of `keys` into out [num_windows, width].
+  virtual void WindowMeans(const PagedBuffer& keys, int64_t first_window, int64_t window,
+                           int64_t stride, const Tensor& out) = 0;
+  // Stage 1 + top-k (kernels::cpu::SelectBlocks semantics) into selected [rows, G·topk] i32
+  // and, when `scores` has data, pooled scores [rows, G·topk] fp32.
+  virtual void SelectBlocks(const Tensor& q, int64_t q_heads, int64_t head_dim,
+                            int64_t first_position, absl::Span<const PagedBuffer> k1,
+                            absl::Span<const PagedBuffer> k2,
+                            const kernels::SparseParams& params, float scale,
+                            const Tensor& selected, const Tensor& scores) = 0;
+  // Block-sparse causal attention over the selected blocks (all causal blocks when
+  // `selected.data` is null).
+  virtual void BlockSparseAttention(const Tensor& q, int64_t q_heads, int64_t head_dim,
+                                    int64_t first_position, absl::Span<const PagedBuffer> keys,
+                                    absl::Span<const PagedBuffer> values, int64_t block_size,
+                                    const Tensor& selected, int64_t topk_total, float scale,
+                                    const Tensor& out) = 0;
+};
+
+// The CPU backend (fp32 everywhere). `num_threads` <= 0 uses all cores.
+std::unique_ptr<Backend> NewCpuBackend(int num_threads);
+
+}  // namespace tome::engine

@@ -1,0 +1,141 @@
+#include "tome/engine/engine.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "backend.h"
+#include "model.h"
+#include "tome/base/status_macros.h"
+#include "tome/engine/safetensors.h"
+#include "tome/kernels/cpu/sampling.h"
+
+namespace tome::engine {
+
+Sequence::Sequence(std::unique_ptr<SequenceState> state) : state_(std::move(state)) {}
+Sequence::~Sequence() = default;
+
+int64_t Sequence::num_tokens() const { return state_->num_tokens; }
+
+int64_t Sequence::OwnedBytes() const {
+  int64_t bytes = 0;
+  for (const LayerState& ls : state_->layers) {
+    bytes += ls.lightning.bytes();
+    for (const auto* group : {&ls.sparse.keys, &ls.sparse.values, &ls.sparse.k1, &ls.sparse.k2}) {
+      for (const PagedBuffer& b : *group) bytes += b.OwnedBytes();
+    }
+  }
+  return bytes;
+}
+
+Engine::Engine(EngineOptions options, std::unique_ptr<Backend> backend,
+               std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer)
+    : options_(std::move(options)),
+      backend_(std::move(backend)),
+      model_(std::move(model)),
+      tokenizer_(std::move(tokenizer)) {}
+
+Engine::~Engine() {
+  model_.reset();  // frees weights through the backend before the backend goes
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  namespace fs = std::filesystem;
+  if (options.model_dir.empty() || !fs::is_directory(options.model_dir)) {
+    return absl::NotFoundError(
+        absl::StrCat("model directory '", options.model_dir, "' does not exist"));
+  }
+  TOME_ASSIGN_OR_RETURN(ModelConfig config,
+                        ModelConfig::FromFile((fs::path(options.model_dir) / "config.json").string()));
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> checkpoint,
+                        SafetensorsCheckpoint::Open(options.model_dir));
+  std::unique_ptr<Backend> backend;
+  switch (options.device) {
+    case DeviceKind::kCpu:
+      backend = NewCpuBackend(options.num_threads);
+      break;
+    case DeviceKind::kCuda:
+      return absl::UnimplementedError("this build has no CUDA backend");
+  }
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                        Model::Load(config, *checkpoint, backend.get(), options));
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                        LoadTokenizer(options.model_dir, static_cast<int32_t>(config.vocab_size)));
+  return std::unique_ptr<Engine>(
+      new Engine(options, std::move(backend), std::move(model), std::move(tokenizer)));
+}
+
+const ModelConfig& Engine::config() const { return model_->config(); }
+const Tokenizer& Engine::tokenizer() const { return *tokenizer_; }
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::NewSequence() const {
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, model_->NewState());
+  return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::Fork(const Sequence& sequence) const {
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
+                        model_->ForkState(*sequence.state_));
+  return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
+}
+
+absl::StatusOr<std::vector<float>> Engine::Prefill(Sequence& sequence,
+                                                   absl::Span<const int32_t> tokens,
+                                                   const PrefillOptions& options) const {
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  std::vector<float> logits;
+  TOME_RETURN_IF_ERROR(model_->Forward(*sequence.state_, tokens, options, &logits));
+  return logits;
+}
+
+absl::StatusOr<GenerateResult> Engine::Generate(Sequence& sequence, std::vector<float> logits,
+                                                const GenerateOptions& options) const {
+  const int64_t V = config().vocab_size;
+  if (static_cast<int64_t>(logits.size()) != V) {
+    return absl::InvalidArgumentError("Generate needs the logits of the last token");
+  }
+  std::vector<int32_t> stops = config().eos_token_ids;
+  stops.insert(stops.end(), options.stop_tokens.begin(), options.stop_tokens.end());
+  std::mt19937_64 rng(options.sampling.seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  std::vector<float> scratch(2 * V);
+  GenerateResult result;
+  PrefillOptions step_options;
+  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+    const int32_t token =
+        kernels::cpu::SampleToken(logits.data(), V, options.sampling.temperature,
+                                  options.sampling.top_p, uniform(rng), scratch.data());
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+      result.stopped_by_eos = true;
+      break;
+    }
+    result.tokens.push_back(token);
+    if (options.on_token && !options.on_token(token)) {
+      result.cancelled = true;
+      break;
+    }
+    if (i + 1 == options.max_new_tokens) break;
+    std::lock_guard<std::mutex> lock(forward_mu_);
+    TOME_RETURN_IF_ERROR(
+        model_->Forward(*sequence.state_, absl::MakeConstSpan(&token, 1), step_options, &logits));
+  }
+  return result;
+}
+
+absl::Status Engine::SaveState(const Sequence& sequence, int64_t saved_tokens,
+                               StateSink& sink) const {
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  return model_->Save(*sequence.state_, saved_tokens, sink);
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadState(int64_t num_tokens,
+                                                            StateSource& source) const {
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, model_->Load(num_tokens, source));
+  return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
+}
+
+}  // namespace tome::engine

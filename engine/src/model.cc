@@ -1,0 +1,475 @@
+#include "model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "tome/base/status_macros.h"
+#include "tome/engine/checkpoint.h"
+
+namespace tome::engine {
+namespace {
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+absl::Status MissingRecord(const StateRecordKey& key, absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("stored state: ", what, " (layer ", key.layer,
+                                          ", head ", key.head, ", index ", key.index, ")"));
+}
+
+}  // namespace
+
+Model::Model(const ModelConfig& config, Backend* backend, const EngineOptions& options)
+    : config_(config), backend_(backend), options_(options) {
+  const SparseConfig& s = config.sparse;
+  sparse_params_ = kernels::SparseParams{s.block_size, s.kernel_size, s.kernel_stride,
+                                         s.init_blocks, s.local_blocks(), s.topk_total()};
+  max_chunk_ = std::max<int64_t>(1, options.max_chunk_tokens);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const ModelConfig& config,
+                                                   const SafetensorsCheckpoint& checkpoint,
+                                                   Backend* backend,
+                                                   const EngineOptions& options) {
+  TOME_RETURN_IF_ERROR(ValidateCheckpoint(config, checkpoint));
+  std::unique_ptr<Model> model(new Model(config, backend, options));
+  TOME_RETURN_IF_ERROR(model->LoadWeights(checkpoint));
+  TOME_RETURN_IF_ERROR(model->AllocateWorkspace());
+  return model;
+}
+
+absl::Status Model::LoadWeights(const SafetensorsCheckpoint& ckpt) {
+  const ModelConfig& c = config_;
+  const DType wt = backend_->weight_dtype();
+  auto alloc = [&](int64_t rows, int64_t cols, DType dtype) -> absl::StatusOr<Tensor> {
+    TOME_ASSIGN_OR_RETURN(Buffer buffer, backend_->Allocate(rows * cols * DTypeSize(dtype)));
+    Tensor t = buffer.View(dtype, rows, cols);
+    weight_buffers_.push_back(std::move(buffer));
+    return t;
+  };
+  // Converts one checkpoint tensor into `dst` and drops its mapped pages.
+  auto upload = [&](const std::string& name, const Tensor& dst) -> absl::Status {
+    TOME_ASSIGN_OR_RETURN(const TensorInfo* info, ckpt.Find(name));
+    backend_->UploadTensor(*info, dst);
+    ckpt.Release(*info);
+    return absl::OkStatus();
+  };
+  const int64_t D = c.hidden_size, F = c.intermediate_size;
+
+  TOME_ASSIGN_OR_RETURN(embed_, alloc(c.vocab_size, D, wt));
+  TOME_RETURN_IF_ERROR(upload("model.embed_tokens.weight", embed_));
+  if (c.tie_word_embeddings) {
+    lm_head_ = embed_;
+  } else {
+    TOME_ASSIGN_OR_RETURN(lm_head_, alloc(c.vocab_size, D, wt));
+    TOME_RETURN_IF_ERROR(upload("lm_head.weight", lm_head_));
+  }
+  // The final norm weight absorbs the logit divisor (y / (D / dim_model_base)).
+  {
+    TOME_ASSIGN_OR_RETURN(const TensorInfo* info, ckpt.Find("model.norm.weight"));
+    std::vector<float> w(D);
+    SafetensorsCheckpoint::ToFloat32(*info, w.data());
+    const float inv = static_cast<float>(1.0 / c.logit_divisor());
+    for (float& v : w) v *= inv;
+    TOME_ASSIGN_OR_RETURN(final_norm_, alloc(1, D, DType::kF32));
+    backend_->CopyFromHost(final_norm_, w.data());
+  }
+  {
+    const std::vector<double> slopes = LightningSlopes(c.lightning_heads);
+    std::vector<float> f(slopes.begin(), slopes.end());
+    TOME_ASSIGN_OR_RETURN(slopes_, alloc(1, c.lightning_heads, DType::kF32));
+    backend_->CopyFromHost(slopes_, f.data());
+  }
+
+  layers_.resize(c.num_layers);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    LayerWeights& w = layers_[l];
+    w.type = c.mixer_types[l];
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    const std::string a = p + "self_attn.";
+    TOME_ASSIGN_OR_RETURN(w.input_norm, alloc(1, D, DType::kF32));
+    TOME_RETURN_IF_ERROR(upload(p + "input_layernorm.weight", w.input_norm));
+    TOME_ASSIGN_OR_RETURN(w.post_norm, alloc(1, D, DType::kF32));
+    TOME_RETURN_IF_ERROR(upload(p + "post_attention_layernorm.weight", w.post_norm));
+    TOME_ASSIGN_OR_RETURN(w.gate_up, alloc(2 * F, D, wt));
+    TOME_RETURN_IF_ERROR(upload(p + "mlp.gate_proj.weight", w.gate_up.Rows(0, F)));
+    TOME_RETURN_IF_ERROR(upload(p + "mlp.up_proj.weight", w.gate_up.Rows(F, F)));
+    TOME_ASSIGN_OR_RETURN(w.down, alloc(D, F, wt));
+    TOME_RETURN_IF_ERROR(upload(p + "mlp.down_proj.weight", w.down));
+    if (w.type == MixerType::kLightning) {
+      const int64_t q = c.lightning_heads * c.lightning_head_dim;
+      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(4 * q, D, wt));
+      TOME_RETURN_IF_ERROR(upload(a + "q_proj.weight", w.in_proj.Rows(0, q)));
+      TOME_RETURN_IF_ERROR(upload(a + "k_proj.weight", w.in_proj.Rows(q, q)));
+      TOME_RETURN_IF_ERROR(upload(a + "v_proj.weight", w.in_proj.Rows(2 * q, q)));
+      TOME_RETURN_IF_ERROR(upload(a + "z_proj.weight", w.in_proj.Rows(3 * q, q)));
+      TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, q, wt));
+      TOME_RETURN_IF_ERROR(upload(a + "o_proj.weight", w.o_proj));
+      TOME_ASSIGN_OR_RETURN(w.q_norm, alloc(1, c.lightning_head_dim, DType::kF32));
+      TOME_RETURN_IF_ERROR(upload(a + "q_norm.weight", w.q_norm));
+      TOME_ASSIGN_OR_RETURN(w.k_norm, alloc(1, c.lightning_head_dim, DType::kF32));
+      TOME_RETURN_IF_ERROR(upload(a + "k_norm.weight", w.k_norm));
+      TOME_ASSIGN_OR_RETURN(w.o_norm, alloc(1, q, DType::kF32));
+      TOME_RETURN_IF_ERROR(upload(a + "o_norm.weight", w.o_norm));
+    } else {
+      const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(2 * q + 2 * kv, D, wt));
+      TOME_RETURN_IF_ERROR(upload(a + "q_proj.weight", w.in_proj.Rows(0, q)));
+      TOME_RETURN_IF_ERROR(upload(a + "k_proj.weight", w.in_proj.Rows(q, kv)));
+      TOME_RETURN_IF_ERROR(upload(a + "v_proj.weight", w.in_proj.Rows(q + kv, kv)));
+      TOME_RETURN_IF_ERROR(upload(a + "o_gate.weight", w.in_proj.Rows(q + 2 * kv, q)));
+      TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, q, wt));
+      TOME_RETURN_IF_ERROR(upload(a + "o_proj.weight", w.o_proj));
+    }
+  }
+  return backend_->Synchronize();
+}
+
+absl::Status Model::AllocateWorkspace() {
+  const ModelConfig& c = config_;
+  const DType act = backend_->activation_dtype();
+  const int64_t T = max_chunk_, D = c.hidden_size, F = c.intermediate_size;
+  const int64_t lq = c.lightning_heads * c.lightning_head_dim;
+  const int64_t sq = c.num_attention_heads * c.head_dim, skv = c.num_kv_heads * c.head_dim;
+  const int64_t proj_cols = std::max({4 * lq, 2 * sq + 2 * skv, 2 * F});
+  const int64_t mix_cols = std::max({lq, sq, F});
+  const int64_t sel_cols = c.num_kv_heads * sparse_params_.topk_total;
+  auto alloc = [&](Buffer* b, int64_t rows, int64_t cols, DType dtype) -> absl::Status {
+    TOME_ASSIGN_OR_RETURN(*b, backend_->Allocate(rows * cols * DTypeSize(dtype)));
+    return absl::OkStatus();
+  };
+  TOME_RETURN_IF_ERROR(alloc(&ws_h_, T, D, act));
+  TOME_RETURN_IF_ERROR(alloc(&ws_a_, T, D, act));
+  TOME_RETURN_IF_ERROR(alloc(&ws_proj_, T, proj_cols, act));
+  TOME_RETURN_IF_ERROR(alloc(&ws_mix_, T, mix_cols, act));
+  TOME_RETURN_IF_ERROR(alloc(&ws_out_, T, D, act));
+  TOME_RETURN_IF_ERROR(alloc(&ws_selected_, T, sel_cols, DType::kI32));
+  TOME_RETURN_IF_ERROR(alloc(&ws_scores_, T, sel_cols, DType::kF32));
+  TOME_RETURN_IF_ERROR(alloc(&ws_summary_, T / c.sparse.kernel_stride + 2, c.head_dim, act));
+  TOME_RETURN_IF_ERROR(alloc(&ws_logit_in_, 1, D, act));
+  TOME_RETURN_IF_ERROR(alloc(&ws_logits_, 1, c.vocab_size, DType::kF32));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SequenceState>> Model::NewState() {
+  auto state = std::make_unique<SequenceState>();
+  const DType act = backend_->activation_dtype();
+  const int64_t d = config_.head_dim, G = config_.num_kv_heads;
+  for (MixerType type : config_.mixer_types) {
+    LayerState ls;
+    ls.type = type;
+    if (type == MixerType::kLightning) {
+      const int64_t H = config_.lightning_heads, ld = config_.lightning_head_dim;
+      TOME_ASSIGN_OR_RETURN(ls.lightning, backend_->Allocate(H * ld * ld * 4));
+      backend_->Fill(ls.lightning.View(DType::kF32, H * ld, ld), 0.0f);
+    } else {
+      for (int64_t g = 0; g < G; ++g) {
+        ls.sparse.keys.emplace_back(backend_, act, config_.sparse.block_size, d);
+        ls.sparse.values.emplace_back(backend_, act, config_.sparse.block_size, d);
+        ls.sparse.k1.emplace_back(backend_, act, kSummaryPageRows, d);
+        ls.sparse.k2.emplace_back(backend_, act, kSummaryPageRows, d);
+      }
+    }
+    state->layers.push_back(std::move(ls));
+  }
+  return state;
+}
+
+absl::StatusOr<std::unique_ptr<SequenceState>> Model::ForkState(const SequenceState& src) {
+  auto state = std::make_unique<SequenceState>();
+  state->num_tokens = src.num_tokens;
+  for (const LayerState& from : src.layers) {
+    LayerState ls;
+    ls.type = from.type;
+    if (from.type == MixerType::kLightning) {
+      TOME_ASSIGN_OR_RETURN(ls.lightning, backend_->Allocate(from.lightning.bytes()));
+      const int64_t ld = config_.lightning_head_dim;
+      const int64_t rows = config_.lightning_heads * ld;
+      backend_->Copy(ls.lightning.View(DType::kF32, rows, ld),
+                     from.lightning.View(DType::kF32, rows, ld));
+    } else {
+      ls.sparse = from.sparse;  // shares pages; appends copy a shared partial page first
+    }
+    state->layers.push_back(std::move(ls));
+  }
+  return state;
+}
+
+absl::Status Model::Forward(SequenceState& state, absl::Span<const int32_t> tokens,
+                            const PrefillOptions& options, std::vector<float>* logits) {
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  if (T == 0) return absl::InvalidArgumentError("no tokens to process");
+  for (int32_t id : tokens) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")"));
+    }
+  }
+  if (options.capture_hidden) options.capture_hidden->assign(config_.num_layers, {});
+  if (options.capture_selection) options.capture_selection->assign(config_.num_layers, {});
+  const int64_t V = config_.vocab_size, D = config_.hidden_size;
+  logits->assign(options.all_logits ? T * V : V, 0.0f);
+  const int64_t call_end = state.num_tokens + T;
+  for (int64_t c0 = 0; c0 < T; c0 += max_chunk_) {
+    const int64_t n = std::min(max_chunk_, T - c0);
+    TOME_RETURN_IF_ERROR(ForwardChunk(state, tokens.subspan(c0, n), call_end, options, c0));
+    const Tensor h = ws_h_.View(backend_->activation_dtype(), n, D);
+    if (options.all_logits) {
+      for (int64_t r = 0; r < n; ++r) {
+        TOME_RETURN_IF_ERROR(ComputeLogits(h.Rows(r, 1), logits, (c0 + r) * V));
+      }
+    } else if (c0 + n == T) {
+      TOME_RETURN_IF_ERROR(ComputeLogits(h.Rows(n - 1, 1), logits, 0));
+    }
+    if (options.on_progress && !options.on_progress(c0 + n) && c0 + n < T) {
+      return absl::CancelledError(
+          absl::StrCat("prefill cancelled after ", c0 + n, " of ", T, " tokens"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::ForwardChunk(SequenceState& state, absl::Span<const int32_t> tokens,
+                                 int64_t call_end, const PrefillOptions& options,
+                                 int64_t chunk_offset) {
+  const ModelConfig& c = config_;
+  const DType act = backend_->activation_dtype();
+  const int64_t T = static_cast<int64_t>(tokens.size()), D = c.hidden_size;
+  const int64_t F = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const float alpha = static_cast<float>(c.residual_scale());
+  const int64_t p0 = state.num_tokens;
+  const Tensor h = ws_h_.View(act, T, D), a = ws_a_.View(act, T, D), out = ws_out_.View(act, T, D);
+
+  backend_->Embedding(embed_, tokens, static_cast<float>(c.scale_emb), h);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& w = layers_[l];
+    LayerState& ls = state.layers[l];
+    backend_->Copy(a, h);
+    backend_->RmsNorm(a, w.input_norm, 1, eps);
+    if (w.type == MixerType::kLightning) {
+      LightningMixer(l, ls, a, p0, out);
+    } else {
+      TOME_RETURN_IF_ERROR(SparseMixer(l, ls, a, p0, call_end, options, chunk_offset, out));
+    }
+    backend_->AddScaled(h, out, alpha);
+    backend_->Copy(a, h);
+    backend_->RmsNorm(a, w.post_norm, 1, eps);
+    const Tensor gate_up = ws_proj_.View(act, T, 2 * F), mid = ws_mix_.View(act, T, F);
+    backend_->MatMul(a, w.gate_up, gate_up);
+    backend_->SiluMul(gate_up.Cols(0, F), gate_up.Cols(F, F), mid);
+    backend_->MatMul(mid, w.down, out);
+    backend_->AddScaled(h, out, alpha);
+    if (options.capture_hidden) {
+      std::vector<float>& dst = (*options.capture_hidden)[l];
+      dst.resize((chunk_offset + T) * D);
+      backend_->CopyToHost(h, dst.data() + chunk_offset * D);
+    }
+  }
+  state.num_tokens += T;
+  return backend_->Synchronize();
+}
+
+void Model::LightningMixer(int64_t layer, LayerState& ls, const Tensor& a,
+                           int64_t first_position, const Tensor& out) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = layers_[layer];
+  const DType act = backend_->activation_dtype();
+  const int64_t H = c.lightning_heads, d = c.lightning_head_dim, q = H * d, T = a.rows;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const Tensor proj = ws_proj_.View(act, T, 4 * q);
+  backend_->MatMul(a, w.in_proj, proj);
+  const Tensor Q = proj.Cols(0, q), K = proj.Cols(q, q), V = proj.Cols(2 * q, q);
+  const Tensor Z = proj.Cols(3 * q, q);
+  backend_->RmsNorm(Q, w.q_norm, H, eps);
+  backend_->RmsNorm(K, w.k_norm, H, eps);
+  backend_->Rope(Q, H, d, first_position, static_cast<float>(c.rope_theta));
+  backend_->Rope(K, H, d, first_position, static_cast<float>(c.rope_theta));
+  const Tensor mix = ws_mix_.View(act, T, q);
+  backend_->Lightning(Q, K, V, H, d, slopes_, static_cast<float>(1.0 / std::sqrt(double(d))),
+                      ls.lightning.View(DType::kF32, H * d, d), mix);
+  backend_->RmsNorm(mix, w.o_norm, 1, eps);
+  backend_->SigmoidMul(mix, Z);
+  backend_->MatMul(mix, w.o_proj, out);
+}
+
+absl::Status Model::SparseMixer(int64_t layer, LayerState& ls, const Tensor& a,
+                                int64_t first_position, int64_t call_end,
+                                const PrefillOptions& options, int64_t chunk_offset,
+                                const Tensor& out) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = layers_[layer];
+  const DType act = backend_->activation_dtype();
+  const int64_t Hq = c.num_attention_heads, G = c.num_kv_heads, d = c.head_dim, T = a.rows;
+  const int64_t q = Hq * d, kv = G * d, topk = sparse_params_.topk_total;
+  const Tensor proj = ws_proj_.View(act, T, 2 * q + 2 * kv);
+  backend_->MatMul(a, w.in_proj, proj);
+  const Tensor Q = proj.Cols(0, q), K = proj.Cols(q, kv), V = proj.Cols(q + kv, kv);
+  const Tensor gate = proj.Cols(q + 2 * kv, q);
+  SparseLayerState& s = ls.sparse;
+  for (int64_t g = 0; g < G; ++g) {
+    TOME_RETURN_IF_ERROR(s.keys[g].Append(K.Cols(g * d, d)));
+    TOME_RETURN_IF_ERROR(s.values[g].Append(V.Cols(g * d, d)));
+  }
+  TOME_RETURN_IF_ERROR(UpdateSummaries(s, first_position, first_position + T));
+
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const bool dense =
+      options_.dense_mode == DenseThresholdMode::kHf && call_end < c.sparse.dense_len;
+  const bool select = !dense && !sparse_params_.SelectsAll(first_position + T - 1);
+  const bool capture = options.capture_selection != nullptr;
+  const Tensor selected = ws_selected_.View(DType::kI32, T, G * topk);
+  if (!dense && (select || capture)) {
+    backend_->SelectBlocks(Q, Hq, d, first_position, s.k1, s.k2, sparse_params_, scale,
+                           selected, Tensor{});
+  }
+  const Tensor mix = ws_mix_.View(act, T, q);
+  backend_->BlockSparseAttention(Q, Hq, d, first_position, s.keys, s.values,
+                                 c.sparse.block_size, select ? selected : Tensor{}, topk, scale,
+                                 mix);
+  if (capture) {
+    std::vector<int32_t>& dst = (*options.capture_selection)[layer];
+    dst.resize((chunk_offset + T) * G * topk, -1);
+    if (!dense) backend_->CopyToHost(selected, dst.data() + chunk_offset * G * topk);
+  }
+  backend_->SigmoidMul(mix, gate);
+  backend_->MatMul(mix, w.o_proj, out);
+  return absl::OkStatus();
+}
+
+absl::Status Model::UpdateSummaries(SparseLayerState& s, int64_t old_tokens,
+                                    int64_t new_tokens) {
+  const DType act = backend_->activation_dtype();
+  for (int level = 1; level <= 2; ++level) {
+    const int64_t window = level == 1 ? sparse_params_.kernel_size : sparse_params_.kernel_size2();
+    const int64_t stride =
+        level == 1 ? sparse_params_.kernel_stride : sparse_params_.kernel_stride2();
+    const int64_t first = kernels::SparseParams::NumWindows(old_tokens, window, stride);
+    const int64_t end = kernels::SparseParams::NumWindows(new_tokens, window, stride);
+    if (end == first) continue;
+    std::vector<PagedBuffer>& summaries = level == 1 ? s.k1 : s.k2;
+    const Tensor tmp = ws_summary_.View(act, end - first, config_.head_dim);
+    for (size_t g = 0; g < s.keys.size(); ++g) {
+      if (summaries[g].num_rows() != first) {
+        return absl::InternalError("block summaries out of step with the key cache");
+      }
+      backend_->WindowMeans(s.keys[g], first, window, stride, tmp);
+      TOME_RETURN_IF_ERROR(summaries[g].Append(tmp));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::ComputeLogits(const Tensor& h_row, std::vector<float>* logits,
+                                  int64_t offset) {
+  const Tensor x = ws_logit_in_.View(backend_->activation_dtype(), 1, config_.hidden_size);
+  backend_->Copy(x, h_row);
+  backend_->RmsNorm(x, final_norm_, 1, static_cast<float>(config_.rms_norm_eps));
+  const Tensor out = ws_logits_.View(DType::kF32, 1, config_.vocab_size);
+  backend_->MatMul(x, lm_head_, out);
+  backend_->CopyToHost(out, logits->data() + offset);
+  return backend_->Synchronize();
+}
+
+absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink) {
+  const ModelConfig& c = config_;
+  const int64_t B = c.sparse.block_size, d = c.head_dim;
+  const int64_t elem = DTypeSize(backend_->activation_dtype());
+  std::string bytes;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerState& ls = state.layers[l];
+    if (ls.type == MixerType::kLightning) {
+      const int64_t ld = c.lightning_head_dim, rows = c.lightning_heads * ld;
+      bytes.resize(rows * ld * 4);
+      backend_->CopyToHost(ls.lightning.View(DType::kF32, rows, ld), bytes.data());
+      TOME_RETURN_IF_ERROR(sink.Put(
+          {StateRecordKind::kLightningState, int32_t(l), 0, state.num_tokens, 0}, bytes));
+      continue;
+    }
+    for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+      const PagedBuffer& keys = ls.sparse.keys[g];
+      const PagedBuffer& values = ls.sparse.values[g];
+      for (int64_t b = saved_tokens / B; b < keys.num_pages(); ++b) {
+        const int64_t rows = keys.rows_in_page(b);
+        bytes.resize(2 * rows * d * elem);
+        backend_->CopyToHost(Tensor{const_cast<void*>(keys.page(b)), backend_->activation_dtype(), rows, d, d},
+                             bytes.data());
+        backend_->CopyToHost(Tensor{const_cast<void*>(values.page(b)), backend_->activation_dtype(), rows, d, d},
+                             bytes.data() + rows * d * elem);
+        TOME_RETURN_IF_ERROR(
+            sink.Put({StateRecordKind::kKvBlock, int32_t(l), int32_t(g), b, rows}, bytes));
+      }
+      for (int level = 1; level <= 2; ++level) {
+        const PagedBuffer& sum = level == 1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
+        const int64_t first_new = level == 1 ? sparse_params_.NumK1(saved_tokens)
+                                             : sparse_params_.NumK2(saved_tokens);
+        for (int64_t page = first_new / kSummaryPageRows; page < sum.num_pages(); ++page) {
+          const int64_t rows = sum.rows_in_page(page);
+          bytes.resize(rows * d * elem);
+          backend_->CopyToHost(Tensor{const_cast<void*>(sum.page(page)), backend_->activation_dtype(), rows, d, d},
+                               bytes.data());
+          const StateRecordKind kind =
+              level == 1 ? StateRecordKind::kSummaryK1 : StateRecordKind::kSummaryK2;
+          TOME_RETURN_IF_ERROR(sink.Put({kind, int32_t(l), int32_t(g), page, rows}, bytes));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(int64_t num_tokens,
+                                                           StateSource& source) {
+  const ModelConfig& c = config_;
+  const int64_t B = c.sparse.block_size, d = c.head_dim;
+  const int64_t elem = DTypeSize(backend_->activation_dtype());
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, NewState());
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    LayerState& ls = state->layers[l];
+    if (ls.type == MixerType::kLightning) {
+      const StateRecordKey key{StateRecordKind::kLightningState, int32_t(l), 0, num_tokens, 0};
+      TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
+      const int64_t ld = c.lightning_head_dim, rows = c.lightning_heads * ld;
+      if (static_cast<int64_t>(bytes.size()) != rows * ld * 4) {
+        return MissingRecord(key, "Lightning state has the wrong size");
+      }
+      backend_->CopyFromHost(ls.lightning.View(DType::kF32, rows, ld), bytes.data());
+      continue;
+    }
+    for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+      for (int64_t b = 0; b < CeilDiv(num_tokens, B); ++b) {
+        const int64_t rows = std::min(B, num_tokens - b * B);
+        const StateRecordKey key{StateRecordKind::kKvBlock, int32_t(l), int32_t(g), b, rows};
+        TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
+        if (static_cast<int64_t>(bytes.size()) != 2 * rows * d * elem) {
+          return MissingRecord(key, "KV block has the wrong size");
+        }
+        TOME_RETURN_IF_ERROR(ls.sparse.keys[g].AppendPageFromHost(bytes.data(), rows));
+        TOME_RETURN_IF_ERROR(
+            ls.sparse.values[g].AppendPageFromHost(bytes.data() + rows * d * elem, rows));
+      }
+      for (int level = 1; level <= 2; ++level) {
+        PagedBuffer& sum = level == 1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
+        const int64_t n = level == 1 ? sparse_params_.NumK1(num_tokens)
+                                     : sparse_params_.NumK2(num_tokens);
+        const StateRecordKind kind =
+            level == 1 ? StateRecordKind::kSummaryK1 : StateRecordKind::kSummaryK2;
+        for (int64_t page = 0; page < CeilDiv(n, kSummaryPageRows); ++page) {
+          const int64_t rows = std::min(kSummaryPageRows, n - page * kSummaryPageRows);
+          const StateRecordKey key{kind, int32_t(l), int32_t(g), page, rows};
+          TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
+          if (static_cast<int64_t>(bytes.size()) != rows * d * elem) {
+            return MissingRecord(key, "summary page has the wrong size");
+          }
+          TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes.data(), rows));
+        }
+      }
+    }
+  }
+  state->num_tokens = num_tokens;
+  TOME_RETURN_IF_ERROR(backend_->Synchronize());
+  return state;
+}
+
+}  // namespace tome::engine

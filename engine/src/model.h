@@ -1,0 +1,90 @@
+// The SALA forward pass over a Backend: weights in the backend's layout, workspace sized for
+// the largest forward chunk (allocated once, so decoding allocates no activations), and the
+// state operations (new, fork, save, load).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "backend.h"
+#include "sequence_state.h"
+#include "tome/engine/config.h"
+#include "tome/engine/options.h"
+#include "tome/engine/safetensors.h"
+#include "tome/engine/state_io.h"
+#include "tome/kernels/sparse_params.h"
+
+namespace tome::engine {
+
+// Rows of one summary page (level 1 and level 2).
+inline constexpr int64_t kSummaryPageRows = 256;
+
+struct LayerWeights {
+  MixerType type;
+  Tensor input_norm, post_norm;  // [1, D]
+  // Lightning: rows q | k | v | z (each H·d). Sparse: rows q (Hq·d) | k (G·d) | v (G·d) |
+  // o_gate (Hq·d). One GEMM computes all four projections.
+  Tensor in_proj;
+  Tensor o_proj;                    // [D, H·d]
+  Tensor q_norm, k_norm, o_norm;    // Lightning only
+  Tensor gate_up;                   // [2F, D]: gate rows then up rows
+  Tensor down;                      // [D, F]
+};
+
+class Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& config,
+                                                     const SafetensorsCheckpoint& checkpoint,
+                                                     Backend* backend,
+                                                     const EngineOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+
+  absl::StatusOr<std::unique_ptr<SequenceState>> NewState();
+  absl::StatusOr<std::unique_ptr<SequenceState>> ForkState(const SequenceState& state);
+
+  // Runs `tokens` (any count; chunked internally) and appends them to `state`. Writes the
+  // logits of the last token (or of all, per options) to `logits`.
+  absl::Status Forward(SequenceState& state, absl::Span<const int32_t> tokens,
+                       const PrefillOptions& options, std::vector<float>* logits);
+
+  absl::Status Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink);
+  absl::StatusOr<std::unique_ptr<SequenceState>> Load(int64_t num_tokens, StateSource& source);
+
+ private:
+  Model(const ModelConfig& config, Backend* backend, const EngineOptions& options);
+  absl::Status LoadWeights(const SafetensorsCheckpoint& checkpoint);
+  absl::Status AllocateWorkspace();
+
+  // One chunk of at most max_chunk tokens at positions state.num_tokens.. .
+  absl::Status ForwardChunk(SequenceState& state, absl::Span<const int32_t> tokens,
+                            int64_t call_end, const PrefillOptions& options, int64_t chunk_offset);
+  void LightningMixer(int64_t layer, LayerState& ls, const Tensor& a, int64_t first_position,
+                      const Tensor& out);
+  absl::Status SparseMixer(int64_t layer, LayerState& ls, const Tensor& a,
+                           int64_t first_position, int64_t call_end,
+                           const PrefillOptions& options, int64_t chunk_offset,
+                           const Tensor& out);
+  absl::Status UpdateSummaries(SparseLayerState& s, int64_t old_tokens, int64_t new_tokens);
+  absl::Status ComputeLogits(const Tensor& h_rows, std::vector<float>* logits, int64_t offset);
+
+  ModelConfig config_;
+  Backend* backend_;
+  EngineOptions options_;
+  kernels::SparseParams sparse_params_;
+  int64_t max_chunk_;
+
+  std::vector<Buffer> weight_buffers_;
+  Tensor embed_, final_norm_, lm_head_, slopes_;
+  std::vector<LayerWeights> layers_;
+
+  // Workspace (max_chunk rows each).
+  Buffer ws_h_, ws_a_, ws_proj_, ws_mix_, ws_out_, ws_selected_, ws_scores_, ws_summary_,
+      ws_logit_in_, ws_logits_;
+  std::vector<float> host_hidden_;
+};
+
+}  // namespace tome::engine

@@ -1,0 +1,59 @@
+// A growing matrix stored in fixed-size pages of backend memory (sparse-layer keys, values
+// and block summaries). Full pages are immutable and shared between forks of a sequence
+// through reference counts; appending to a shared partial page copies it first
+// (copy-on-write), so a fork never sees another's rows.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tensor.h"
+
+namespace tome::engine {
+
+class PagedBuffer {
+ public:
+  PagedBuffer() = default;
+  PagedBuffer(Backend* backend, DType dtype, int64_t rows_per_page, int64_t width)
+      : backend_(backend), dtype_(dtype), rows_per_page_(rows_per_page), width_(width) {}
+
+  // Appends the rows of `rows` (cols == width). ResourceExhausted if memory runs out.
+  absl::Status Append(const Tensor& rows);
+  // A copy sharing every page (cheap).
+  PagedBuffer Fork() const { return *this; }
+
+  // Appends a page holding `rows` (<= rows_per_page) rows read from dense host bytes. The
+  // buffer must end on a page boundary. Used when loading stored state.
+  absl::Status AppendPageFromHost(const void* host, int64_t rows);
+
+  int64_t num_rows() const { return num_rows_; }
+  int64_t num_pages() const { return static_cast<int64_t>(pages_.size()); }
+  int64_t rows_per_page() const { return rows_per_page_; }
+  int64_t width() const { return width_; }
+  DType dtype() const { return dtype_; }
+  int64_t page_bytes() const { return rows_per_page_ * width_ * DTypeSize(dtype_); }
+  // Rows present in page `index`.
+  int64_t rows_in_page(int64_t index) const;
+  const void* page(int64_t index) const { return page_ptrs_[index]; }
+  // Pointer array of all pages, for building kernel views.
+  const std::vector<const void*>& page_pointers() const { return page_ptrs_; }
+  bool page_shared(int64_t index) const { return pages_[index].use_count() > 1; }
+  // Bytes of backend memory held by pages that only this buffer references.
+  int64_t OwnedBytes() const;
+
+ private:
+  absl::Status EnsureWritableLastPage();
+  absl::StatusOr<std::shared_ptr<Buffer>> NewPage();
+
+  Backend* backend_ = nullptr;
+  DType dtype_ = DType::kF32;
+  int64_t rows_per_page_ = 0;
+  int64_t width_ = 0;
+  int64_t num_rows_ = 0;
+  std::vector<std::shared_ptr<Buffer>> pages_;
+  std::vector<const void*> page_ptrs_;
+};
+
+}  // namespace tome::engine

@@ -1,0 +1,33 @@
+// The model state of one sequence: per layer either a Lightning recurrent state or a sparse
+// layer's paged keys/values and block summaries (one PagedBuffer per KV head).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "paged_buffer.h"
+#include "tensor.h"
+#include "tome/engine/config.h"
+
+namespace tome::engine {
+
+struct SparseLayerState {
+  std::vector<PagedBuffer> keys;    // per KV head: rows = tokens, pages = token blocks
+  std::vector<PagedBuffer> values;  // likewise
+  std::vector<PagedBuffer> k1;      // per KV head: level-1 summaries
+  std::vector<PagedBuffer> k2;      // per KV head: level-2 summaries
+};
+
+struct LayerState {
+  MixerType type;
+  Buffer lightning;  // [H · d, d] fp32 (Lightning layers)
+  SparseLayerState sparse;
+};
+
+struct SequenceState {
+  int64_t num_tokens = 0;
+  std::vector<LayerState> layers;
+};
+
+}  // namespace tome::engine

@@ -1,0 +1,210 @@
+#include "tome/kernels/cpu/sparse_attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "tome/kernels/cpu/elementwise.h"
+#include "tome/kernels/cpu/gemm.h"
+#include "vec_math.h"
+
+namespace tome::kernels::cpu {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+// Stage-1 score tiles are bounded to this many floats (per group, all heads of the tile).
+constexpr int64_t kScoreTileFloats = int64_t{8} << 20;
+
+// scores[t, col0 + r] = q_t · rows[r] for all rows of `m` (paged), t < num_tokens.
+void ScoreAgainstPaged(const float* q, int64_t num_tokens, int64_t q_stride, int64_t head_dim,
+                       const PagedRows<float>& m, int64_t num_rows, float* scores,
+                       int64_t ld_scores) {
+  for (int64_t r0 = 0; r0 < num_rows; r0 += m.rows_per_page) {
+    const int64_t n = std::min(m.rows_per_page, num_rows - r0);
+    MatMulTransB(q, m.pages[r0 / m.rows_per_page], scores + r0, num_tokens, n, head_dim, 0.0f,
+                 q_stride, m.width, ld_scores);
+  }
+}
+
+// Ranks blocks 0..num_blocks-1 by (score desc, index asc), keeps `k`, writes them ascending.
+void TopBlocks(const float* block_score, int64_t num_blocks, int64_t k, int32_t* out,
+               float* out_scores, std::vector<int32_t>& order) {
+  order.resize(num_blocks);
+  std::iota(order.begin(), order.end(), 0);
+  auto better = [&](int32_t a, int32_t b) {
+    return block_score[a] > block_score[b] || (block_score[a] == block_score[b] && a < b);
+  };
+  if (k < num_blocks) {
+    std::nth_element(order.begin(), order.begin() + k, order.end(), better);
+    order.resize(k);
+  }
+  std::sort(order.begin(), order.end());
+  for (int64_t i = 0; i < static_cast<int64_t>(order.size()); ++i) {
+    out[i] = order[i];
+    if (out_scores) out_scores[i] = block_score[order[i]];
+  }
+}
+
+}  // namespace
+
+void WindowMeans(const PagedRows<float>& keys, int64_t first_window, int64_t num_windows,
+                 int64_t window, int64_t stride, float* out) {
+  const int64_t width = keys.width;
+  const float inv = 1.0f / static_cast<float>(window);
+  for (int64_t w = 0; w < num_windows; ++w) {
+    float* o = out + w * width;
+    std::fill(o, o + width, 0.0f);
+    const int64_t start = (first_window + w) * stride;
+    for (int64_t r = start; r < start + window; ++r) Axpy(1.0f, keys.row(r), o, width);
+    Scale(o, inv, width);
+  }
+}
+
+void SelectBlocks(const float* q, int64_t num_tokens, int64_t num_q_heads, int64_t num_groups,
+                  int64_t head_dim, int64_t q_stride, int64_t first_position,
+                  const PagedRows<float>* k1, const PagedRows<float>* k2,
+                  const SparseParams& params, float scale, int32_t* selected, float* scores) {
+  const int64_t hg = num_q_heads / num_groups;
+  const int64_t topk = params.topk_total;
+  const int64_t B = params.block_size;
+  const int64_t last = first_position + num_tokens - 1;
+  const int64_t n1_max = params.NumK1(last + 1);
+  const int64_t n2_max = params.NumK2(last + 1);
+  const int64_t row_floats = std::max<int64_t>(1, hg * (n1_max + n2_max));
+  const int64_t tile = std::clamp<int64_t>(kScoreTileFloats / row_floats, 1, num_tokens);
+  std::vector<float> s1(tile * hg * n1_max), s2(tile * hg * n2_max);
+
+  for (int64_t g = 0; g < num_groups; ++g) {
+    for (int64_t t0 = 0; t0 < num_tokens; t0 += tile) {
+      const int64_t nt = std::min(tile, num_tokens - t0);
+      // Scores against every summary visible to the tile's last query (BLAS, multi-threaded).
+      for (int64_t hh = 0; hh < hg; ++hh) {
+        const float* qh = q + t0 * q_stride + (g * hg + hh) * head_dim;
+        ScoreAgainstPaged(qh, nt, q_stride, head_dim, k1[g], n1_max, s1.data() + hh * n1_max,
+                          hg * n1_max);
+        ScoreAgainstPaged(qh, nt, q_stride, head_dim, k2[g], n2_max, s2.data() + hh * n2_max,
+                          hg * n2_max);
+      }
+#pragma omp parallel
+      {
+        std::vector<float> acc(n1_max);
+        std::vector<float> block_score;
+        std::vector<int32_t> order;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t t = 0; t < nt; ++t) {
+          const int64_t p = first_position + t0 + t;
+          const int64_t bp = p / B;
+          const int64_t nb = bp + 1;
+          int32_t* out = selected + ((t0 + t) * num_groups + g) * topk;
+          float* out_scores = scores ? scores + ((t0 + t) * num_groups + g) * topk : nullptr;
+          std::fill(out, out + topk, -1);
+          if (out_scores) std::fill(out_scores, out_scores + topk, 0.0f);
+          const bool all = nb <= topk;
+          if (all && !out_scores) {
+            for (int64_t b = 0; b < nb; ++b) out[b] = static_cast<int32_t>(b);
+            continue;
+          }
+          const int64_t n1v = params.NumK1(p + 1);
+          const int64_t n2v = params.NumK2(p + 1);
+          std::fill(acc.begin(), acc.begin() + n1v, 0.0f);
+          for (int64_t hh = 0; hh < hg; ++hh) {
+            const float* r1 = s1.data() + (t * hg + hh) * n1_max;
+            const float* r2 = s2.data() + (t * hg + hh) * n2_max;
+            if (n2v == 0) {  // no coarse normaliser yet: every visible window scores +inf
+              std::fill(acc.begin(), acc.begin() + n1v, kInf);
+              break;
+            }
+            float m = -kInf;
+            for (int64_t j = 0; j < n2v; ++j) m = std::max(m, scale * r2[j]);
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < n2v; ++j) sum += FastExp(scale * r2[j] - m);
+            const float lse = m + std::log(sum);
+#pragma omp simd
+            for (int64_t j = 0; j < n1v; ++j) acc[j] += FastExp(scale * r1[j] - lse);
+          }
+          // Max-pool the visible windows that overlap each block; force init + local blocks.
+          block_score.resize(nb);
+          for (int64_t b = 0; b < nb; ++b) {
+            if (b < params.init_blocks || b >= bp - params.local_blocks) {
+              block_score[b] = kInf;
+              continue;
+            }
+            const int64_t num = B * b - params.kernel_size + 1;
+            const int64_t lo = num <= 0 ? 0 : (num + params.kernel_stride - 1) / params.kernel_stride;
+            const int64_t hi = std::min((B * b + B - 1) / params.kernel_stride, n1v - 1);
+            float best = -kInf;
+            for (int64_t j = lo; j <= hi; ++j) best = std::max(best, acc[j]);
+            block_score[b] = best;
+          }
+          TopBlocks(block_score.data(), nb, topk, out, out_scores, order);
+        }
+      }
+    }
+  }
+}
+
+void BlockSparseAttention(const float* q, int64_t num_tokens, int64_t num_q_heads,
+                          int64_t num_groups, int64_t head_dim, int64_t q_stride,
+                          int64_t first_position, const PagedRows<float>* keys,
+                          const PagedRows<float>* values, int64_t block_size,
+                          const int32_t* selected, int64_t topk_total, float scale, float* out,
+                          int64_t out_stride) {
+  const int64_t hg = num_q_heads / num_groups;
+  const int64_t d = head_dim;
+  const int64_t B = block_size;
+#pragma omp parallel
+  {
+    std::vector<float> acc(hg * d), m(hg), l(hg), s(B);
+#pragma omp for collapse(2) schedule(dynamic, 8)
+    for (int64_t t = 0; t < num_tokens; ++t) {
+      for (int64_t g = 0; g < num_groups; ++g) {
+        const int64_t p = first_position + t;
+        const int64_t bp = p / B;
+        const int32_t* list = selected ? selected + (t * num_groups + g) * topk_total : nullptr;
+        const int64_t count = selected ? topk_total : bp + 1;
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        std::fill(m.begin(), m.end(), -kInf);
+        std::fill(l.begin(), l.end(), 0.0f);
+        for (int64_t i = 0; i < count; ++i) {
+          const int64_t b = list ? list[i] : i;
+          if (b < 0 || b > bp) continue;
+          const int64_t rows = std::min(B, p - B * b + 1);
+          const float* kb = keys[g].pages[b];
+          const float* vb = values[g].pages[b];
+          for (int64_t hh = 0; hh < hg; ++hh) {
+            const float* qh = q + t * q_stride + (g * hg + hh) * d;
+            float block_max = -kInf;
+            for (int64_t r = 0; r < rows; ++r) {
+              s[r] = scale * Dot(qh, kb + r * d, d);
+              block_max = std::max(block_max, s[r]);
+            }
+            const float m_new = std::max(m[hh], block_max);
+            const float correction = FastExp(m[hh] - m_new);
+            float* a = acc.data() + hh * d;
+            if (correction != 1.0f) Scale(a, correction, d);
+            float sum = 0.0f;
+            for (int64_t r = 0; r < rows; ++r) {
+              const float e = FastExp(s[r] - m_new);
+              sum += e;
+              Axpy(e, vb + r * d, a, d);
+            }
+            l[hh] = l[hh] * correction + sum;
+            m[hh] = m_new;
+          }
+        }
+        for (int64_t hh = 0; hh < hg; ++hh) {
+          float* o = out + t * out_stride + (g * hg + hh) * d;
+          const float inv = 1.0f / l[hh];
+          for (int64_t i = 0; i < d; ++i) o[i] = acc[hh * d + i] * inv;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace tome::kernels::cpu

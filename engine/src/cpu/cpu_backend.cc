@@ -19,15 +19,16 @@ namespace {
 namespace k = ::tome::kernels::cpu;
 using kernels::PagedRows;
 
-std::vector<PagedRows<float>> Views(absl::Span<const PagedBuffer> buffers) {
-  std::vector<PagedRows<float>> views;
-  views.reserve(buffers.size());
+// Kernel views of paged buffers, written into reused storage (no allocation per token).
+const PagedRows<float>* Views(absl::Span<const PagedBuffer> buffers,
+                              std::vector<PagedRows<float>>& views) {
+  views.clear();
   for (const PagedBuffer& b : buffers) {
     views.push_back(PagedRows<float>{
         reinterpret_cast<const float* const*>(b.page_pointers().data()), b.rows_per_page(),
         b.width(), b.num_rows()});
   }
-  return views;
+  return views.data();
 }
 
 class CpuBackend final : public Backend {
@@ -118,16 +119,16 @@ class CpuBackend final : public Backend {
   }
   void WindowMeans(const PagedBuffer& keys, int64_t first_window, int64_t window,
                    int64_t stride, const Tensor& out) override {
-    const auto views = Views(absl::MakeConstSpan(&keys, 1));
-    k::WindowMeans(views[0], first_window, out.rows, window, stride, out.f32());
+    k::WindowMeans(*Views(absl::MakeConstSpan(&keys, 1), views_a_), first_window, out.rows,
+                   window, stride, out.f32());
   }
   void SelectBlocks(const Tensor& q, int64_t q_heads, int64_t head_dim, int64_t first_position,
                     absl::Span<const PagedBuffer> k1, absl::Span<const PagedBuffer> k2,
                     const kernels::SparseParams& params, float scale, const Tensor& selected,
                     const Tensor& scores) override {
-    const auto v1 = Views(k1), v2 = Views(k2);
     k::SelectBlocks(q.f32(), q.rows, q_heads, static_cast<int64_t>(k1.size()), head_dim,
-                    q.stride, first_position, v1.data(), v2.data(), params, scale,
+                    q.stride, first_position, Views(k1, views_a_), Views(k2, views_b_), params,
+                    scale,
                     selected.i32(), scores.data ? scores.f32() : nullptr);
   }
   void BlockSparseAttention(const Tensor& q, int64_t q_heads, int64_t head_dim,
@@ -135,12 +136,16 @@ class CpuBackend final : public Backend {
                             absl::Span<const PagedBuffer> values, int64_t block_size,
                             const Tensor& selected, int64_t topk_total, float scale,
                             const Tensor& out) override {
-    const auto vk = Views(keys), vv = Views(values);
     k::BlockSparseAttention(q.f32(), q.rows, q_heads, static_cast<int64_t>(keys.size()),
-                            head_dim, q.stride, first_position, vk.data(), vv.data(), block_size,
+                            head_dim, q.stride, first_position, Views(keys, views_a_),
+                            Views(values, views_b_), block_size,
                             selected.data ? selected.i32() : nullptr, topk_total, scale,
                             out.f32(), out.stride);
   }
+
+ private:
+  // Backend ops run one at a time (the engine serialises forward passes).
+  std::vector<PagedRows<float>> views_a_, views_b_;
 };
 
 }  // namespace

@@ -54,7 +54,7 @@ void MatMulTransB(const float* x, const float* w, float* y, int64_t m, int64_t n
 }
 
 void SetNumThreads(int num_threads) {
-  num_threads = std::max(1, num_threads);
+  if (num_threads <= 0) num_threads = omp_get_num_procs();
   g_num_threads = num_threads;
   omp_set_num_threads(num_threads);
 #ifdef TOME_HAVE_CBLAS

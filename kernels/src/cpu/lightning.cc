@@ -23,7 +23,7 @@ void LightningAttention(const float* q, const float* k, const float* v, int64_t 
       decay[n] = static_cast<float>(std::exp(-static_cast<double>(slopes[h]) * n));
     }
     float* S = state + h * d * d;
-    std::vector<float> scores(C * C);
+    thread_local std::vector<float> scores(C * C);
     for (int64_t c0 = 0; c0 < num_tokens; c0 += C) {
       const int64_t c = std::min(C, num_tokens - c0);
       auto q_row = [&](int64_t i) { return q + (c0 + i) * row_stride + h * d; };

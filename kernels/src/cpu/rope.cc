@@ -8,7 +8,10 @@ namespace tome::kernels::cpu {
 void ApplyRope(float* x, int64_t num_tokens, int64_t num_heads, int64_t head_dim,
                int64_t row_stride, int64_t first_position, float theta) {
   const int64_t half = head_dim / 2;
-  std::vector<float> inv_freq(half);
+  thread_local std::vector<float> inv_freq_storage;
+  inv_freq_storage.resize(half);
+  // A plain pointer: inside the parallel region the thread_local name is another thread's.
+  float* const inv_freq = inv_freq_storage.data();
   for (int64_t i = 0; i < half; ++i) {
     inv_freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
   }

@@ -76,7 +76,17 @@ void SelectBlocks(const float* q, int64_t num_tokens, int64_t num_q_heads, int64
   const int64_t n2_max = params.NumK2(last + 1);
   const int64_t row_floats = std::max<int64_t>(1, hg * (n1_max + n2_max));
   const int64_t tile = std::clamp<int64_t>(kScoreTileFloats / row_floats, 1, num_tokens);
-  std::vector<float> s1(tile * hg * n1_max), s2(tile * hg * n2_max);
+  // Scratch reused across calls (decode must not allocate per token).
+  thread_local std::vector<float> s1_storage, s2_storage;
+  if (s1_storage.size() < static_cast<size_t>(tile * hg * n1_max)) {
+    s1_storage.resize(tile * hg * n1_max);
+  }
+  if (s2_storage.size() < static_cast<size_t>(tile * hg * n2_max)) {
+    s2_storage.resize(tile * hg * n2_max);
+  }
+  // Plain pointers: inside the parallel region a thread_local name would be another thread's.
+  float* const s1 = s1_storage.data();
+  float* const s2 = s2_storage.data();
 
   for (int64_t g = 0; g < num_groups; ++g) {
     for (int64_t t0 = 0; t0 < num_tokens; t0 += tile) {
@@ -84,16 +94,16 @@ void SelectBlocks(const float* q, int64_t num_tokens, int64_t num_q_heads, int64
       // Scores against every summary visible to the tile's last query (BLAS, multi-threaded).
       for (int64_t hh = 0; hh < hg; ++hh) {
         const float* qh = q + t0 * q_stride + (g * hg + hh) * head_dim;
-        ScoreAgainstPaged(qh, nt, q_stride, head_dim, k1[g], n1_max, s1.data() + hh * n1_max,
+        ScoreAgainstPaged(qh, nt, q_stride, head_dim, k1[g], n1_max, s1 + hh * n1_max,
                           hg * n1_max);
-        ScoreAgainstPaged(qh, nt, q_stride, head_dim, k2[g], n2_max, s2.data() + hh * n2_max,
+        ScoreAgainstPaged(qh, nt, q_stride, head_dim, k2[g], n2_max, s2 + hh * n2_max,
                           hg * n2_max);
       }
 #pragma omp parallel
       {
-        std::vector<float> acc(n1_max);
-        std::vector<float> block_score;
-        std::vector<int32_t> order;
+        thread_local std::vector<float> acc, block_score;
+        thread_local std::vector<int32_t> order;
+        if (acc.size() < static_cast<size_t>(n1_max)) acc.resize(n1_max);
 #pragma omp for schedule(dynamic, 4)
         for (int64_t t = 0; t < nt; ++t) {
           const int64_t p = first_position + t0 + t;
@@ -112,8 +122,8 @@ void SelectBlocks(const float* q, int64_t num_tokens, int64_t num_q_heads, int64
           const int64_t n2v = params.NumK2(p + 1);
           std::fill(acc.begin(), acc.begin() + n1v, 0.0f);
           for (int64_t hh = 0; hh < hg; ++hh) {
-            const float* r1 = s1.data() + (t * hg + hh) * n1_max;
-            const float* r2 = s2.data() + (t * hg + hh) * n2_max;
+            const float* r1 = s1 + (t * hg + hh) * n1_max;
+            const float* r2 = s2 + (t * hg + hh) * n2_max;
             if (n2v == 0) {  // no coarse normaliser yet: every visible window scores +inf
               std::fill(acc.begin(), acc.begin() + n1v, kInf);
               break;
@@ -159,7 +169,11 @@ void BlockSparseAttention(const float* q, int64_t num_tokens, int64_t num_q_head
   const int64_t B = block_size;
 #pragma omp parallel
   {
-    std::vector<float> acc(hg * d), m(hg), l(hg), s(B);
+    thread_local std::vector<float> acc, m, l, s;
+    acc.resize(hg * d);
+    m.resize(hg);
+    l.resize(hg);
+    s.resize(B);
 #pragma omp for collapse(2) schedule(dynamic, 8)
     for (int64_t t = 0; t < num_tokens; ++t) {
       for (int64_t g = 0; g < num_groups; ++g) {

@@ -12,7 +12,8 @@ namespace tome::kernels::cpu {
 void MatMulTransB(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k,
                   float beta = 0.0f, int64_t ldx = 0, int64_t ldw = 0, int64_t ldy = 0);
 
-// Number of threads the CPU kernels use (OpenMP and BLAS). Set once at startup.
+// Number of threads the CPU kernels use (OpenMP and BLAS); <= 0 means every core.
+// Set once at startup.
 void SetNumThreads(int num_threads);
 int NumThreads();
 

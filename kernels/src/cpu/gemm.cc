@@ -53,6 +53,26 @@ void MatMulTransB(const float* x, const float* w, float* y, int64_t m, int64_t n
 #endif
 }
 
+void MatMul(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k, float beta,
+            int64_t lda, int64_t ldb, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+#ifdef TOME_HAVE_CBLAS
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, beta, c,
+              ldc);
+#else
+  for (int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) ci[j] = beta == 0.0f ? 0.0f : beta * ci[j];
+    for (int64_t l = 0; l < k; ++l) {
+      const float av = a[i * lda + l];
+      const float* bl = b + l * ldb;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) ci[j] += av * bl[j];
+    }
+  }
+#endif
+}
+
 void SetNumThreads(int num_threads) {
   if (num_threads <= 0) num_threads = omp_get_num_procs();
   g_num_threads = num_threads;

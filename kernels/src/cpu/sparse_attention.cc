@@ -158,66 +158,193 @@ void SelectBlocks(const float* q, int64_t num_tokens, int64_t num_q_heads, int64
   }
 }
 
+namespace {
+
+// Shapes shared by the attention paths below.
+struct AttentionArgs {
+  const float* q;
+  int64_t q_stride, first_position, hg, d, B, topk;
+  const PagedRows<float>* keys;
+  const PagedRows<float>* values;
+  const int32_t* selected;  // null: every causal block
+  int64_t num_groups;
+  float scale;
+  float* out;
+  int64_t out_stride;
+
+  const int32_t* list(int64_t t, int64_t g) const {
+    return selected ? selected + (t * num_groups + g) * topk : nullptr;
+  }
+};
+
+// Folds a block's scaled scores s[0..n) into one row's running max `m` and normaliser `l`,
+// rescaling its accumulator; returns the new max. The caller adds exp(s - max) · v.
+float OnlineSoftmaxStep(const float* s, int64_t n, float* m, float* l, float* acc, int64_t d) {
+  float block_max = -kInf;
+  for (int64_t j = 0; j < n; ++j) block_max = std::max(block_max, s[j]);
+  const float m_new = std::max(*m, block_max);
+  const float correction = FastExp(*m - m_new);
+  if (correction != 1.0f) Scale(acc, correction, d);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) sum += FastExp(s[j] - m_new);
+  *l = *l * correction + sum;
+  *m = m_new;
+  return m_new;
+}
+
+// One query and group: online softmax over its blocks (decode and tiny chunks).
+void AttendOneQuery(const AttentionArgs& a, int64_t t, int64_t g) {
+  thread_local std::vector<float> acc, m, l, s;
+  acc.assign(a.hg * a.d, 0.0f);
+  m.assign(a.hg, -kInf);
+  l.assign(a.hg, 0.0f);
+  s.resize(a.B);
+  const int64_t p = a.first_position + t, bp = p / a.B, d = a.d;
+  const int32_t* list = a.list(t, g);
+  const int64_t count = list ? a.topk : bp + 1;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t b = list ? list[i] : i;
+    if (b < 0 || b > bp) continue;
+    const int64_t rows = std::min(a.B, p - a.B * b + 1);
+    const float* kb = a.keys[g].pages[b];
+    const float* vb = a.values[g].pages[b];
+    for (int64_t hh = 0; hh < a.hg; ++hh) {
+      const float* qh = a.q + t * a.q_stride + (g * a.hg + hh) * d;
+      for (int64_t r = 0; r < rows; ++r) s[r] = a.scale * Dot(qh, kb + r * d, d);
+      float* acc_h = acc.data() + hh * d;
+      const float m_new = OnlineSoftmaxStep(s.data(), rows, &m[hh], &l[hh], acc_h, d);
+      for (int64_t r = 0; r < rows; ++r) Axpy(FastExp(s[r] - m_new), vb + r * d, acc_h, d);
+    }
+  }
+  for (int64_t hh = 0; hh < a.hg; ++hh) {
+    float* o = a.out + t * a.out_stride + (g * a.hg + hh) * d;
+    const float inv = 1.0f / l[hh];
+    for (int64_t i = 0; i < d; ++i) o[i] = acc[hh * d + i] * inv;
+  }
+}
+
+// The queries t0 .. t0+nq-1 (all in one query block) of group g: each key block in the union
+// of their selections is scored and applied with two small GEMMs per head, rows of queries
+// that did not select the block masked out.
+void AttendTile(const AttentionArgs& a, int64_t t0, int64_t nq, int64_t g) {
+  const int64_t d = a.d, B = a.B;
+  const int64_t p_first = a.first_position + t0, p_last = p_first + nq - 1;
+  const int64_t bq = p_last / B;
+  thread_local std::vector<uint8_t> in_union;
+  thread_local std::vector<int32_t> cursor;
+  thread_local std::vector<uint8_t> selects;
+  thread_local std::vector<float> scores, acc, m, l;
+  in_union.assign(bq + 1, a.selected ? 0 : 1);
+  if (a.selected) {
+    for (int64_t t = 0; t < nq; ++t) {
+      const int32_t* list = a.list(t0 + t, g);
+      for (int64_t i = 0; i < a.topk; ++i) {
+        if (list[i] >= 0 && list[i] <= bq) in_union[list[i]] = 1;
+      }
+    }
+  }
+  cursor.assign(nq, 0);
+  selects.assign(nq, 1);
+  scores.resize(nq * B);
+  acc.assign(a.hg * nq * d, 0.0f);
+  m.assign(a.hg * nq, -kInf);
+  l.assign(a.hg * nq, 0.0f);
+  for (int64_t b = 0; b <= bq; ++b) {
+    if (!in_union[b]) continue;
+    if (a.selected) {  // lists are ascending, -1 padded at the end
+      for (int64_t t = 0; t < nq; ++t) {
+        const int32_t* list = a.list(t0 + t, g);
+        int32_t& c = cursor[t];
+        while (c < a.topk && list[c] >= 0 && list[c] < b) ++c;
+        selects[t] = c < a.topk && list[c] == b;
+      }
+    }
+    const int64_t rows = std::min(B, p_last - B * b + 1);
+    const float* kb = a.keys[g].pages[b];
+    const float* vb = a.values[g].pages[b];
+    int64_t selectors = 0;
+    for (int64_t t = 0; t < nq; ++t) selectors += selects[t];
+    if (selectors * 4 < nq) {
+      // Few queries chose this block: score it for those rows only.
+      for (int64_t t = 0; t < nq; ++t) {
+        if (!selects[t]) continue;
+        const int64_t valid = std::min(rows, p_first + t - B * b + 1);
+        float* st = scores.data() + t * B;
+        for (int64_t hh = 0; hh < a.hg; ++hh) {
+          const float* qh = a.q + (t0 + t) * a.q_stride + (g * a.hg + hh) * d;
+          for (int64_t j = 0; j < valid; ++j) st[j] = a.scale * Dot(qh, kb + j * d, d);
+          float* acc_t = acc.data() + (hh * nq + t) * d;
+          const float m_new = OnlineSoftmaxStep(st, valid, &m[hh * nq + t], &l[hh * nq + t], acc_t, d);
+          for (int64_t j = 0; j < valid; ++j) Axpy(FastExp(st[j] - m_new), vb + j * d, acc_t, d);
+        }
+      }
+      continue;
+    }
+    for (int64_t hh = 0; hh < a.hg; ++hh) {
+      const float* qh = a.q + t0 * a.q_stride + (g * a.hg + hh) * d;
+      MatMulTransB(qh, kb, scores.data(), nq, rows, d, 0.0f, a.q_stride, d, B);
+      float* acc_h = acc.data() + hh * nq * d;
+      for (int64_t t = 0; t < nq; ++t) {
+        float* st = scores.data() + t * B;
+        if (!selects[t]) {
+          std::fill(st, st + rows, 0.0f);
+          continue;
+        }
+        const int64_t valid = std::min(rows, p_first + t - B * b + 1);
+        for (int64_t j = 0; j < valid; ++j) st[j] *= a.scale;
+        const float m_new =
+            OnlineSoftmaxStep(st, valid, &m[hh * nq + t], &l[hh * nq + t], acc_h + t * d, d);
+#pragma omp simd
+        for (int64_t j = 0; j < valid; ++j) st[j] = FastExp(st[j] - m_new);
+        std::fill(st + valid, st + rows, 0.0f);
+      }
+      MatMul(scores.data(), vb, acc_h, nq, d, rows, 1.0f, B, d, d);
+    }
+  }
+  for (int64_t hh = 0; hh < a.hg; ++hh) {
+    for (int64_t t = 0; t < nq; ++t) {
+      float* o = a.out + (t0 + t) * a.out_stride + (g * a.hg + hh) * d;
+      const float* src = acc.data() + (hh * nq + t) * d;
+      const float inv = 1.0f / l[hh * nq + t];
+      for (int64_t i = 0; i < d; ++i) o[i] = src[i] * inv;
+    }
+  }
+}
+
+}  // namespace
+
 void BlockSparseAttention(const float* q, int64_t num_tokens, int64_t num_q_heads,
                           int64_t num_groups, int64_t head_dim, int64_t q_stride,
                           int64_t first_position, const PagedRows<float>* keys,
                           const PagedRows<float>* values, int64_t block_size,
                           const int32_t* selected, int64_t topk_total, float scale, float* out,
                           int64_t out_stride) {
-  const int64_t hg = num_q_heads / num_groups;
-  const int64_t d = head_dim;
-  const int64_t B = block_size;
-#pragma omp parallel
-  {
-    thread_local std::vector<float> acc, m, l, s;
-    acc.resize(hg * d);
-    m.resize(hg);
-    l.resize(hg);
-    s.resize(B);
-#pragma omp for collapse(2) schedule(dynamic, 8)
+  const AttentionArgs args{q,        q_stride,   first_position, num_q_heads / num_groups,
+                           head_dim, block_size, topk_total,     keys,
+                           values,   selected,   num_groups,     scale,
+                           out,      out_stride};
+  constexpr int64_t kMinTile = 8;
+  if (num_tokens < kMinTile) {
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (num_tokens * num_groups > 1)
     for (int64_t t = 0; t < num_tokens; ++t) {
-      for (int64_t g = 0; g < num_groups; ++g) {
-        const int64_t p = first_position + t;
-        const int64_t bp = p / B;
-        const int32_t* list = selected ? selected + (t * num_groups + g) * topk_total : nullptr;
-        const int64_t count = selected ? topk_total : bp + 1;
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        std::fill(m.begin(), m.end(), -kInf);
-        std::fill(l.begin(), l.end(), 0.0f);
-        for (int64_t i = 0; i < count; ++i) {
-          const int64_t b = list ? list[i] : i;
-          if (b < 0 || b > bp) continue;
-          const int64_t rows = std::min(B, p - B * b + 1);
-          const float* kb = keys[g].pages[b];
-          const float* vb = values[g].pages[b];
-          for (int64_t hh = 0; hh < hg; ++hh) {
-            const float* qh = q + t * q_stride + (g * hg + hh) * d;
-            float block_max = -kInf;
-            for (int64_t r = 0; r < rows; ++r) {
-              s[r] = scale * Dot(qh, kb + r * d, d);
-              block_max = std::max(block_max, s[r]);
-            }
-            const float m_new = std::max(m[hh], block_max);
-            const float correction = FastExp(m[hh] - m_new);
-            float* a = acc.data() + hh * d;
-            if (correction != 1.0f) Scale(a, correction, d);
-            float sum = 0.0f;
-            for (int64_t r = 0; r < rows; ++r) {
-              const float e = FastExp(s[r] - m_new);
-              sum += e;
-              Axpy(e, vb + r * d, a, d);
-            }
-            l[hh] = l[hh] * correction + sum;
-            m[hh] = m_new;
-          }
-        }
-        for (int64_t hh = 0; hh < hg; ++hh) {
-          float* o = out + t * out_stride + (g * hg + hh) * d;
-          const float inv = 1.0f / l[hh];
-          for (int64_t i = 0; i < d; ++i) o[i] = acc[hh * d + i] * inv;
-        }
-      }
+      for (int64_t g = 0; g < num_groups; ++g) AttendOneQuery(args, t, g);
     }
+    return;
+  }
+  // Tiles: runs of queries inside one query block.
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  for (int64_t t = 0; t < num_tokens;) {
+    const int64_t block_end = ((first_position + t) / block_size + 1) * block_size;
+    const int64_t n = std::min(num_tokens - t, block_end - (first_position + t));
+    tiles.emplace_back(t, n);
+    t += n;
+  }
+  const int64_t work = static_cast<int64_t>(tiles.size()) * num_groups;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t w = 0; w < work; ++w) {
+    const auto [t0, nq] = tiles[w / num_groups];
+    AttendTile(args, t0, nq, w % num_groups);
   }
 }
 

@@ -9,9 +9,12 @@
 #include "model.h"
 #include "tome/base/status_macros.h"
 #include "tome/engine/safetensors.h"
+#include "tome/kernels/cpu/blas_env.h"
 #include "tome/kernels/cpu/sampling.h"
 
 namespace tome::engine {
+
+void PrepareCpuProcess(char** argv) { kernels::cpu::ReexecWithFasterBlasIfNeeded(argv); }
 
 Sequence::Sequence(std::unique_ptr<SequenceState> state) : state_(std::move(state)) {}
 Sequence::~Sequence() = default;

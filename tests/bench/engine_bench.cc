@@ -35,6 +35,7 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
 }  // namespace
 
 int main(int argc, char** argv) {
+  tome::engine::PrepareCpuProcess(argv);
   absl::ParseCommandLine(argc, argv);
   using namespace tome;
   std::string model_dir = absl::GetFlag(FLAGS_model);

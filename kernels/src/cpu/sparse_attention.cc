@@ -234,7 +234,8 @@ void AttendTile(const AttentionArgs& a, int64_t t0, int64_t nq, int64_t g) {
   thread_local std::vector<uint8_t> in_union;
   thread_local std::vector<int32_t> cursor;
   thread_local std::vector<uint8_t> selects;
-  thread_local std::vector<float> scores, acc, m, l;
+  thread_local std::vector<float> scores, acc, m, l, gathered;
+  thread_local std::vector<int64_t> rows_of;
   in_union.assign(bq + 1, a.selected ? 0 : 1);
   if (a.selected) {
     for (int64_t t = 0; t < nq; ++t) {
@@ -247,6 +248,7 @@ void AttendTile(const AttentionArgs& a, int64_t t0, int64_t nq, int64_t g) {
   cursor.assign(nq, 0);
   selects.assign(nq, 1);
   scores.resize(nq * B);
+  gathered.resize(nq * d);
   acc.assign(a.hg * nq * d, 0.0f);
   m.assign(a.hg * nq, -kInf);
   l.assign(a.hg * nq, 0.0f);
@@ -260,37 +262,27 @@ void AttendTile(const AttentionArgs& a, int64_t t0, int64_t nq, int64_t g) {
         selects[t] = c < a.topk && list[c] == b;
       }
     }
+    // The rows of queries that selected block b, gathered so that both products are GEMMs
+    // whose size follows the number of selecting queries.
+    rows_of.clear();
+    for (int64_t t = 0; t < nq; ++t) {
+      if (selects[t]) rows_of.push_back(t);
+    }
+    const int64_t n = static_cast<int64_t>(rows_of.size());
+    if (n == 0) continue;
     const int64_t rows = std::min(B, p_last - B * b + 1);
     const float* kb = a.keys[g].pages[b];
     const float* vb = a.values[g].pages[b];
-    int64_t selectors = 0;
-    for (int64_t t = 0; t < nq; ++t) selectors += selects[t];
-    if (selectors * 4 < nq) {
-      // Few queries chose this block: score it for those rows only.
-      for (int64_t t = 0; t < nq; ++t) {
-        if (!selects[t]) continue;
-        const int64_t valid = std::min(rows, p_first + t - B * b + 1);
-        float* st = scores.data() + t * B;
-        for (int64_t hh = 0; hh < a.hg; ++hh) {
-          const float* qh = a.q + (t0 + t) * a.q_stride + (g * a.hg + hh) * d;
-          for (int64_t j = 0; j < valid; ++j) st[j] = a.scale * Dot(qh, kb + j * d, d);
-          float* acc_t = acc.data() + (hh * nq + t) * d;
-          const float m_new = OnlineSoftmaxStep(st, valid, &m[hh * nq + t], &l[hh * nq + t], acc_t, d);
-          for (int64_t j = 0; j < valid; ++j) Axpy(FastExp(st[j] - m_new), vb + j * d, acc_t, d);
-        }
-      }
-      continue;
-    }
     for (int64_t hh = 0; hh < a.hg; ++hh) {
-      const float* qh = a.q + t0 * a.q_stride + (g * a.hg + hh) * d;
-      MatMulTransB(qh, kb, scores.data(), nq, rows, d, 0.0f, a.q_stride, d, B);
+      const int64_t head = g * a.hg + hh;
+      for (int64_t i = 0; i < n; ++i) {
+        std::copy_n(a.q + (t0 + rows_of[i]) * a.q_stride + head * d, d, gathered.data() + i * d);
+      }
+      MatMulTransB(gathered.data(), kb, scores.data(), n, rows, d, 0.0f, d, d, B);
       float* acc_h = acc.data() + hh * nq * d;
-      for (int64_t t = 0; t < nq; ++t) {
-        float* st = scores.data() + t * B;
-        if (!selects[t]) {
-          std::fill(st, st + rows, 0.0f);
-          continue;
-        }
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t t = rows_of[i];
+        float* st = scores.data() + i * B;
         const int64_t valid = std::min(rows, p_first + t - B * b + 1);
         for (int64_t j = 0; j < valid; ++j) st[j] *= a.scale;
         const float m_new =
@@ -299,7 +291,10 @@ void AttendTile(const AttentionArgs& a, int64_t t0, int64_t nq, int64_t g) {
         for (int64_t j = 0; j < valid; ++j) st[j] = FastExp(st[j] - m_new);
         std::fill(st + valid, st + rows, 0.0f);
       }
-      MatMul(scores.data(), vb, acc_h, nq, d, rows, 1.0f, B, d, d);
+      MatMul(scores.data(), vb, gathered.data(), n, d, rows, 0.0f, B, d, d);
+      for (int64_t i = 0; i < n; ++i) {
+        Axpy(1.0f, gathered.data() + i * d, acc_h + rows_of[i] * d, d);
+      }
     }
   }
   for (int64_t hh = 0; hh < a.hg; ++hh) {

@@ -20,6 +20,10 @@
 
 namespace tome::engine {
 
+// Call first thing in main() of programs that run the CPU engine: picks the fastest BLAS
+// kernels for this CPU (may re-execute the program once with an environment variable set).
+void PrepareCpuProcess(char** argv);
+
 class Backend;
 class Model;
 struct SequenceState;

@@ -1,0 +1,80 @@
+// tomed: the Tome server.
+//
+//   tomed --data_dir=/var/lib/tome [--model=DIR] [--listen=127.0.0.1:7070]
+#include <glog/logging.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "tome/engine/engine.h"
+#include "tome/services/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "address:port to serve gRPC on (port 0 = any)");
+ABSL_FLAG(std::string, data_dir, "tome-data", "directory of the context store (created if missing)");
+ABSL_FLAG(std::string, model, TOME_DEFAULT_MODEL_DIR,
+          "model directory (config.json, safetensors, tokenizer); default: the embedded model");
+ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
+ABSL_FLAG(int64_t, checkpoint_tokens, 4096, "commit ingestion progress every N tokens");
+ABSL_FLAG(std::string, dense_mode, "always_sparse",
+          "sparse layers: always_sparse (official server) or hf (dense below dense_len)");
+ABSL_FLAG(int64_t, max_document_mb, 1024, "largest text accepted by one AppendText call, MiB");
+ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving (tests)");
+
+int main(int argc, char** argv) {
+  tome::engine::PrepareCpuProcess(argv);
+  absl::SetProgramUsageMessage("Tome server: long-context question answering over stored "
+                               "document state.\n  tomed --data_dir=DIR [--model=DIR]");
+  absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  tome::services::ServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.model_dir = absl::GetFlag(FLAGS_model);
+  options.num_threads = absl::GetFlag(FLAGS_threads);
+  options.checkpoint_tokens = absl::GetFlag(FLAGS_checkpoint_tokens);
+  options.max_document_bytes = absl::GetFlag(FLAGS_max_document_mb) << 20;
+  const std::string mode = absl::GetFlag(FLAGS_dense_mode);
+  if (mode == "hf") {
+    options.dense_mode = tome::engine::DenseThresholdMode::kHf;
+  } else if (mode != "always_sparse") {
+    std::fprintf(stderr, "tomed: --dense_mode must be always_sparse or hf\n");
+    return 2;
+  }
+  if (options.checkpoint_tokens <= 0) {
+    std::fprintf(stderr, "tomed: --checkpoint_tokens must be positive\n");
+    return 2;
+  }
+
+  // Handle SIGINT/SIGTERM synchronously in main: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = tome::services::TomeServer::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "tomed: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+      std::fprintf(f, "%d\n", (*server)->port());
+      std::fclose(f);
+      std::rename(tmp.c_str(), port_file.c_str());
+    }
+  }
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  LOG(INFO) << "signal " << signal_number << ": shutting down";
+  (*server)->Shutdown();
+  return 0;
+}

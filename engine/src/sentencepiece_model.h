@@ -1,21 +1,16 @@
-// A thin wrapper over sentencepiece::SentencePieceProcessor with a std-only interface.
-// SentencePiece's header declares absl::string_view itself, which clashes with Abseil's, so
-// it is included only in sentencepiece_model.cc, a file that includes no Abseil header.
+// SentencePiece through libtome_sentencepiece.so (see sentencepiece_shim.cc for why it is
+// loaded with dlopen rather than linked).
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
-
 namespace tome::engine {
 
 class SentencePieceModel {
  public:
-  // nullptr and `error` set when the file cannot be loaded.
+  // nullptr and `error` set when the shim or the model file cannot be loaded.
   static std::unique_ptr<SentencePieceModel> Load(const std::string& path, std::string* error);
   ~SentencePieceModel();
 
@@ -31,9 +26,12 @@ class SentencePieceModel {
   int eos_id() const;
   int unk_id() const;
 
+  struct Api;
+
  private:
-  SentencePieceModel();
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  SentencePieceModel(const Api* api, void* handle) : api_(api), handle_(handle) {}
+  const Api* api_;
+  void* handle_;
 };
 
 }  // namespace tome::engine

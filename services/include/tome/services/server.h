@@ -1,0 +1,56 @@
+// The tomed gRPC server: DocumentService, QueryService, the standard grpc.health.v1 health
+// service and server reflection, over a TomeCore.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tome/engine/config.h"
+
+namespace grpc {
+class Channel;
+class Server;
+}  // namespace grpc
+
+namespace tome::services {
+
+class TomeCore;
+
+struct ServerOptions {
+  // Model and data.
+  std::string model_dir;
+  std::string data_dir;
+  int num_threads = 0;
+  engine::DenseThresholdMode dense_mode = engine::DenseThresholdMode::kAlwaysSparse;
+  int64_t checkpoint_tokens = 4096;
+  int64_t max_document_bytes = int64_t{1} << 30;
+  bool sync_writes = true;
+  // Network. Port 0 picks a free port (see TomeServer::port()).
+  std::string listen_address = "127.0.0.1:7070";
+  int max_message_bytes = 4 << 20;
+};
+
+class TomeServer {
+ public:
+  // Loads the model, opens the store, resumes unfinished ingestion and starts serving.
+  static absl::StatusOr<std::unique_ptr<TomeServer>> Start(const ServerOptions& options);
+  ~TomeServer();
+
+  int port() const { return port_; }
+  // A channel to this server without a network hop (tests).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // Stops accepting calls, cancels those still running after `grace`, stops ingestion.
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+  // Blocks until Shutdown has completed.
+  void Wait();
+
+ private:
+  struct Impl;
+  explicit TomeServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
+};
+
+}  // namespace tome::services

@@ -1,0 +1,38 @@
+#pragma once
+
+#include "tome/v1/documents.grpc.pb.h"
+#include "tome_core.h"
+
+namespace tome::services {
+
+// Parses a document id as given to clients (decimal digits). InvalidArgument otherwise.
+absl::StatusOr<storage::DocumentId> ParseDocumentId(const std::string& text);
+void ToProto(const storage::DocumentRecord& record, int64_t stored_bytes, v1::Document* out);
+v1::DocumentStatus ToProto(storage::DocumentStatus status);
+
+class DocumentServiceImpl final : public v1::DocumentService::CallbackService {
+ public:
+  explicit DocumentServiceImpl(TomeCore* core) : core_(core) {}
+
+  grpc::ServerUnaryReactor* CreateDocument(grpc::CallbackServerContext* context,
+                                           const v1::CreateDocumentRequest* request,
+                                           v1::Document* response) override;
+  grpc::ServerReadReactor<v1::AppendTextRequest>* AppendText(
+      grpc::CallbackServerContext* context, v1::AppendTextResponse* response) override;
+  grpc::ServerUnaryReactor* GetDocument(grpc::CallbackServerContext* context,
+                                        const v1::GetDocumentRequest* request,
+                                        v1::Document* response) override;
+  grpc::ServerUnaryReactor* ListDocuments(grpc::CallbackServerContext* context,
+                                          const v1::ListDocumentsRequest* request,
+                                          v1::ListDocumentsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteDocument(grpc::CallbackServerContext* context,
+                                           const v1::DeleteDocumentRequest* request,
+                                           v1::DeleteDocumentResponse* response) override;
+  grpc::ServerWriteReactor<v1::IngestionProgress>* WatchIngestion(
+      grpc::CallbackServerContext* context, const v1::WatchIngestionRequest* request) override;
+
+ private:
+  TomeCore* core_;
+};
+
+}  // namespace tome::services

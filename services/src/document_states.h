@@ -1,0 +1,42 @@
+// An in-memory cache of document states: for each document, the engine sequence at its last
+// committed checkpoint. Questions fork from it (cheap; KV pages are shared). Evicts least
+// recently used documents beyond a memory budget. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "tome/engine/engine.h"
+#include "tome/storage/context_store.h"
+
+namespace tome::services {
+
+class DocumentStateCache {
+ public:
+  explicit DocumentStateCache(int64_t budget_bytes) : budget_bytes_(budget_bytes) {}
+
+  // The cached state of `doc` if it holds exactly `num_tokens` tokens, else null.
+  std::shared_ptr<const engine::Sequence> Get(storage::DocumentId doc, int64_t num_tokens);
+  void Put(storage::DocumentId doc, std::shared_ptr<const engine::Sequence> state);
+  void Erase(storage::DocumentId doc);
+  int64_t bytes() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<const engine::Sequence> state;
+    int64_t bytes;
+    std::list<storage::DocumentId>::iterator lru;
+  };
+  void EvictLocked();
+
+  const int64_t budget_bytes_;
+  mutable std::mutex mu_;
+  std::unordered_map<storage::DocumentId, Entry> entries_;
+  std::list<storage::DocumentId> lru_;  // front = most recent
+  int64_t bytes_ = 0;
+};
+
+}  // namespace tome::services

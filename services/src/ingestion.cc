@@ -1,0 +1,221 @@
+#include "ingestion.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "state_adapter.h"
+#include "tome/base/status_macros.h"
+
+namespace tome::services {
+
+using storage::DocumentId;
+using storage::DocumentRecord;
+using storage::DocumentStatus;
+using storage::kDefaultTenant;
+
+IngestionManager::IngestionManager(engine::Engine* engine, storage::ContextStore* store,
+                                   DocumentStateCache* cache, IngestionOptions options)
+    : engine_(engine), store_(store), cache_(cache), options_(options) {}
+
+IngestionManager::~IngestionManager() { Stop(); }
+
+absl::Status IngestionManager::Start() {
+  DocumentId after = 0;
+  for (;;) {
+    TOME_ASSIGN_OR_RETURN(std::vector<DocumentRecord> page,
+                          store_->ListDocuments(kDefaultTenant, after, 1000));
+    if (page.empty()) break;
+    for (const DocumentRecord& r : page) {
+      if (r.state_tokens < r.num_tokens && r.status != DocumentStatus::kFailed) {
+        LOG(INFO) << "resuming ingestion of document " << r.id << " at token " << r.state_tokens
+                  << " of " << r.num_tokens;
+        Enqueue(r.id);
+      }
+    }
+    after = page.back().id;
+  }
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void IngestionManager::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  progress_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void IngestionManager::Enqueue(DocumentId doc) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    forgotten_.erase(doc);
+    if (!queued_.insert(doc).second) return;
+    queue_.push_back(doc);
+  }
+  work_cv_.notify_one();
+}
+
+void IngestionManager::Forget(DocumentId doc) {
+  std::lock_guard<std::mutex> lock(mu_);
+  forgotten_.insert(doc);
+  progress_cv_.notify_all();
+}
+
+bool IngestionManager::Forgotten(DocumentId doc) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_ || forgotten_.count(doc) > 0;
+}
+
+uint64_t IngestionManager::Subscribe(DocumentId doc, Listener listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t id = next_subscription_++;
+  listeners_[id] = {doc, std::move(listener)};
+  return id;
+}
+
+void IngestionManager::Unsubscribe(uint64_t subscription) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listeners_.erase(subscription);
+}
+
+void IngestionManager::Publish(const IngestionProgress& progress) {
+  std::vector<Listener> targets;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, entry] : listeners_) {
+      if (entry.first == progress.record.id) targets.push_back(entry.second);
+    }
+  }
+  progress_cv_.notify_all();
+  for (const Listener& listener : targets) listener(progress);
+}
+
+absl::StatusOr<DocumentRecord> IngestionManager::WaitUntilIngested(
+    DocumentId doc, absl::Time deadline, const std::function<bool()>& cancelled) {
+  for (;;) {
+    TOME_ASSIGN_OR_RETURN(DocumentRecord record, store_->GetDocument(kDefaultTenant, doc));
+    if (record.status == DocumentStatus::kFailed) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "ingestion of document ", doc, " failed: ", record.error,
+          "; delete the document and ingest it again"));
+    }
+    if (record.num_tokens > 0 && record.state_tokens == record.num_tokens) return record;
+    if (cancelled && cancelled()) return absl::CancelledError("the call was cancelled");
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "document ", doc, " is still ingesting (", record.state_tokens, " of ",
+          record.num_tokens, " tokens); try again later or watch it with WatchIngestion"));
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_) return absl::UnavailableError("the server is shutting down");
+    progress_cv_.wait_for(lock, absl::ToChronoNanoseconds(
+                                    std::min(deadline - now, absl::Milliseconds(100))));
+  }
+}
+
+void IngestionManager::Run() {
+  for (;;) {
+    DocumentId doc;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      doc = queue_.front();
+      queue_.pop_front();
+      queued_.erase(doc);
+    }
+    bool done = true;
+    absl::Status status = IngestSlice(doc, &done);
+    if (!status.ok() && !Forgotten(doc)) {
+      LOG(ERROR) << "ingestion of document " << doc << " failed: " << status;
+      store_->SetStatus(kDefaultTenant, doc, DocumentStatus::kFailed, status.ToString())
+          .IgnoreError();
+      work_.erase(doc);
+      auto record = store_->GetDocument(kDefaultTenant, doc);
+      if (record.ok()) Publish({*record, 0, 0});
+      continue;
+    }
+    if (done) {
+      work_.erase(doc);
+    } else {
+      Enqueue(doc);  // take turns with other documents
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<engine::Sequence>> IngestionManager::RestoreSequence(
+    const DocumentRecord& record) {
+  if (auto cached = cache_->Get(record.id, record.state_tokens)) return engine_->Fork(*cached);
+  if (record.state_tokens == 0) return engine_->NewSequence();
+  StoreSource source(store_, kDefaultTenant, record.id);
+  return engine_->LoadState(record.state_tokens, source);
+}
+
+absl::Status IngestionManager::IngestSlice(DocumentId doc, bool* done) {
+  *done = true;
+  auto found = store_->GetDocument(kDefaultTenant, doc);
+  if (absl::IsNotFound(found.status())) return absl::OkStatus();  // deleted meanwhile
+  TOME_RETURN_IF_ERROR(found.status());
+  DocumentRecord record = *found;
+  if (record.status == DocumentStatus::kFailed || record.state_tokens >= record.num_tokens) {
+    return absl::OkStatus();
+  }
+  Work& work = work_[doc];
+  if (!work.sequence || work.sequence->num_tokens() != record.state_tokens) {
+    TOME_ASSIGN_OR_RETURN(work.sequence, RestoreSequence(record));
+    work.run_start_tokens = record.state_tokens;
+    work.run_start = absl::Now();
+  }
+  const int64_t begin = record.state_tokens;
+  const int64_t end = std::min(record.num_tokens, begin + options_.checkpoint_tokens);
+  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
+                        store_->ReadTokens(kDefaultTenant, doc, begin, end));
+  if (static_cast<int64_t>(tokens.size()) != end - begin) {
+    return absl::DataLossError(absl::StrCat("document ", doc, " is missing token ids [", begin,
+                                            ", ", end, ")"));
+  }
+  engine::PrefillOptions prefill;
+  prefill.on_progress = [&](int64_t) { return !Forgotten(doc); };
+  auto logits = engine_->Prefill(*work.sequence, tokens, prefill);
+  if (!logits.ok()) {
+    if (Forgotten(doc)) return absl::OkStatus();
+    return logits.status();
+  }
+  tokens_prefilled_ += end - begin;
+
+  std::unique_ptr<storage::ContextStore::Checkpoint> checkpoint =
+      store_->BeginCheckpoint(kDefaultTenant, doc);
+  CheckpointSink sink(checkpoint.get());
+  TOME_RETURN_IF_ERROR(engine_->SaveState(*work.sequence, begin, sink));
+  auto committed = store_->CommitCheckpoint(*checkpoint, end);
+  if (absl::IsNotFound(committed.status())) return absl::OkStatus();  // deleted meanwhile
+  TOME_RETURN_IF_ERROR(committed.status());
+  record = *committed;
+
+  IngestionProgress progress{record, 0, 0};
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - work.run_start);
+  if (seconds > 0) {
+    progress.tokens_per_second = (record.state_tokens - work.run_start_tokens) / seconds;
+    if (progress.tokens_per_second > 0) {
+      progress.eta_seconds =
+          (record.num_tokens - record.state_tokens) / progress.tokens_per_second;
+    }
+  }
+  if (record.state_tokens == record.num_tokens) {
+    cache_->Put(doc, std::shared_ptr<const engine::Sequence>(std::move(work.sequence)));
+    LOG(INFO) << "document " << doc << " ingested: " << record.num_tokens << " tokens, "
+              << checkpoint->num_bytes() << " bytes in the last checkpoint";
+  } else {
+    *done = false;
+  }
+  Publish(progress);
+  return absl::OkStatus();
+}
+
+}  // namespace tome::services

@@ -1,0 +1,103 @@
+// Background ingestion: runs appended document text through the model and commits the state
+// to the context store as durable checkpoints (a watermark), so a restart resumes where the
+// last checkpoint left off. One worker thread; documents take turns one checkpoint slice at
+// a time, so a huge ingestion does not starve a small one. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "document_states.h"
+#include "tome/engine/engine.h"
+#include "tome/storage/context_store.h"
+
+namespace tome::services {
+
+struct IngestionOptions {
+  // A checkpoint is committed after at most this many newly ingested tokens.
+  int64_t checkpoint_tokens = 4096;
+};
+
+struct IngestionProgress {
+  storage::DocumentRecord record;
+  double tokens_per_second = 0;  // over the current run of this document
+  double eta_seconds = 0;
+};
+
+class IngestionManager {
+ public:
+  IngestionManager(engine::Engine* engine, storage::ContextStore* store,
+                   DocumentStateCache* cache, IngestionOptions options);
+  ~IngestionManager();
+
+  // Starts the worker and queues every document whose state lags its text (resuming
+  // ingestion interrupted by a restart).
+  absl::Status Start();
+  void Stop();
+
+  void Enqueue(storage::DocumentId doc);
+  // The document was deleted: stop working on it.
+  void Forget(storage::DocumentId doc);
+
+  using Listener = std::function<void(const IngestionProgress&)>;
+  // `listener` is called (from the worker thread) after every commit of `doc` and when its
+  // ingestion fails.
+  uint64_t Subscribe(storage::DocumentId doc, Listener listener);
+  void Unsubscribe(uint64_t subscription);
+
+  // Blocks until `doc`'s state covers all of its tokens. FailedPrecondition if its ingestion
+  // failed, NotFound if it is deleted, DeadlineExceeded at `deadline`, Cancelled when
+  // `cancelled` returns true.
+  absl::StatusOr<storage::DocumentRecord> WaitUntilIngested(
+      storage::DocumentId doc, absl::Time deadline, const std::function<bool()>& cancelled);
+
+  // Tokens prefilled by ingestion since Start (a metric; also proves what was not redone).
+  int64_t tokens_prefilled() const { return tokens_prefilled_.load(); }
+
+ private:
+  struct Work {
+    std::unique_ptr<engine::Sequence> sequence;
+    int64_t run_start_tokens = 0;
+    absl::Time run_start;
+  };
+
+  void Run();
+  // Ingests one checkpoint slice of `doc`; `done` is set when nothing is left to do.
+  absl::Status IngestSlice(storage::DocumentId doc, bool* done);
+  absl::StatusOr<std::unique_ptr<engine::Sequence>> RestoreSequence(
+      const storage::DocumentRecord& record);
+  void Publish(const IngestionProgress& progress);
+  bool Forgotten(storage::DocumentId doc);
+
+  engine::Engine* engine_;
+  storage::ContextStore* store_;
+  DocumentStateCache* cache_;
+  const IngestionOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable progress_cv_;
+  std::deque<storage::DocumentId> queue_;
+  std::set<storage::DocumentId> queued_;
+  std::set<storage::DocumentId> forgotten_;
+  std::map<uint64_t, std::pair<storage::DocumentId, Listener>> listeners_;
+  uint64_t next_subscription_ = 1;
+  bool stop_ = false;
+  std::thread thread_;
+
+  std::unordered_map<storage::DocumentId, Work> work_;  // worker thread only
+  std::atomic<int64_t> tokens_prefilled_{0};
+};
+
+}  // namespace tome::services

@@ -1,0 +1,21 @@
+#include "state_adapter.h"
+
+namespace tome::services {
+
+storage::StateKey ToStorageKey(const engine::StateRecordKey& key) {
+  return storage::StateKey{static_cast<uint8_t>(key.kind), key.layer, key.head, key.index,
+                           key.rows};
+}
+
+absl::Status CheckpointSink::Put(const engine::StateRecordKey& key, absl::string_view bytes) {
+  checkpoint_->Put(ToStorageKey(key), bytes);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> StoreSource::Get(const engine::StateRecordKey& key) {
+  auto value = store_->GetState(tenant_, doc_, ToStorageKey(key));
+  if (value.ok()) bytes_read_ += static_cast<int64_t>(value->size());
+  return value;
+}
+
+}  // namespace tome::services

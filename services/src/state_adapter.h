@@ -1,0 +1,37 @@
+// Connects the engine's state interfaces to the context store.
+#pragma once
+
+#include "tome/engine/state_io.h"
+#include "tome/storage/context_store.h"
+
+namespace tome::services {
+
+storage::StateKey ToStorageKey(const engine::StateRecordKey& key);
+
+// Collects the engine's records into a store checkpoint (committed by the caller).
+class CheckpointSink final : public engine::StateSink {
+ public:
+  explicit CheckpointSink(storage::ContextStore::Checkpoint* checkpoint)
+      : checkpoint_(checkpoint) {}
+  absl::Status Put(const engine::StateRecordKey& key, absl::string_view bytes) override;
+
+ private:
+  storage::ContextStore::Checkpoint* checkpoint_;
+};
+
+// Reads a document's committed records.
+class StoreSource final : public engine::StateSource {
+ public:
+  StoreSource(storage::ContextStore* store, storage::TenantId tenant, storage::DocumentId doc)
+      : store_(store), tenant_(tenant), doc_(doc) {}
+  absl::StatusOr<std::string> Get(const engine::StateRecordKey& key) override;
+  int64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  storage::ContextStore* store_;
+  storage::TenantId tenant_;
+  storage::DocumentId doc_;
+  int64_t bytes_read_ = 0;
+};
+
+}  // namespace tome::services

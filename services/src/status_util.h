@@ -1,0 +1,14 @@
+// The one place where module statuses become gRPC statuses (and back, for the CLI).
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace tome::services {
+
+// absl and gRPC share the canonical code numbering; the message passes through unchanged.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace tome::services

@@ -1,0 +1,135 @@
+// The context store: Tome's durable record of documents (metadata, text, token ids) and of
+// the model state computed from them (Lightning states, sparse-layer KV blocks, block
+// summaries), on RocksDB. It knows bytes and keys, not what the state means.
+//
+// Every state value carries a format version, the model fingerprint it was computed with,
+// and a checksum; reads verify all three. A checkpoint (state records + the new watermark)
+// commits in one WriteBatch: readers see it whole or not at all.
+//
+// Thread-safe: all methods may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace rocksdb {
+class Env;
+}
+
+namespace tome::storage {
+
+using TenantId = uint64_t;
+using DocumentId = uint64_t;
+
+// Tenant of every document until tenancy exists (issue 5).
+inline constexpr TenantId kDefaultTenant = 1;
+
+struct StoreOptions {
+  bool create_if_missing = true;
+  // Identifies the model (hash of its config and weights). Stored in every state value;
+  // reading a value written under another fingerprint fails with FailedPrecondition.
+  std::string model_fingerprint;
+  // RocksDB block cache for all column families.
+  int64_t block_cache_bytes = int64_t{256} << 20;
+  // Tests: an in-memory or fault-injecting Env (not owned). nullptr = the default Env.
+  rocksdb::Env* env = nullptr;
+  // fsync every write (WAL). Off in tests for speed.
+  bool sync_writes = true;
+};
+
+enum class DocumentStatus {
+  kEmpty = 0,      // created, no text yet
+  kIngesting = 1,  // text appended whose state is not yet committed (state_tokens < num_tokens)
+  kReady = 2,      // state committed for all tokens
+  kFailed = 3,     // ingestion failed; `error` says why
+};
+
+struct DocumentRecord {
+  TenantId tenant = 0;
+  DocumentId id = 0;
+  std::string name;
+  int64_t created_micros = 0;  // Unix time
+  int64_t updated_micros = 0;
+  int64_t version = 0;         // +1 per AppendText
+  int64_t text_bytes = 0;      // bytes of text appended so far
+  int64_t num_tokens = 0;      // token ids of that text
+  int64_t state_tokens = 0;    // tokens whose model state is committed (the watermark)
+  DocumentStatus status = DocumentStatus::kEmpty;
+  std::string error;           // for kFailed
+};
+
+// One stored state record (mirrors engine::StateRecordKey without depending on it).
+struct StateKey {
+  uint8_t kind = 0;
+  int32_t layer = 0;
+  int32_t head = 0;
+  int64_t index = 0;
+  int64_t rows = 0;
+};
+
+class ContextStore {
+ public:
+  // Opens (creating if allowed) the store at `path`. InvalidArgument for an empty
+  // fingerprint; Internal/IOError-derived codes with RocksDB's message otherwise.
+  static absl::StatusOr<std::unique_ptr<ContextStore>> Open(const std::string& path,
+                                                            const StoreOptions& options);
+  virtual ~ContextStore() = default;
+
+  // --- documents ----------------------------------------------------------------------------
+  // InvalidArgument for an empty or over-long (> 256 bytes) name.
+  virtual absl::StatusOr<DocumentRecord> CreateDocument(TenantId tenant,
+                                                        absl::string_view name) = 0;
+  // NotFound if absent (or deleted).
+  virtual absl::StatusOr<DocumentRecord> GetDocument(TenantId tenant, DocumentId id) = 0;
+  // The tenant's documents with id > after_id, in id order, at most `limit`.
+  virtual absl::StatusOr<std::vector<DocumentRecord>> ListDocuments(TenantId tenant,
+                                                                    DocumentId after_id,
+                                                                    int limit) = 0;
+  // Removes the document and everything stored for it (every column family, one range each).
+  virtual absl::Status DeleteDocument(TenantId tenant, DocumentId id) = 0;
+
+  // Appends `text` and its token ids in one WriteBatch: version + 1, status kIngesting.
+  // NotFound if the document does not exist.
+  virtual absl::StatusOr<DocumentRecord> AppendText(TenantId tenant, DocumentId id,
+                                                    absl::string_view text,
+                                                    absl::Span<const int32_t> tokens) = 0;
+  // The whole text appended so far.
+  virtual absl::StatusOr<std::string> ReadText(TenantId tenant, DocumentId id) = 0;
+  // Token ids [begin, end) (end clamped to num_tokens).
+  virtual absl::StatusOr<std::vector<int32_t>> ReadTokens(TenantId tenant, DocumentId id,
+                                                          int64_t begin, int64_t end) = 0;
+  // Sets status (and error text for kFailed).
+  virtual absl::Status SetStatus(TenantId tenant, DocumentId id, DocumentStatus status,
+                                 absl::string_view error) = 0;
+
+  // --- model state --------------------------------------------------------------------------
+  // Collects state records; nothing is visible until CommitCheckpoint.
+  class Checkpoint {
+   public:
+    virtual ~Checkpoint() = default;
+    virtual void Put(const StateKey& key, absl::string_view bytes) = 0;
+    virtual int64_t num_records() const = 0;
+    virtual int64_t num_bytes() const = 0;
+  };
+  virtual std::unique_ptr<Checkpoint> BeginCheckpoint(TenantId tenant, DocumentId id) = 0;
+  // Writes the records and sets state_tokens (and kReady when it reaches num_tokens) in one
+  // WriteBatch. NotFound if the document was deleted meanwhile; InvalidArgument if
+  // state_tokens > num_tokens.
+  virtual absl::StatusOr<DocumentRecord> CommitCheckpoint(Checkpoint& checkpoint,
+                                                          int64_t state_tokens) = 0;
+  // NotFound if absent; DataLoss on a checksum or format mismatch; FailedPrecondition if the
+  // record was written by a different model (fingerprint mismatch).
+  virtual absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
+                                               const StateKey& key) = 0;
+
+  // Approximate bytes on disk for everything of the document.
+  virtual absl::StatusOr<int64_t> DocumentBytes(TenantId tenant, DocumentId id) = 0;
+};
+
+}  // namespace tome::storage

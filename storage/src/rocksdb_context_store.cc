@@ -1,0 +1,653 @@
+// ContextStore on RocksDB: one column family per kind of data (column_families.h), keys that
+// make each document one range (keys.h), checksummed state values (value_codec.h).
+//
+// Reads take no lock. Every read-modify-write of a document record (append, status,
+// checkpoint commit, delete) holds that document's mutex from reading the record to writing
+// the batch that replaces it, so concurrent writers of one document never lose an update.
+// Different documents use different mutexes (striped), so their writes share RocksDB's group
+// commit instead of queueing behind each other's fsync.
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "column_families.h"
+#include "document_codec.h"
+#include "keys.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/metadata.h"
+#include "rocksdb/options.h"
+#include "rocksdb/snapshot.h"
+#include "rocksdb/write_batch.h"
+#include "status_util.h"
+#include "tome/base/status_macros.h"
+#include "tome/storage/context_store.h"
+#include "value_codec.h"
+
+namespace tome::storage {
+namespace {
+
+constexpr size_t kMaxNameBytes = 256;
+// Large appends are split so that no value is huge and a token range reads only its chunks.
+constexpr size_t kTextChunkBytes = size_t{1} << 20;
+constexpr size_t kTokenChunkTokens = size_t{1} << 18;  // 1 MiB of int32
+constexpr int kMutexStripes = 64;
+
+// In the default column family: the layout version of the whole store, so that a later
+// layout change can recognise (and migrate or refuse) an older store.
+constexpr absl::string_view kStoreFormatKey = "tome.store_format";
+constexpr absl::string_view kStoreFormat = "1";
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+std::string DocName(TenantId tenant, DocumentId id) {
+  return absl::StrCat("document ", id, " of tenant ", tenant);
+}
+
+std::string EncodeTokens(absl::Span<const int32_t> tokens) {
+  std::string out(tokens.size() * sizeof(int32_t), '\0');
+  if constexpr (std::endian::native == std::endian::little) {
+    if (!tokens.empty()) std::memcpy(out.data(), tokens.data(), out.size());
+  } else {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const auto v = static_cast<uint32_t>(tokens[i]);
+      for (int b = 0; b < 4; ++b) out[4 * i + b] = static_cast<char>((v >> (8 * b)) & 0xff);
+    }
+  }
+  return out;
+}
+
+void DecodeTokens(const char* p, size_t count, int32_t* out) {
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(out, p, count * sizeof(int32_t));
+  } else {
+    for (size_t i = 0; i < count; ++i) {
+      uint32_t v = 0;
+      for (int b = 3; b >= 0; --b) v = (v << 8) | static_cast<uint8_t>(p[4 * i + b]);
+      out[i] = static_cast<int32_t>(v);
+    }
+  }
+}
+
+class RocksDbContextStore;
+
+// Collects encoded state values in a WriteBatch. Not thread-safe (one producer), and must not
+// outlive its store.
+class RocksDbCheckpoint final : public ContextStore::Checkpoint {
+ public:
+  RocksDbCheckpoint(const RocksDbContextStore* store, TenantId tenant, DocumentId id)
+      : store_(store), tenant_(tenant), id_(id) {}
+
+  void Put(const StateKey& key, absl::string_view bytes) override;
+  int64_t num_records() const override { return num_records_; }
+  int64_t num_bytes() const override { return num_bytes_; }
+
+ private:
+  friend class RocksDbContextStore;
+
+  const RocksDbContextStore* const store_;
+  const TenantId tenant_;
+  const DocumentId id_;
+  rocksdb::WriteBatch batch_;
+  absl::Status status_;  // the first failed Put, reported by CommitCheckpoint
+  bool committed_ = false;
+  int64_t num_records_ = 0;
+  int64_t num_bytes_ = 0;
+};
+
+class RocksDbContextStore final : public ContextStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<ContextStore>> Open(const std::string& path,
+                                                            const StoreOptions& options);
+  ~RocksDbContextStore() override;
+
+  absl::StatusOr<DocumentRecord> CreateDocument(TenantId tenant, absl::string_view name) override;
+  absl::StatusOr<DocumentRecord> GetDocument(TenantId tenant, DocumentId id) override;
+  absl::StatusOr<std::vector<DocumentRecord>> ListDocuments(TenantId tenant, DocumentId after_id,
+                                                            int limit) override;
+  absl::Status DeleteDocument(TenantId tenant, DocumentId id) override;
+  absl::StatusOr<DocumentRecord> AppendText(TenantId tenant, DocumentId id, absl::string_view text,
+                                            absl::Span<const int32_t> tokens) override;
+  absl::StatusOr<std::string> ReadText(TenantId tenant, DocumentId id) override;
+  absl::StatusOr<std::vector<int32_t>> ReadTokens(TenantId tenant, DocumentId id, int64_t begin,
+                                                  int64_t end) override;
+  absl::Status SetStatus(TenantId tenant, DocumentId id, DocumentStatus status,
+                         absl::string_view error) override;
+  std::unique_ptr<Checkpoint> BeginCheckpoint(TenantId tenant, DocumentId id) override;
+  absl::StatusOr<DocumentRecord> CommitCheckpoint(Checkpoint& checkpoint,
+                                                  int64_t state_tokens) override;
+  absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
+                                       const StateKey& key) override;
+  absl::StatusOr<int64_t> DocumentBytes(TenantId tenant, DocumentId id) override;
+
+  // Adds the encoded value of one state record to `batch`.
+  absl::Status AddState(TenantId tenant, DocumentId id, const StateKey& key,
+                        absl::string_view bytes, rocksdb::WriteBatch* batch) const;
+
+ private:
+  RocksDbContextStore(const StoreOptions& options, rocksdb::DB* db,
+                      std::vector<rocksdb::ColumnFamilyHandle*> handles);
+
+  rocksdb::ColumnFamilyHandle* cf(Cf c) const { return cf_[static_cast<int>(c)]; }
+  absl::Mutex& DocumentMutex(TenantId tenant, DocumentId id);
+  // Reads the first id to hand out (Open).
+  absl::Status LoadNextId();
+  absl::Status CheckStoreFormat();
+
+  // The record of a document; NotFound if absent. Reads at `snapshot` when given.
+  absl::StatusOr<DocumentRecord> ReadRecord(TenantId tenant, DocumentId id,
+                                            const rocksdb::Snapshot* snapshot = nullptr);
+  absl::Status PutRecord(const DocumentRecord& record, rocksdb::WriteBatch* batch);
+  absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view what);
+  // Approximate bytes of [begin, end) in `c`, memtables included.
+  absl::StatusOr<int64_t> RangeBytes(Cf c, const std::string& begin, const std::string& end);
+
+  const Fingerprint fingerprint_;
+  rocksdb::WriteOptions write_options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // every opened family, to destroy
+  std::array<rocksdb::ColumnFamilyHandle*, kNumCfs> cf_{};
+
+  absl::Mutex id_mu_;
+  DocumentId next_id_ ABSL_GUARDED_BY(id_mu_) = 1;
+  std::array<absl::Mutex, kMutexStripes> document_mu_;
+};
+
+void RocksDbCheckpoint::Put(const StateKey& key, absl::string_view bytes) {
+  if (!status_.ok() || committed_) {
+    if (status_.ok()) {
+      status_ = absl::FailedPreconditionError("Put on a checkpoint that was already committed");
+    }
+    return;
+  }
+  status_ = store_->AddState(tenant_, id_, key, bytes, &batch_);
+  if (status_.ok()) {
+    ++num_records_;
+    num_bytes_ += static_cast<int64_t>(bytes.size());
+  }
+}
+
+RocksDbContextStore::RocksDbContextStore(const StoreOptions& options, rocksdb::DB* db,
+                                         std::vector<rocksdb::ColumnFamilyHandle*> handles)
+    : fingerprint_(HashFingerprint(options.model_fingerprint)),
+      db_(db),
+      handles_(std::move(handles)) {
+  write_options_.sync = options.sync_writes;
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    for (Cf c : kAllCfs) {
+      if (handle->GetName() == CfName(c)) cf_[static_cast<int>(c)] = handle;
+    }
+  }
+}
+
+RocksDbContextStore::~RocksDbContextStore() {
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+  }
+  db_->Close().PermitUncheckedError();
+}
+
+absl::StatusOr<std::unique_ptr<ContextStore>> RocksDbContextStore::Open(
+    const std::string& path, const StoreOptions& options) {
+  if (path.empty()) return absl::InvalidArgumentError("the context store path is empty");
+  if (options.model_fingerprint.empty()) {
+    return absl::InvalidArgumentError("the model fingerprint is empty");
+  }
+  if (options.block_cache_bytes < 0) {
+    return absl::InvalidArgumentError("block_cache_bytes must not be negative");
+  }
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  if (options.env != nullptr) db_options.env = options.env;
+
+  std::shared_ptr<rocksdb::Cache> cache =
+      rocksdb::NewLRUCache(static_cast<size_t>(options.block_cache_bytes));
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  families.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (Cf c : kAllCfs) families.emplace_back(std::string(CfName(c)), CfOptions(c, cache));
+  // RocksDB opens a database only with all of its families: keep any we don't know (a newer
+  // Tome's) open with default options.
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(db_options, path, &existing).ok()) {
+    for (const std::string& name : existing) {
+      const bool known = std::any_of(families.begin(), families.end(),
+                                     [&](const auto& f) { return f.name == name; });
+      if (!known) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+  }
+
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  TOME_RETURN_IF_ERROR(FromRocksDb(rocksdb::DB::Open(db_options, path, families, &handles, &db),
+                                   absl::StrCat("opening the context store at ", path)));
+  std::unique_ptr<RocksDbContextStore> store(
+      new RocksDbContextStore(options, db, std::move(handles)));
+  TOME_RETURN_IF_ERROR(store->CheckStoreFormat());
+  TOME_RETURN_IF_ERROR(store->LoadNextId());
+  return std::unique_ptr<ContextStore>(std::move(store));
+}
+
+absl::Status RocksDbContextStore::CheckStoreFormat() {
+  std::string format;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
+               rocksdb::Slice(kStoreFormatKey.data(), kStoreFormatKey.size()), &format);
+  if (s.IsNotFound()) {
+    rocksdb::WriteBatch batch;
+    TOME_RETURN_IF_ERROR(
+        FromRocksDb(batch.Put(db_->DefaultColumnFamily(),
+                              rocksdb::Slice(kStoreFormatKey.data(), kStoreFormatKey.size()),
+                              rocksdb::Slice(kStoreFormat.data(), kStoreFormat.size())),
+                    "recording the store format"));
+    return Write(&batch, "recording the store format");
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(s, "reading the store format"));
+  if (format != kStoreFormat) {
+    return absl::FailedPreconditionError(absl::StrCat("the context store has layout format ",
+                                                      format, "; this Tome reads ", kStoreFormat));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbContextStore::LoadNextId() {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf(Cf::kMeta),
+               rocksdb::Slice(kNextDocumentIdKey.data(), kNextDocumentIdKey.size()), &value);
+  absl::MutexLock lock(&id_mu_);
+  if (s.IsNotFound()) {
+    next_id_ = 1;
+    return absl::OkStatus();
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(s, "reading the document id counter"));
+  if (value.size() != 8) {
+    return absl::DataLossError(
+        absl::StrCat("the document id counter is ", value.size(), " bytes long instead of 8"));
+  }
+  next_id_ = ReadBigEndian64(value.data());
+  return absl::OkStatus();
+}
+
+absl::Mutex& RocksDbContextStore::DocumentMutex(TenantId tenant, DocumentId id) {
+  uint64_t h = (id ^ (tenant * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+  return document_mu_[(h >> 32) % kMutexStripes];
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::ReadRecord(TenantId tenant, DocumentId id,
+                                                               const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(read_options, cf(Cf::kMeta), DocumentPrefix(tenant, id), &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat(DocName(tenant, id), " not found"));
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("reading ", DocName(tenant, id))));
+  return DecodeDocument(absl::string_view(value.data(), value.size()), tenant, id);
+}
+
+absl::Status RocksDbContextStore::PutRecord(const DocumentRecord& record,
+                                            rocksdb::WriteBatch* batch) {
+  TOME_ASSIGN_OR_RETURN(std::string value, EncodeDocument(record));
+  return FromRocksDb(batch->Put(cf(Cf::kMeta), DocumentPrefix(record.tenant, record.id), value),
+                     "adding a document record to a batch");
+}
+
+absl::Status RocksDbContextStore::Write(rocksdb::WriteBatch* batch, absl::string_view what) {
+  return FromRocksDb(db_->Write(write_options_, batch), what);
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::CreateDocument(TenantId tenant,
+                                                                   absl::string_view name) {
+  if (name.empty()) return absl::InvalidArgumentError("the document name is empty");
+  if (name.size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the document name is ", name.size(),
+                                                   " bytes long; the limit is ", kMaxNameBytes));
+  }
+  if (!IsValidUtf8(name)) {
+    return absl::InvalidArgumentError("the document name must be valid UTF-8");
+  }
+  DocumentRecord record;
+  record.tenant = tenant;
+  record.name = std::string(name);
+  record.created_micros = record.updated_micros = NowMicros();
+  record.status = DocumentStatus::kEmpty;
+
+  // The counter and the record commit together, so an id is never handed out twice, even
+  // across a crash. A failed write still burns its id: it may have reached the log.
+  absl::MutexLock lock(&id_mu_);
+  record.id = next_id_++;
+  rocksdb::WriteBatch batch;
+  TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
+  std::string counter;
+  AppendBigEndian64(next_id_, &counter);
+  TOME_RETURN_IF_ERROR(FromRocksDb(
+      batch.Put(cf(Cf::kMeta), rocksdb::Slice(kNextDocumentIdKey.data(), kNextDocumentIdKey.size()),
+                counter),
+      "adding the id counter to a batch"));
+  TOME_RETURN_IF_ERROR(Write(&batch, absl::StrCat("creating ", DocName(tenant, record.id))));
+  return record;
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::GetDocument(TenantId tenant, DocumentId id) {
+  return ReadRecord(tenant, id);
+}
+
+absl::StatusOr<std::vector<DocumentRecord>> RocksDbContextStore::ListDocuments(TenantId tenant,
+                                                                               DocumentId after_id,
+                                                                               int limit) {
+  if (limit < 0) return absl::InvalidArgumentError("the list limit must not be negative");
+  std::vector<DocumentRecord> records;
+  if (limit == 0 || after_id == UINT64_MAX) return records;
+  const std::string tenant_prefix = TenantPrefix(tenant);
+  rocksdb::ReadOptions read_options;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(Cf::kMeta)));
+  for (it->Seek(DocumentPrefix(tenant, after_id + 1));
+       it->Valid() && it->key().starts_with(tenant_prefix); it->Next()) {
+    // Only the 16-byte keys are records (longer ones would be per-document metadata).
+    if (it->key().size() != kDocumentPrefixSize) continue;
+    TenantId key_tenant = 0;
+    DocumentId key_id = 0;
+    ParseDocumentPrefix(absl::string_view(it->key().data(), it->key().size()), &key_tenant,
+                        &key_id);
+    TOME_ASSIGN_OR_RETURN(DocumentRecord record,
+                          DecodeDocument(absl::string_view(it->value().data(), it->value().size()),
+                                         key_tenant, key_id));
+    records.push_back(std::move(record));
+    if (static_cast<int>(records.size()) >= limit) break;
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "listing documents"));
+  return records;
+}
+
+absl::Status RocksDbContextStore::DeleteDocument(TenantId tenant, DocumentId id) {
+  absl::MutexLock lock(&DocumentMutex(tenant, id));
+  TOME_RETURN_IF_ERROR(ReadRecord(tenant, id).status());
+  const std::string begin = DocumentPrefix(tenant, id);
+  const std::string end = DocumentPrefixEnd(tenant, id);  // not empty: the record exists
+  rocksdb::WriteBatch batch;
+  // The record is in the meta range, so it goes in the same batch as everything else.
+  for (Cf c : kAllCfs) {
+    TOME_RETURN_IF_ERROR(
+        FromRocksDb(batch.DeleteRange(cf(c), begin, end), "adding a range deletion to a batch"));
+  }
+  return Write(&batch, absl::StrCat("deleting ", DocName(tenant, id)));
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::AppendText(TenantId tenant, DocumentId id,
+                                                               absl::string_view text,
+                                                               absl::Span<const int32_t> tokens) {
+  if (text.empty()) return absl::InvalidArgumentError("the text to append is empty");
+  absl::MutexLock lock(&DocumentMutex(tenant, id));
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id));
+  rocksdb::WriteBatch batch;
+  // Chunks are keyed by their starting offset, so each append adds keys after the last ones.
+  for (size_t done = 0; done < text.size(); done += kTextChunkBytes) {
+    const absl::string_view chunk = text.substr(done, kTextChunkBytes);
+    TOME_RETURN_IF_ERROR(
+        FromRocksDb(batch.Put(cf(Cf::kText),
+                              ChunkKey(tenant, id, record.text_bytes + static_cast<int64_t>(done)),
+                              rocksdb::Slice(chunk.data(), chunk.size())),
+                    "adding text to a batch"));
+  }
+  for (size_t done = 0; done < tokens.size(); done += kTokenChunkTokens) {
+    const std::string chunk = EncodeTokens(tokens.subspan(done, kTokenChunkTokens));
+    TOME_RETURN_IF_ERROR(FromRocksDb(
+        batch.Put(cf(Cf::kTokens),
+                  ChunkKey(tenant, id, record.num_tokens + static_cast<int64_t>(done)), chunk),
+        "adding tokens to a batch"));
+  }
+  record.version += 1;
+  record.text_bytes += static_cast<int64_t>(text.size());
+  record.num_tokens += static_cast<int64_t>(tokens.size());
+  record.status = DocumentStatus::kIngesting;
+  record.error.clear();
+  record.updated_micros = NowMicros();
+  TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
+  TOME_RETURN_IF_ERROR(Write(&batch, absl::StrCat("appending text to ", DocName(tenant, id))));
+  return record;
+}
+
+absl::StatusOr<std::string> RocksDbContextStore::ReadText(TenantId tenant, DocumentId id) {
+  // Record and chunks at one snapshot: an append in between cannot tear the result.
+  rocksdb::ManagedSnapshot managed(db_.get());
+  const rocksdb::Snapshot* snapshot = managed.snapshot();
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id, snapshot));
+  const std::string begin = DocumentPrefix(tenant, id);
+  const std::string end = DocumentPrefixEnd(tenant, id);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  read_options.iterate_upper_bound = &upper;
+  std::string text;
+  text.reserve(static_cast<size_t>(record.text_bytes));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(Cf::kText)));
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    const absl::string_view key(it->key().data(), it->key().size());
+    if (ChunkOffset(key) != static_cast<int64_t>(text.size())) {
+      return absl::DataLossError(absl::StrCat("the text of ", DocName(tenant, id),
+                                              " has a gap or overlap at byte ", text.size()));
+    }
+    text.append(it->value().data(), it->value().size());
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "reading text"));
+  if (static_cast<int64_t>(text.size()) != record.text_bytes) {
+    return absl::DataLossError(absl::StrCat("the text of ", DocName(tenant, id), " has ",
+                                            text.size(), " bytes; its record says ",
+                                            record.text_bytes));
+  }
+  return text;
+}
+
+absl::StatusOr<std::vector<int32_t>> RocksDbContextStore::ReadTokens(TenantId tenant, DocumentId id,
+                                                                     int64_t begin, int64_t end) {
+  if (begin < 0 || end < begin) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid token range [", begin, ", ", end, ")"));
+  }
+  rocksdb::ManagedSnapshot managed(db_.get());
+  const rocksdb::Snapshot* snapshot = managed.snapshot();
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id, snapshot));
+  end = std::min(end, record.num_tokens);
+  std::vector<int32_t> tokens;
+  if (begin >= end) return tokens;
+  tokens.resize(static_cast<size_t>(end - begin));
+
+  const std::string lower_key = DocumentPrefix(tenant, id);
+  const std::string upper_key = DocumentPrefixEnd(tenant, id);
+  rocksdb::Slice lower(lower_key);
+  rocksdb::Slice upper(upper_key);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  read_options.iterate_lower_bound = &lower;
+  read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(Cf::kTokens)));
+  // The chunk holding `begin` is the last one starting at or before it.
+  it->SeekForPrev(ChunkKey(tenant, id, begin));
+  if (!it->Valid()) it->Seek(lower_key);
+  int64_t next = begin;  // the first token not yet copied
+  for (; it->Valid() && next < end; it->Next()) {
+    const int64_t start = ChunkOffset(absl::string_view(it->key().data(), it->key().size()));
+    const size_t size = it->value().size();
+    if (start < 0 || start > next || size % sizeof(int32_t) != 0) {
+      return absl::DataLossError(
+          absl::StrCat("the token ids of ", DocName(tenant, id), " are damaged near token ", next));
+    }
+    const int64_t chunk_end = start + static_cast<int64_t>(size / sizeof(int32_t));
+    if (chunk_end <= next) continue;
+    const int64_t copy_end = std::min(end, chunk_end);
+    DecodeTokens(it->value().data() + (next - start) * sizeof(int32_t),
+                 static_cast<size_t>(copy_end - next), tokens.data() + (next - begin));
+    next = copy_end;
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "reading token ids"));
+  if (next < end) {
+    return absl::DataLossError(absl::StrCat("the token ids of ", DocName(tenant, id),
+                                            " end at token ", next, "; its record says ",
+                                            record.num_tokens));
+  }
+  return tokens;
+}
+
+absl::Status RocksDbContextStore::SetStatus(TenantId tenant, DocumentId id, DocumentStatus status,
+                                            absl::string_view error) {
+  if (static_cast<int>(status) < static_cast<int>(DocumentStatus::kEmpty) ||
+      static_cast<int>(status) > static_cast<int>(DocumentStatus::kFailed)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown document status ", static_cast<int>(status)));
+  }
+  absl::MutexLock lock(&DocumentMutex(tenant, id));
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id));
+  record.status = status;
+  record.error = status == DocumentStatus::kFailed ? std::string(error) : std::string();
+  record.updated_micros = NowMicros();
+  rocksdb::WriteBatch batch;
+  TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
+  return Write(&batch, absl::StrCat("setting the status of ", DocName(tenant, id)));
+}
+
+absl::Status RocksDbContextStore::AddState(TenantId tenant, DocumentId id, const StateKey& key,
+                                           absl::string_view bytes,
+                                           rocksdb::WriteBatch* batch) const {
+  TOME_ASSIGN_OR_RETURN(Cf family, CfForStateKind(key.kind));
+  TOME_RETURN_IF_ERROR(ValidateStateKey(key));
+  return FromRocksDb(batch->Put(cf(family), EncodeStateKey(tenant, id, key),
+                                EncodeStateValue(fingerprint_, bytes)),
+                     "adding a state record to a checkpoint");
+}
+
+std::unique_ptr<ContextStore::Checkpoint> RocksDbContextStore::BeginCheckpoint(TenantId tenant,
+                                                                               DocumentId id) {
+  return std::make_unique<RocksDbCheckpoint>(this, tenant, id);
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::CommitCheckpoint(Checkpoint& checkpoint,
+                                                                     int64_t state_tokens) {
+  auto* cp = dynamic_cast<RocksDbCheckpoint*>(&checkpoint);
+  if (cp == nullptr || cp->store_ != this) {
+    return absl::InvalidArgumentError("the checkpoint was not begun on this store");
+  }
+  if (cp->committed_) return absl::FailedPreconditionError("the checkpoint was already committed");
+  TOME_RETURN_IF_ERROR(cp->status_);
+  if (state_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state_tokens must not be negative (", state_tokens, ")"));
+  }
+  // Under the document's mutex: no append or delete can slip between the check of the record
+  // and the write of the state and the new watermark.
+  absl::MutexLock lock(&DocumentMutex(cp->tenant_, cp->id_));
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(cp->tenant_, cp->id_));
+  if (state_tokens > record.num_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint at ", state_tokens, " tokens is past the end of ",
+                     DocName(cp->tenant_, cp->id_), " (", record.num_tokens, " tokens)"));
+  }
+  record.state_tokens = state_tokens;
+  record.status =
+      state_tokens == record.num_tokens ? DocumentStatus::kReady : DocumentStatus::kIngesting;
+  record.error.clear();
+  record.updated_micros = NowMicros();
+  // The record joins the state in the same batch; taken out again if the write fails, so the
+  // checkpoint can be committed again.
+  cp->batch_.SetSavePoint();
+  absl::Status status = PutRecord(record, &cp->batch_);
+  if (status.ok()) {
+    status = Write(&cp->batch_,
+                   absl::StrCat("committing a checkpoint of ", DocName(cp->tenant_, cp->id_)));
+  }
+  if (!status.ok()) {
+    cp->batch_.RollbackToSavePoint().PermitUncheckedError();
+    return status;
+  }
+  cp->committed_ = true;
+  cp->batch_.Clear();
+  return record;
+}
+
+absl::StatusOr<std::string> RocksDbContextStore::GetState(TenantId tenant, DocumentId id,
+                                                          const StateKey& key) {
+  TOME_ASSIGN_OR_RETURN(Cf family, CfForStateKind(key.kind));
+  TOME_RETURN_IF_ERROR(ValidateStateKey(key));
+  const std::string where =
+      absl::StrCat(DocName(tenant, id), ", state record ", StateKeyDebugString(key));
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf(family), EncodeStateKey(tenant, id, key), &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(where, ": not found"));
+  TOME_RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("reading ", where)));
+  absl::StatusOr<absl::string_view> payload =
+      DecodeStateValue(absl::string_view(value.data(), value.size()), fingerprint_);
+  if (!payload.ok()) {
+    return absl::Status(payload.status().code(),
+                        absl::StrCat(where, ": ", payload.status().message()));
+  }
+  return std::string(*payload);
+}
+
+absl::StatusOr<int64_t> RocksDbContextStore::RangeBytes(Cf c, const std::string& begin,
+                                                        const std::string& end) {
+  const rocksdb::Range range(begin, end);
+  rocksdb::SizeApproximationOptions memtables;
+  memtables.include_memtables = true;
+  memtables.include_files = false;
+  rocksdb::SizeApproximationOptions files;
+  uint64_t memtable_bytes = 0;
+  uint64_t file_bytes = 0;
+  TOME_RETURN_IF_ERROR(FromRocksDb(
+      db_->GetApproximateSizes(memtables, cf(c), &range, 1, &memtable_bytes), "sizing memtables"));
+  TOME_RETURN_IF_ERROR(
+      FromRocksDb(db_->GetApproximateSizes(files, cf(c), &range, 1, &file_bytes), "sizing files"));
+  double blob_bytes = 0;
+  if (CfUsesBlobFiles(c) && file_bytes > 0) {
+    // Table files hold only small references to blobs, which no range size counts. Give the
+    // range the share of the family's live blob bytes that it has of its table bytes (the
+    // references are all about the same size).
+    rocksdb::ColumnFamilyMetaData meta;
+    db_->GetColumnFamilyMetaData(cf(c), &meta);
+    uint64_t live_blob_bytes = 0;
+    for (const rocksdb::BlobMetaData& blob : meta.blob_files) {
+      live_blob_bytes +=
+          blob.total_blob_bytes - std::min(blob.garbage_blob_bytes, blob.total_blob_bytes);
+    }
+    if (meta.size > 0) {
+      blob_bytes = static_cast<double>(live_blob_bytes) *
+                   std::min(1.0, static_cast<double>(file_bytes) / static_cast<double>(meta.size));
+    }
+  }
+  return static_cast<int64_t>(memtable_bytes + file_bytes) + static_cast<int64_t>(blob_bytes);
+}
+
+absl::StatusOr<int64_t> RocksDbContextStore::DocumentBytes(TenantId tenant, DocumentId id) {
+  TOME_RETURN_IF_ERROR(ReadRecord(tenant, id).status());
+  const std::string begin = DocumentPrefix(tenant, id);
+  const std::string end = DocumentPrefixEnd(tenant, id);
+  int64_t total = 0;
+  for (Cf c : kAllCfs) {
+    TOME_ASSIGN_OR_RETURN(int64_t bytes, RangeBytes(c, begin, end));
+    total += bytes;
+  }
+  return total;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ContextStore>> ContextStore::Open(const std::string& path,
+                                                                 const StoreOptions& options) {
+  return RocksDbContextStore::Open(path, options);
+}
+
+}  // namespace tome::storage

@@ -70,6 +70,21 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
 }
 
 const ModelConfig& Engine::config() const { return model_->config(); }
+
+StateSizes Engine::state_sizes() const {
+  const ModelConfig& c = config();
+  const int64_t elem = DTypeSize(backend_->activation_dtype());
+  const int64_t kv_row = c.num_kv_heads * c.head_dim * elem;  // one token of one layer's K
+  StateSizes sizes;
+  sizes.lightning_bytes =
+      c.num_lightning_layers() * c.lightning_heads * c.lightning_head_dim * c.lightning_head_dim * 4;
+  sizes.kv_bytes_per_token = c.num_sparse_layers() * 2 * kv_row;
+  // A level-1 summary per kernel_stride tokens and a level-2 one per 4 kernel_stride.
+  sizes.summary_bytes_per_token =
+      c.num_sparse_layers() * kv_row * 5 / (4 * c.sparse.kernel_stride);
+  return sizes;
+}
+
 const Tokenizer& Engine::tokenizer() const { return *tokenizer_; }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::NewSequence() const {

@@ -442,12 +442,16 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(int64_t num_tokens,
         const int64_t rows = std::min(B, num_tokens - b * B);
         const StateRecordKey key{StateRecordKind::kKvBlock, int32_t(l), int32_t(g), b, rows};
         TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
-        if (static_cast<int64_t>(bytes.size()) != 2 * rows * d * elem) {
+        // The store may return the block's record of a longer prefix: use its first rows.
+        const int64_t row_bytes = d * elem;
+        const int64_t stored_rows = static_cast<int64_t>(bytes.size()) / (2 * row_bytes);
+        if (static_cast<int64_t>(bytes.size()) != 2 * stored_rows * row_bytes ||
+            stored_rows < rows || stored_rows > B) {
           return MissingRecord(key, "KV block has the wrong size");
         }
         TOME_RETURN_IF_ERROR(ls.sparse.keys[g].AppendPageFromHost(bytes.data(), rows));
-        TOME_RETURN_IF_ERROR(
-            ls.sparse.values[g].AppendPageFromHost(bytes.data() + rows * d * elem, rows));
+        TOME_RETURN_IF_ERROR(ls.sparse.values[g].AppendPageFromHost(
+            bytes.data() + stored_rows * row_bytes, rows));
       }
       for (int level = 1; level <= 2; ++level) {
         PagedBuffer& sum = level == 1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
@@ -459,7 +463,9 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(int64_t num_tokens,
           const int64_t rows = std::min(kSummaryPageRows, n - page * kSummaryPageRows);
           const StateRecordKey key{kind, int32_t(l), int32_t(g), page, rows};
           TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
-          if (static_cast<int64_t>(bytes.size()) != rows * d * elem) {
+          const int64_t size = static_cast<int64_t>(bytes.size());
+          if (size % (d * elem) != 0 || size < rows * d * elem ||
+              size > kSummaryPageRows * d * elem) {
             return MissingRecord(key, "summary page has the wrong size");
           }
           TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes.data(), rows));

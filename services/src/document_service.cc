@@ -45,6 +45,15 @@ void ToProto(const storage::DocumentRecord& r, int64_t stored_bytes, v1::Documen
   out->mutable_update_time()->set_seconds(r.updated_micros / 1000000);
   out->mutable_update_time()->set_nanos(static_cast<int32_t>(r.updated_micros % 1000000) * 1000);
   out->set_error(r.error);
+  for (const storage::VersionInfo& v : r.versions) {
+    v1::DocumentVersion* version = out->add_versions();
+    version->set_version(v.version);
+    version->set_num_tokens(v.num_tokens);
+    version->set_text_bytes(v.text_bytes);
+    version->mutable_create_time()->set_seconds(v.created_micros / 1000000);
+    version->mutable_create_time()->set_nanos(static_cast<int32_t>(v.created_micros % 1000000) *
+                                              1000);
+  }
 }
 
 namespace {
@@ -52,6 +61,8 @@ namespace {
 void FillDocument(TomeCore* core, const storage::DocumentRecord& record, v1::Document* out) {
   auto bytes = core->StoredBytes(record.id);
   ToProto(record, bytes.ok() ? *bytes : 0, out);
+  auto sections = core->ListSections(record.id);
+  out->set_num_sections(sections.ok() ? static_cast<int64_t>(sections->size()) : 0);
 }
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& s) {
@@ -92,6 +103,9 @@ class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest
           " bytes per AppendText call; append it in several calls"))));
       return;
     }
+    if (!request_.section().empty()) {
+      sections_.push_back({request_.section(), static_cast<int64_t>(text_.size())});
+    }
     text_ += request_.text();
     StartRead(&request_);
   }
@@ -109,7 +123,7 @@ class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest
       Finish(ToGrpcStatus(id.status()));
       return;
     }
-    auto result = core_->AppendText(*id, text_);
+    auto result = core_->AppendText(*id, text_, sections_);
     if (!result.ok()) {
       Finish(ToGrpcStatus(result.status()));
       return;
@@ -125,6 +139,7 @@ class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest
   v1::AppendTextRequest request_;
   std::string document_id_;
   std::string text_;
+  std::vector<SectionStart> sections_;
 };
 
 }  // namespace

@@ -157,6 +157,30 @@ absl::StatusOr<std::unique_ptr<engine::Sequence>> IngestionManager::RestoreSeque
   return engine_->LoadState(record.state_tokens, source);
 }
 
+absl::StatusOr<int64_t> IngestionManager::NextCheckpoint(const DocumentRecord& record,
+                                                        Work& work) {
+  const int64_t begin = record.state_tokens;
+  int64_t end = std::min(record.num_tokens, begin + options_.checkpoint_tokens);
+  for (const storage::VersionInfo& v : record.versions) {
+    if (v.num_tokens > begin && v.num_tokens < end) end = v.num_tokens;
+  }
+  if (work.sections_version != record.version) {
+    TOME_ASSIGN_OR_RETURN(std::vector<storage::SectionInfo> sections,
+                          store_->ListSections(kDefaultTenant, record.id));
+    work.section_starts.clear();
+    for (const auto& s : sections) work.section_starts.push_back(s.begin_token);
+    work.sections_version = record.version;
+  }
+  const int64_t min_gap = std::max<int64_t>(1, options_.checkpoint_tokens / 4);
+  for (int64_t start : work.section_starts) {
+    if (start >= begin + min_gap && start < end) {
+      end = start;
+      break;
+    }
+  }
+  return end;
+}
+
 absl::Status IngestionManager::IngestSlice(DocumentId doc, bool* done) {
   *done = true;
   auto found = store_->GetDocument(kDefaultTenant, doc);
@@ -173,7 +197,7 @@ absl::Status IngestionManager::IngestSlice(DocumentId doc, bool* done) {
     work.run_start = absl::Now();
   }
   const int64_t begin = record.state_tokens;
-  const int64_t end = std::min(record.num_tokens, begin + options_.checkpoint_tokens);
+  TOME_ASSIGN_OR_RETURN(const int64_t end, NextCheckpoint(record, work));
   TOME_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
                         store_->ReadTokens(kDefaultTenant, doc, begin, end));
   if (static_cast<int64_t>(tokens.size()) != end - begin) {

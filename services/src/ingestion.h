@@ -24,8 +24,15 @@
 
 namespace tome::services {
 
+// The checkpoint policy: a checkpoint (the Lightning states, the KV blocks and summaries
+// they need, and the watermark, in one batch) is committed
+//   - every `checkpoint_tokens` tokens (counted from the previous checkpoint),
+//   - at the end of every version (the text of each AppendText call), and
+//   - at section boundaries at least `checkpoint_tokens / 4` tokens after the previous one,
+// so the state at any offset is at most `checkpoint_tokens` tokens of recomputation away.
+// Boundaries depend only on the document, so an interrupted ingestion that resumes from its
+// last checkpoint computes exactly what an uninterrupted one does.
 struct IngestionOptions {
-  // A checkpoint is committed after at most this many newly ingested tokens.
   int64_t checkpoint_tokens = 4096;
 };
 
@@ -70,6 +77,8 @@ class IngestionManager {
     std::unique_ptr<engine::Sequence> sequence;
     int64_t run_start_tokens = 0;
     absl::Time run_start;
+    int64_t sections_version = -1;  // document version `section_starts` was read at
+    std::vector<int64_t> section_starts;
   };
 
   void Run();
@@ -77,6 +86,8 @@ class IngestionManager {
   absl::Status IngestSlice(storage::DocumentId doc, bool* done);
   absl::StatusOr<std::unique_ptr<engine::Sequence>> RestoreSequence(
       const storage::DocumentRecord& record);
+  // The end of the slice starting at record.state_tokens (the next checkpoint).
+  absl::StatusOr<int64_t> NextCheckpoint(const storage::DocumentRecord& record, Work& work);
   void Publish(const IngestionProgress& progress);
   bool Forgotten(storage::DocumentId doc);
 

@@ -23,6 +23,7 @@ grpc::ServerWriteReactor<v1::AskResponse>* QueryServiceImpl::Ask(
   params.temperature = request->temperature();
   params.top_p = request->top_p();
   params.seed = request->seed();
+  params.version = request->version();
   const auto deadline = context->deadline();
   params.deadline = deadline == std::chrono::system_clock::time_point::max()
                         ? absl::InfiniteFuture()

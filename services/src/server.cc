@@ -73,4 +73,6 @@ void TomeServer::Shutdown(absl::Duration grace) {
 
 void TomeServer::Wait() { impl_->server->Wait(); }
 
+TomeCore* TomeServer::core() { return impl_ ? impl_->core.get() : nullptr; }
+
 }  // namespace tome::services

@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 
@@ -21,7 +23,19 @@ namespace {
 
 double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
+bool IsUtf8Boundary(const std::string& text, int64_t offset) {
+  return offset == static_cast<int64_t>(text.size()) ||
+         (static_cast<unsigned char>(text[offset]) & 0xc0) != 0x80;
+}
+
 }  // namespace
+
+int64_t DefaultCheckpointTokens(const engine::StateSizes& sizes) {
+  constexpr int64_t kGranule = 1024;
+  const double kv = std::max<double>(1.0, static_cast<double>(sizes.kv_bytes_per_token));
+  const int64_t tokens = static_cast<int64_t>(std::ceil(sizes.lightning_bytes / (0.1 * kv)));
+  return std::max(kGranule, (tokens + kGranule - 1) / kGranule * kGranule);
+}
 
 absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& options) {
   std::unique_ptr<TomeCore> core(new TomeCore(options));
@@ -32,6 +46,9 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   engine_options.max_chunk_tokens = options.max_chunk_tokens;
   TOME_ASSIGN_OR_RETURN(core->engine_, engine::Engine::Create(engine_options));
   TOME_ASSIGN_OR_RETURN(core->fingerprint_, ComputeModelFingerprint(options.model_dir));
+  core->checkpoint_tokens_ = options.checkpoint_tokens > 0
+                                 ? options.checkpoint_tokens
+                                 : DefaultCheckpointTokens(core->engine_->state_sizes());
   core->prompt_ = std::make_unique<engine::PromptFormat>(&core->engine_->tokenizer());
   storage::StoreOptions store_options;
   store_options.model_fingerprint = core->fingerprint_;
@@ -39,13 +56,14 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   TOME_ASSIGN_OR_RETURN(core->store_, storage::ContextStore::Open(options.data_dir, store_options));
   core->cache_ = std::make_unique<DocumentStateCache>(options.state_cache_bytes);
   IngestionOptions ingestion_options;
-  ingestion_options.checkpoint_tokens = options.checkpoint_tokens;
+  ingestion_options.checkpoint_tokens = core->checkpoint_tokens_;
   core->ingestion_ = std::make_unique<IngestionManager>(
       core->engine_.get(), core->store_.get(), core->cache_.get(), ingestion_options);
   TOME_RETURN_IF_ERROR(core->ingestion_->Start());
   LOG(INFO) << "model " << options.model_dir << " (" << core->engine_->config().NumParameters()
             << " parameters, fingerprint " << core->fingerprint_ << ", tokenizer "
-            << core->engine_->tokenizer().name() << "), data in " << options.data_dir;
+            << core->engine_->tokenizer().name() << "), data in " << options.data_dir
+            << ", checkpoint every " << core->checkpoint_tokens_ << " tokens";
   return core;
 }
 
@@ -77,7 +95,8 @@ absl::Status TomeCore::DeleteDocument(DocumentId id) {
   return store_->DeleteDocument(kDefaultTenant, id);
 }
 
-absl::StatusOr<AppendResult> TomeCore::AppendText(DocumentId id, const std::string& text) {
+absl::StatusOr<AppendResult> TomeCore::AppendText(DocumentId id, const std::string& text,
+                                                  const std::vector<SectionStart>& sections) {
   if (text.empty()) return absl::InvalidArgumentError("the text to append is empty");
   if (static_cast<int64_t>(text.size()) > options_.max_document_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -87,20 +106,85 @@ absl::StatusOr<AppendResult> TomeCore::AppendText(DocumentId id, const std::stri
   if (!engine::IsValidUtf8(text)) {
     return absl::InvalidArgumentError("the text is not valid UTF-8");
   }
+  for (size_t i = 0; i < sections.size(); ++i) {
+    const int64_t at = sections[i].byte_offset;
+    if (at < 0 || at > static_cast<int64_t>(text.size()) || !IsUtf8Boundary(text, at) ||
+        (i > 0 && at <= sections[i - 1].byte_offset)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "section '", sections[i].name, "' must start at a character boundary after the "
+          "previous section"));
+    }
+  }
   TOME_ASSIGN_OR_RETURN(DocumentRecord before, store_->GetDocument(kDefaultTenant, id));
   if (before.status == DocumentStatus::kFailed) {
     return absl::FailedPreconditionError(absl::StrCat(
         "document ", id, " failed to ingest (", before.error, "); delete and re-create it"));
   }
+  // Each section is tokenized on its own, so that it starts on a token boundary.
   std::vector<int32_t> tokens;
   if (before.num_tokens == 0) tokens = prompt_->DocumentHeader();
-  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> text_tokens, prompt_->DocumentText(text));
-  tokens.insert(tokens.end(), text_tokens.begin(), text_tokens.end());
+  std::vector<storage::NewSection> new_sections;
+  int64_t done = 0;
+  for (size_t i = 0; i <= sections.size(); ++i) {
+    const int64_t next = i < sections.size() ? sections[i].byte_offset
+                                             : static_cast<int64_t>(text.size());
+    if (next > done) {
+      TOME_ASSIGN_OR_RETURN(std::vector<int32_t> piece,
+                            prompt_->DocumentText(absl::string_view(text).substr(done, next - done)));
+      tokens.insert(tokens.end(), piece.begin(), piece.end());
+    }
+    if (i < sections.size()) {
+      new_sections.push_back({sections[i].name, next, static_cast<int64_t>(tokens.size())});
+    }
+    done = next;
+  }
   TOME_ASSIGN_OR_RETURN(DocumentRecord record,
-                        store_->AppendText(kDefaultTenant, id, text, tokens));
+                        store_->AppendText(kDefaultTenant, id, text, tokens, new_sections));
   ingestion_->Enqueue(id);
   return AppendResult{record, static_cast<int64_t>(text.size()),
                       static_cast<int64_t>(tokens.size())};
+}
+
+absl::StatusOr<std::vector<storage::SectionInfo>> TomeCore::ListSections(DocumentId id) {
+  return store_->ListSections(kDefaultTenant, id);
+}
+
+absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
+    const DocumentRecord& record, int64_t num_tokens, int64_t* recomputed, std::string* source) {
+  *recomputed = 0;
+  if (num_tokens > record.state_tokens) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "document ", record.id, " has state for ", record.state_tokens, " tokens, not ",
+        num_tokens));
+  }
+  if (auto cached = cache_->Get(record.id, num_tokens)) {
+    *source = "memory";
+    return cached;
+  }
+  // The nearest checkpoint at or before num_tokens.
+  int64_t base = 0;
+  for (int64_t c : record.checkpoints) {
+    if (c <= num_tokens) base = c;
+  }
+  std::unique_ptr<engine::Sequence> sequence;
+  if (base == 0) {
+    TOME_ASSIGN_OR_RETURN(sequence, engine_->NewSequence());
+  } else {
+    StoreSource store_source(store_.get(), kDefaultTenant, record.id);
+    TOME_ASSIGN_OR_RETURN(sequence, engine_->LoadState(base, store_source));
+    LOG(INFO) << "restored document " << record.id << " at token " << base << " ("
+              << store_source.bytes_read() << " bytes) from the store";
+  }
+  *source = "store";
+  if (base < num_tokens) {
+    TOME_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
+                          store_->ReadTokens(kDefaultTenant, record.id, base, num_tokens));
+    TOME_RETURN_IF_ERROR(engine_->Prefill(*sequence, tokens).status());
+    *recomputed = num_tokens - base;
+  }
+  std::shared_ptr<const engine::Sequence> state = std::move(sequence);
+  if (num_tokens == record.state_tokens) cache_->Put(record.id, state);
+  return state;
 }
 
 absl::Status TomeCore::WatchIngestion(
@@ -168,25 +252,32 @@ absl::StatusOr<AskResult> TomeCore::Ask(DocumentId id, const AskParams& params,
     return absl::FailedPreconditionError(
         absl::StrCat("document ", id, " has no text yet; append text before asking"));
   }
+  int64_t target = record.num_tokens;  // the tokens the answer is conditioned on
+  if (params.version != 0) {
+    auto v = std::find_if(record.versions.begin(), record.versions.end(),
+                          [&](const storage::VersionInfo& info) {
+                            return info.version == params.version;
+                          });
+    if (v == record.versions.end()) {
+      return absl::NotFoundError(absl::StrCat("document ", id, " has no version ",
+                                              params.version, " (it has ", record.version,
+                                              ")"));
+    }
+    target = v->num_tokens;
+  }
   AskResult result;
   const int64_t watermark_at_start = record.state_tokens;
-  if (record.state_tokens < record.num_tokens || record.status != DocumentStatus::kReady) {
+  if (record.state_tokens < target) {
     TOME_ASSIGN_OR_RETURN(record, ingestion_->WaitUntilIngested(id, params.deadline, cancelled));
   }
-  result.document_prefill_tokens = record.state_tokens - watermark_at_start;
   const absl::Time queued = absl::Now();
-
-  std::shared_ptr<const engine::Sequence> base = cache_->Get(id, record.state_tokens);
-  result.state_source = base ? "memory" : "store";
-  if (!base) {
-    StoreSource source(store_.get(), kDefaultTenant, id);
-    TOME_ASSIGN_OR_RETURN(std::unique_ptr<engine::Sequence> loaded,
-                          engine_->LoadState(record.state_tokens, source));
-    base = std::move(loaded);
-    cache_->Put(id, base);
-    LOG(INFO) << "restored document " << id << " (" << record.state_tokens << " tokens, "
-              << source.bytes_read() << " bytes) from the store; no document token prefilled";
-  }
+  int64_t recomputed = 0;
+  TOME_ASSIGN_OR_RETURN(std::shared_ptr<const engine::Sequence> base,
+                        StateAt(record, target, &recomputed, &result.state_source));
+  result.document_prefill_tokens =
+      std::max<int64_t>(0, std::min(record.state_tokens, target) - watermark_at_start) +
+      recomputed;
+  record.state_tokens = target;
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<engine::Sequence> sequence, engine_->Fork(*base));
   const absl::Time loaded = absl::Now();
 

@@ -25,7 +25,9 @@ struct CoreOptions {
   int num_threads = 0;
   engine::DenseThresholdMode dense_mode = engine::DenseThresholdMode::kAlwaysSparse;
   int64_t max_chunk_tokens = 512;
-  int64_t checkpoint_tokens = 4096;
+  // Commit a checkpoint (Lightning states + watermark) every this many tokens; 0 picks
+  // the default policy (DefaultCheckpointTokens).
+  int64_t checkpoint_tokens = 0;
   int64_t state_cache_bytes = int64_t{2} << 30;
   int64_t max_document_bytes = int64_t{1} << 30;  // per AppendText call
   int64_t max_question_bytes = 16 << 10;
@@ -33,6 +35,16 @@ struct CoreOptions {
   int32_t max_generated_tokens = 4096;
   bool sync_writes = true;
 };
+
+// A section starting in the text of one AppendText call, at a byte offset of that text.
+struct SectionStart {
+  std::string name;
+  int64_t byte_offset = 0;
+};
+
+// The default checkpoint spacing: Lightning checkpoints cost at most a tenth of the bytes
+// of the KV they cover, and come at least every 1024 tokens (a multiple of 1024).
+int64_t DefaultCheckpointTokens(const engine::StateSizes& sizes);
 
 struct AppendResult {
   storage::DocumentRecord record;
@@ -46,6 +58,7 @@ struct AskParams {
   float temperature = 0;
   float top_p = 0;  // 0 = 1
   uint64_t seed = 0;
+  int64_t version = 0;  // 0 = latest
   absl::Time deadline = absl::InfiniteFuture();
 };
 
@@ -74,7 +87,9 @@ class TomeCore {
   absl::StatusOr<std::vector<storage::DocumentRecord>> ListDocuments(storage::DocumentId after,
                                                                      int limit);
   absl::Status DeleteDocument(storage::DocumentId id);
-  absl::StatusOr<AppendResult> AppendText(storage::DocumentId id, const std::string& text);
+  absl::StatusOr<AppendResult> AppendText(storage::DocumentId id, const std::string& text,
+                                          const std::vector<SectionStart>& sections = {});
+  absl::StatusOr<std::vector<storage::SectionInfo>> ListSections(storage::DocumentId id);
   absl::StatusOr<int64_t> StoredBytes(storage::DocumentId id);
   int64_t max_document_bytes() const { return options_.max_document_bytes; }
 
@@ -92,11 +107,21 @@ class TomeCore {
                                 const std::function<bool()>& cancelled);
 
   IngestionManager& ingestion() { return *ingestion_; }
+  int64_t checkpoint_tokens() const { return checkpoint_tokens_; }
+
+  // The model state of document `record` after its first `num_tokens` tokens (<= its
+  // watermark): the cached or stored state when a checkpoint sits exactly there, else the
+  // nearest earlier checkpoint plus the tokens after it, recomputed. `recomputed` receives
+  // that token count, `source` where the state came from.
+  absl::StatusOr<std::shared_ptr<const engine::Sequence>> StateAt(
+      const storage::DocumentRecord& record, int64_t num_tokens, int64_t* recomputed,
+      std::string* source);
 
  private:
   explicit TomeCore(CoreOptions options) : options_(std::move(options)) {}
 
   CoreOptions options_;
+  int64_t checkpoint_tokens_ = 0;
   std::string fingerprint_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<engine::PromptFormat> prompt_;

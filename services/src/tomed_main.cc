@@ -18,7 +18,9 @@ ABSL_FLAG(std::string, data_dir, "tome-data", "directory of the context store (c
 ABSL_FLAG(std::string, model, TOME_DEFAULT_MODEL_DIR,
           "model directory (config.json, safetensors, tokenizer); default: the embedded model");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
-ABSL_FLAG(int64_t, checkpoint_tokens, 4096, "commit ingestion progress every N tokens");
+ABSL_FLAG(int64_t, checkpoint_tokens, 0,
+          "commit a durable ingestion checkpoint every N tokens (0 = the default policy: "
+          "Lightning checkpoints cost at most 10% of the KV bytes they cover)");
 ABSL_FLAG(std::string, dense_mode, "always_sparse",
           "sparse layers: always_sparse (official server) or hf (dense below dense_len)");
 ABSL_FLAG(int64_t, max_document_mb, 1024, "largest text accepted by one AppendText call, MiB");
@@ -46,8 +48,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tomed: --dense_mode must be always_sparse or hf\n");
     return 2;
   }
-  if (options.checkpoint_tokens <= 0) {
-    std::fprintf(stderr, "tomed: --checkpoint_tokens must be positive\n");
+  if (options.checkpoint_tokens < 0) {
+    std::fprintf(stderr, "tomed: --checkpoint_tokens must not be negative\n");
     return 2;
   }
 

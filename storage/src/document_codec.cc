@@ -109,7 +109,13 @@ absl::StatusOr<std::string> EncodeDocument(const DocumentRecord& record) {
       {"state_tokens", record.state_tokens},
       {"status", std::string(status)},
       {"error", SanitizeUtf8(record.error)},
+      {"checkpoints", record.checkpoints},
   };
+  json versions = json::array();
+  for (const VersionInfo& v : record.versions) {
+    versions.push_back(json::array({v.version, v.num_tokens, v.text_bytes, v.created_micros}));
+  }
+  j["versions"] = std::move(versions);
   return j.dump();
 }
 
@@ -138,6 +144,16 @@ absl::StatusOr<DocumentRecord> DecodeDocument(absl::string_view value, TenantId 
     record.num_tokens = j.at("num_tokens").get<int64_t>();
     record.state_tokens = j.at("state_tokens").get<int64_t>();
     record.error = j.at("error").get<std::string>();
+    // Absent in records written before versions were tracked: one version, no checkpoints.
+    if (j.contains("versions")) {
+      for (const json& v : j.at("versions")) {
+        record.versions.push_back({v.at(0).get<int64_t>(), v.at(1).get<int64_t>(),
+                                   v.at(2).get<int64_t>(), v.at(3).get<int64_t>()});
+      }
+    }
+    if (j.contains("checkpoints")) {
+      record.checkpoints = j.at("checkpoints").get<std::vector<int64_t>>();
+    }
     if (!ParseStatusName(j.at("status").get<std::string>(), &record.status)) {
       return absl::DataLossError(absl::StrCat(where, ": unknown status ", j.at("status").dump()));
     }
@@ -149,6 +165,22 @@ absl::StatusOr<DocumentRecord> DecodeDocument(absl::string_view value, TenantId 
                                             "document ", record.id, " of tenant ", record.tenant));
   }
   return record;
+}
+
+std::string EncodeSection(absl::string_view name, int64_t begin_byte) {
+  return json{{"format", kDocumentFormat}, {"name", std::string(name)}, {"begin_byte", begin_byte}}
+      .dump();
+}
+
+absl::Status DecodeSection(absl::string_view value, std::string* name, int64_t* begin_byte) {
+  json j = json::parse(value.begin(), value.end(), /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string() ||
+      !j.contains("begin_byte") || !j["begin_byte"].is_number_integer()) {
+    return absl::DataLossError("a stored section record is damaged");
+  }
+  *name = j["name"].get<std::string>();
+  *begin_byte = j["begin_byte"].get<int64_t>();
+  return absl::OkStatus();
 }
 
 }  // namespace tome::storage

@@ -109,4 +109,17 @@ std::string StateKeyDebugString(const StateKey& key) {
                       " index=", key.index, " rows=", key.rows);
 }
 
+std::string SectionKey(TenantId tenant, DocumentId id, int64_t begin_token) {
+  std::string key = DocumentPrefix(tenant, id);
+  key.push_back('\x01');
+  AppendBigEndian64(static_cast<uint64_t>(begin_token), &key);
+  return key;
+}
+
+std::string StateKeyRowsZero(TenantId tenant, DocumentId id, const StateKey& key) {
+  StateKey zero = key;
+  zero.rows = 0;
+  return EncodeStateKey(tenant, id, zero);
+}
+
 }  // namespace tome::storage

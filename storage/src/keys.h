@@ -47,12 +47,22 @@ std::string ChunkKey(TenantId tenant, DocumentId id, int64_t offset);
 // The offset of a chunk key; -1 if `key` is not kChunkKeySize bytes long.
 int64_t ChunkOffset(absl::string_view key);
 
+// "meta": a section of a document: prefix + 0x01 + begin token(8). Longer than a record key
+// and inside the document's range.
+std::string SectionKey(TenantId tenant, DocumentId id, int64_t begin_token);
+inline constexpr size_t kSectionKeySize = kDocumentPrefixSize + 1 + 8;
+
 // "state", "kv", "summary": prefix + kind(1) layer(4) head(4) index(8) rows(8).
 // InvalidArgument for a negative layer, head, index or rows.
 absl::Status ValidateStateKey(const StateKey& key);
 std::string EncodeStateKey(TenantId tenant, DocumentId id, const StateKey& key);
 // False unless `key` is kStateKeySize bytes long.
 bool DecodeStateKey(absl::string_view key, StateKey* out);
+// The key of the same block/page with `rows` = 0: the lowest key of its records.
+std::string StateKeyRowsZero(TenantId tenant, DocumentId id, const StateKey& key);
+// Bytes of a state key that name the block or page (everything but the rows).
+inline constexpr size_t kStateKeyBlockPrefixSize = kStateKeySize - 8;
+
 // "kind=2 layer=3 head=1 index=7 rows=64", for error messages.
 std::string StateKeyDebugString(const StateKey& key);
 

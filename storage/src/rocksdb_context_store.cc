@@ -9,10 +9,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +44,7 @@ namespace tome::storage {
 namespace {
 
 constexpr size_t kMaxNameBytes = 256;
+constexpr size_t kMaxSectionNameBytes = 4096;
 // Large appends are split so that no value is huge and a token range reads only its chunks.
 constexpr size_t kTextChunkBytes = size_t{1} << 20;
 constexpr size_t kTokenChunkTokens = size_t{1} << 18;  // 1 MiB of int32
@@ -103,6 +106,8 @@ class RocksDbCheckpoint final : public ContextStore::Checkpoint {
   const TenantId tenant_;
   const DocumentId id_;
   rocksdb::WriteBatch batch_;
+  // The block/page records written, for deleting the shorter records they supersede.
+  std::vector<StateKey> keys_;
   absl::Status status_;  // the first failed Put, reported by CommitCheckpoint
   bool committed_ = false;
   int64_t num_records_ = 0;
@@ -121,7 +126,9 @@ class RocksDbContextStore final : public ContextStore {
                                                             int limit) override;
   absl::Status DeleteDocument(TenantId tenant, DocumentId id) override;
   absl::StatusOr<DocumentRecord> AppendText(TenantId tenant, DocumentId id, absl::string_view text,
-                                            absl::Span<const int32_t> tokens) override;
+                                            absl::Span<const int32_t> tokens,
+                                            absl::Span<const NewSection> sections) override;
+  absl::StatusOr<std::vector<SectionInfo>> ListSections(TenantId tenant, DocumentId id) override;
   absl::StatusOr<std::string> ReadText(TenantId tenant, DocumentId id) override;
   absl::StatusOr<std::vector<int32_t>> ReadTokens(TenantId tenant, DocumentId id, int64_t begin,
                                                   int64_t end) override;
@@ -133,14 +140,14 @@ class RocksDbContextStore final : public ContextStore {
   absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
                                        const StateKey& key) override;
   absl::StatusOr<int64_t> DocumentBytes(TenantId tenant, DocumentId id) override;
+  absl::StatusOr<int64_t> CollectGarbage() override;
 
   // Adds the encoded value of one state record to `batch`.
   absl::Status AddState(TenantId tenant, DocumentId id, const StateKey& key,
                         absl::string_view bytes, rocksdb::WriteBatch* batch) const;
 
  private:
-  RocksDbContextStore(const StoreOptions& options, rocksdb::DB* db,
-                      std::vector<rocksdb::ColumnFamilyHandle*> handles);
+  RocksDbContextStore(const std::string& path, const StoreOptions& options);
 
   rocksdb::ColumnFamilyHandle* cf(Cf c) const { return cf_[static_cast<int>(c)]; }
   absl::Mutex& DocumentMutex(TenantId tenant, DocumentId id);
@@ -153,14 +160,34 @@ class RocksDbContextStore final : public ContextStore {
                                             const rocksdb::Snapshot* snapshot = nullptr);
   absl::Status PutRecord(const DocumentRecord& record, rocksdb::WriteBatch* batch);
   absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view what);
+  absl::Status RecoverIfNeeded();
+  // Opens db_ and the family handles at path_ (Open, recovery), and closes them.
+  absl::Status OpenDb(bool read_only);
+  void CloseDb();
+  absl::Status CheckOpen() const;
+  absl::Status CheckWritable() const;
+  absl::Status WriteUnavailable(const absl::Status& cause) const;
+  // Deletes the records of `key`'s block or page with fewer rows than key.rows.
+  absl::Status DeleteSuperseded(TenantId tenant, DocumentId id, const StateKey& key,
+                                rocksdb::WriteBatch* batch);
   // Approximate bytes of [begin, end) in `c`, memtables included.
   absl::StatusOr<int64_t> RangeBytes(Cf c, const std::string& begin, const std::string& end);
 
   const Fingerprint fingerprint_;
+  const std::string path_;
+  const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // every opened family, to destroy
   std::array<rocksdb::ColumnFamilyHandle*, kNumCfs> cf_{};
+
+  // Set when a write failed: RocksDB then refuses writes (disk full, I/O errors), so the next
+  // operation first resumes or reopens the database.
+  std::atomic<bool> needs_recovery_{false};
+  std::atomic<bool> last_write_failed_for_space_{false};
+  bool read_only_ = false;  // after a failed recovery; guarded by db_mu_
+  // Held shared by every operation, exclusively while the database is reopened.
+  mutable absl::Mutex db_mu_;
 
   absl::Mutex id_mu_;
   DocumentId next_id_ ABSL_GUARDED_BY(id_mu_) = 1;
@@ -176,29 +203,64 @@ void RocksDbCheckpoint::Put(const StateKey& key, absl::string_view bytes) {
   }
   status_ = store_->AddState(tenant_, id_, key, bytes, &batch_);
   if (status_.ok()) {
+    if (key.rows > 0) keys_.push_back(key);
     ++num_records_;
     num_bytes_ += static_cast<int64_t>(bytes.size());
   }
 }
 
-RocksDbContextStore::RocksDbContextStore(const StoreOptions& options, rocksdb::DB* db,
-                                         std::vector<rocksdb::ColumnFamilyHandle*> handles)
-    : fingerprint_(HashFingerprint(options.model_fingerprint)),
-      db_(db),
-      handles_(std::move(handles)) {
+RocksDbContextStore::RocksDbContextStore(const std::string& path, const StoreOptions& options)
+    : fingerprint_(HashFingerprint(options.model_fingerprint)), path_(path), options_(options) {
   write_options_.sync = options.sync_writes;
+}
+
+RocksDbContextStore::~RocksDbContextStore() { CloseDb(); }
+
+void RocksDbContextStore::CloseDb() {
+  if (!db_) return;
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+  }
+  handles_.clear();
+  cf_.fill(nullptr);
+  db_->Close().PermitUncheckedError();
+  db_.reset();
+}
+
+absl::Status RocksDbContextStore::OpenDb(bool read_only) {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options_.create_if_missing;
+  db_options.create_missing_column_families = true;
+  if (options_.env != nullptr) db_options.env = options_.env;
+
+  std::shared_ptr<rocksdb::Cache> cache =
+      rocksdb::NewLRUCache(static_cast<size_t>(options_.block_cache_bytes));
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  families.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (Cf c : kAllCfs) families.emplace_back(std::string(CfName(c)), CfOptions(c, cache));
+  // RocksDB opens a database only with all of its families: keep any we don't know (a newer
+  // Tome's) open with default options.
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(db_options, path_, &existing).ok()) {
+    for (const std::string& name : existing) {
+      const bool known = std::any_of(families.begin(), families.end(),
+                                     [&](const auto& f) { return f.name == name; });
+      if (!known) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+  }
+  rocksdb::DB* db = nullptr;
+  const rocksdb::Status opened =
+      read_only ? rocksdb::DB::OpenForReadOnly(db_options, path_, families, &handles_, &db)
+                : rocksdb::DB::Open(db_options, path_, families, &handles_, &db);
+  TOME_RETURN_IF_ERROR(FromRocksDb(opened, absl::StrCat("opening the context store at ", path_)));
+  db_.reset(db);
+  read_only_ = read_only;
   for (rocksdb::ColumnFamilyHandle* handle : handles_) {
     for (Cf c : kAllCfs) {
       if (handle->GetName() == CfName(c)) cf_[static_cast<int>(c)] = handle;
     }
   }
-}
-
-RocksDbContextStore::~RocksDbContextStore() {
-  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
-    db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-  }
-  db_->Close().PermitUncheckedError();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<ContextStore>> RocksDbContextStore::Open(
@@ -210,35 +272,11 @@ absl::StatusOr<std::unique_ptr<ContextStore>> RocksDbContextStore::Open(
   if (options.block_cache_bytes < 0) {
     return absl::InvalidArgumentError("block_cache_bytes must not be negative");
   }
-  rocksdb::DBOptions db_options;
-  db_options.create_if_missing = options.create_if_missing;
-  db_options.create_missing_column_families = true;
-  if (options.env != nullptr) db_options.env = options.env;
-
-  std::shared_ptr<rocksdb::Cache> cache =
-      rocksdb::NewLRUCache(static_cast<size_t>(options.block_cache_bytes));
-  std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  families.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
-  for (Cf c : kAllCfs) families.emplace_back(std::string(CfName(c)), CfOptions(c, cache));
-  // RocksDB opens a database only with all of its families: keep any we don't know (a newer
-  // Tome's) open with default options.
-  std::vector<std::string> existing;
-  if (rocksdb::DB::ListColumnFamilies(db_options, path, &existing).ok()) {
-    for (const std::string& name : existing) {
-      const bool known = std::any_of(families.begin(), families.end(),
-                                     [&](const auto& f) { return f.name == name; });
-      if (!known) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    }
-  }
-
-  rocksdb::DB* db = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  TOME_RETURN_IF_ERROR(FromRocksDb(rocksdb::DB::Open(db_options, path, families, &handles, &db),
-                                   absl::StrCat("opening the context store at ", path)));
-  std::unique_ptr<RocksDbContextStore> store(
-      new RocksDbContextStore(options, db, std::move(handles)));
+  std::unique_ptr<RocksDbContextStore> store(new RocksDbContextStore(path, options));
+  TOME_RETURN_IF_ERROR(store->OpenDb(/*read_only=*/false));
   TOME_RETURN_IF_ERROR(store->CheckStoreFormat());
   TOME_RETURN_IF_ERROR(store->LoadNextId());
+  TOME_RETURN_IF_ERROR(store->CollectGarbage().status());
   return std::unique_ptr<ContextStore>(std::move(store));
 }
 
@@ -309,11 +347,60 @@ absl::Status RocksDbContextStore::PutRecord(const DocumentRecord& record,
 }
 
 absl::Status RocksDbContextStore::Write(rocksdb::WriteBatch* batch, absl::string_view what) {
-  return FromRocksDb(db_->Write(write_options_, batch), what);
+  rocksdb::Status s = db_->Write(write_options_, batch);
+  if (!s.ok() && (s.IsIOError() || s.IsNoSpace() || s.IsIncomplete())) {
+    needs_recovery_ = true;
+    last_write_failed_for_space_ = s.IsNoSpace();
+  }
+  return FromRocksDb(s, what);
+}
+
+absl::Status RocksDbContextStore::RecoverIfNeeded() {
+  if (!needs_recovery_.load()) return absl::OkStatus();
+  absl::WriterMutexLock lock(&db_mu_);
+  if (!needs_recovery_.load()) return absl::OkStatus();
+  // A failed log write leaves RocksDB refusing writes. Resume() clears recoverable errors;
+  // others need the database closed and opened again, which replays the log up to the last
+  // complete write: exactly the committed batches.
+  if (db_ && !read_only_ && db_->Resume().ok()) {
+    needs_recovery_ = false;
+    return absl::OkStatus();
+  }
+  CloseDb();
+  absl::Status reopened = OpenDb(/*read_only=*/false);
+  if (reopened.ok()) {
+    needs_recovery_ = false;
+    return absl::OkStatus();
+  }
+  // Still failing (the disk is still full): serve reads from a read-only handle meanwhile.
+  OpenDb(/*read_only=*/true).IgnoreError();
+  return WriteUnavailable(reopened);
+}
+
+absl::Status RocksDbContextStore::WriteUnavailable(const absl::Status& cause) const {
+  const std::string message = absl::StrCat(
+      "the context store cannot write (", cause.message(),
+      "); free disk space or repair the device: it recovers by itself at the next write");
+  return last_write_failed_for_space_ ? absl::ResourceExhaustedError(message)
+                                      : absl::UnavailableError(message);
+}
+
+absl::Status RocksDbContextStore::CheckOpen() const {
+  if (!db_) return absl::UnavailableError("the context store is closed after an I/O error");
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbContextStore::CheckWritable() const {
+  TOME_RETURN_IF_ERROR(CheckOpen());
+  if (read_only_) return WriteUnavailable(absl::UnavailableError("it is read-only"));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DocumentRecord> RocksDbContextStore::CreateDocument(TenantId tenant,
                                                                    absl::string_view name) {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
   if (name.empty()) return absl::InvalidArgumentError("the document name is empty");
   if (name.size() > kMaxNameBytes) {
     return absl::InvalidArgumentError(absl::StrCat("the document name is ", name.size(),
@@ -345,12 +432,16 @@ absl::StatusOr<DocumentRecord> RocksDbContextStore::CreateDocument(TenantId tena
 }
 
 absl::StatusOr<DocumentRecord> RocksDbContextStore::GetDocument(TenantId tenant, DocumentId id) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
   return ReadRecord(tenant, id);
 }
 
 absl::StatusOr<std::vector<DocumentRecord>> RocksDbContextStore::ListDocuments(TenantId tenant,
                                                                                DocumentId after_id,
                                                                                int limit) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
   if (limit < 0) return absl::InvalidArgumentError("the list limit must not be negative");
   std::vector<DocumentRecord> records;
   if (limit == 0 || after_id == UINT64_MAX) return records;
@@ -376,6 +467,9 @@ absl::StatusOr<std::vector<DocumentRecord>> RocksDbContextStore::ListDocuments(T
 }
 
 absl::Status RocksDbContextStore::DeleteDocument(TenantId tenant, DocumentId id) {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
   absl::MutexLock lock(&DocumentMutex(tenant, id));
   TOME_RETURN_IF_ERROR(ReadRecord(tenant, id).status());
   const std::string begin = DocumentPrefix(tenant, id);
@@ -389,10 +483,28 @@ absl::Status RocksDbContextStore::DeleteDocument(TenantId tenant, DocumentId id)
   return Write(&batch, absl::StrCat("deleting ", DocName(tenant, id)));
 }
 
-absl::StatusOr<DocumentRecord> RocksDbContextStore::AppendText(TenantId tenant, DocumentId id,
-                                                               absl::string_view text,
-                                                               absl::Span<const int32_t> tokens) {
+absl::StatusOr<DocumentRecord> RocksDbContextStore::AppendText(
+    TenantId tenant, DocumentId id, absl::string_view text, absl::Span<const int32_t> tokens,
+    absl::Span<const NewSection> sections) {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
   if (text.empty()) return absl::InvalidArgumentError("the text to append is empty");
+  for (size_t i = 0; i < sections.size(); ++i) {
+    const NewSection& section = sections[i];
+    if (section.name.empty() || section.name.size() > kMaxSectionNameBytes ||
+        !IsValidUtf8(section.name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "section names must be 1 to ", kMaxSectionNameBytes, " bytes of UTF-8"));
+    }
+    if (section.text_offset < 0 || section.text_offset > static_cast<int64_t>(text.size()) ||
+        section.token_offset < 0 || section.token_offset > static_cast<int64_t>(tokens.size()) ||
+        (i > 0 && (section.text_offset < sections[i - 1].text_offset ||
+                   section.token_offset <= sections[i - 1].token_offset))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "section '", section.name, "' is out of order or outside the appended text"));
+    }
+  }
   absl::MutexLock lock(&DocumentMutex(tenant, id));
   TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id));
   rocksdb::WriteBatch batch;
@@ -412,18 +524,53 @@ absl::StatusOr<DocumentRecord> RocksDbContextStore::AppendText(TenantId tenant, 
                   ChunkKey(tenant, id, record.num_tokens + static_cast<int64_t>(done)), chunk),
         "adding tokens to a batch"));
   }
+  for (const NewSection& section : sections) {
+    const std::string value = EncodeSection(section.name, record.text_bytes + section.text_offset);
+    TOME_RETURN_IF_ERROR(FromRocksDb(
+        batch.Put(cf(Cf::kMeta), SectionKey(tenant, id, record.num_tokens + section.token_offset),
+                  value),
+        "adding a section to a batch"));
+  }
   record.version += 1;
   record.text_bytes += static_cast<int64_t>(text.size());
   record.num_tokens += static_cast<int64_t>(tokens.size());
   record.status = DocumentStatus::kIngesting;
   record.error.clear();
   record.updated_micros = NowMicros();
+  record.versions.push_back(
+      {record.version, record.num_tokens, record.text_bytes, record.updated_micros});
   TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
   TOME_RETURN_IF_ERROR(Write(&batch, absl::StrCat("appending text to ", DocName(tenant, id))));
   return record;
 }
 
+absl::StatusOr<std::vector<SectionInfo>> RocksDbContextStore::ListSections(TenantId tenant,
+                                                                           DocumentId id) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
+  rocksdb::ManagedSnapshot managed(db_.get());
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = managed.snapshot();
+  TOME_RETURN_IF_ERROR(ReadRecord(tenant, id, read_options.snapshot).status());
+  const std::string prefix = SectionKey(tenant, id, 0).substr(0, kDocumentPrefixSize + 1);
+  std::vector<SectionInfo> sections;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(Cf::kMeta)));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->key().size() != kSectionKeySize) continue;
+    SectionInfo section;
+    section.begin_token =
+        static_cast<int64_t>(ReadBigEndian64(it->key().data() + kDocumentPrefixSize + 1));
+    TOME_RETURN_IF_ERROR(DecodeSection(absl::string_view(it->value().data(), it->value().size()),
+                                       &section.name, &section.begin_byte));
+    sections.push_back(std::move(section));
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "listing sections"));
+  return sections;
+}
+
 absl::StatusOr<std::string> RocksDbContextStore::ReadText(TenantId tenant, DocumentId id) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
   // Record and chunks at one snapshot: an append in between cannot tear the result.
   rocksdb::ManagedSnapshot managed(db_.get());
   const rocksdb::Snapshot* snapshot = managed.snapshot();
@@ -456,6 +603,8 @@ absl::StatusOr<std::string> RocksDbContextStore::ReadText(TenantId tenant, Docum
 
 absl::StatusOr<std::vector<int32_t>> RocksDbContextStore::ReadTokens(TenantId tenant, DocumentId id,
                                                                      int64_t begin, int64_t end) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
   if (begin < 0 || end < begin) {
     return absl::InvalidArgumentError(absl::StrCat("invalid token range [", begin, ", ", end, ")"));
   }
@@ -505,6 +654,9 @@ absl::StatusOr<std::vector<int32_t>> RocksDbContextStore::ReadTokens(TenantId te
 
 absl::Status RocksDbContextStore::SetStatus(TenantId tenant, DocumentId id, DocumentStatus status,
                                             absl::string_view error) {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
   if (static_cast<int>(status) < static_cast<int>(DocumentStatus::kEmpty) ||
       static_cast<int>(status) > static_cast<int>(DocumentStatus::kFailed)) {
     return absl::InvalidArgumentError(
@@ -523,6 +675,8 @@ absl::Status RocksDbContextStore::SetStatus(TenantId tenant, DocumentId id, Docu
 absl::Status RocksDbContextStore::AddState(TenantId tenant, DocumentId id, const StateKey& key,
                                            absl::string_view bytes,
                                            rocksdb::WriteBatch* batch) const {
+  // Column family ids, not handles, go into the batch: it stays valid across a reopen.
+  absl::ReaderMutexLock db_lock(&db_mu_);
   TOME_ASSIGN_OR_RETURN(Cf family, CfForStateKind(key.kind));
   TOME_RETURN_IF_ERROR(ValidateStateKey(key));
   return FromRocksDb(batch->Put(cf(family), EncodeStateKey(tenant, id, key),
@@ -537,6 +691,9 @@ std::unique_ptr<ContextStore::Checkpoint> RocksDbContextStore::BeginCheckpoint(T
 
 absl::StatusOr<DocumentRecord> RocksDbContextStore::CommitCheckpoint(Checkpoint& checkpoint,
                                                                      int64_t state_tokens) {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
   auto* cp = dynamic_cast<RocksDbCheckpoint*>(&checkpoint);
   if (cp == nullptr || cp->store_ != this) {
     return absl::InvalidArgumentError("the checkpoint was not begun on this store");
@@ -559,12 +716,20 @@ absl::StatusOr<DocumentRecord> RocksDbContextStore::CommitCheckpoint(Checkpoint&
   record.state_tokens = state_tokens;
   record.status =
       state_tokens == record.num_tokens ? DocumentStatus::kReady : DocumentStatus::kIngesting;
+  if (record.checkpoints.empty() || record.checkpoints.back() < state_tokens) {
+    record.checkpoints.push_back(state_tokens);
+  }
   record.error.clear();
   record.updated_micros = NowMicros();
   // The record joins the state in the same batch; taken out again if the write fails, so the
   // checkpoint can be committed again.
   cp->batch_.SetSavePoint();
-  absl::Status status = PutRecord(record, &cp->batch_);
+  absl::Status status = absl::OkStatus();
+  for (const StateKey& key : cp->keys_) {
+    status = DeleteSuperseded(cp->tenant_, cp->id_, key, &cp->batch_);
+    if (!status.ok()) break;
+  }
+  if (status.ok()) status = PutRecord(record, &cp->batch_);
   if (status.ok()) {
     status = Write(&cp->batch_,
                    absl::StrCat("committing a checkpoint of ", DocName(cp->tenant_, cp->id_)));
@@ -578,24 +743,86 @@ absl::StatusOr<DocumentRecord> RocksDbContextStore::CommitCheckpoint(Checkpoint&
   return record;
 }
 
+absl::Status RocksDbContextStore::DeleteSuperseded(TenantId tenant, DocumentId id,
+                                                   const StateKey& key,
+                                                   rocksdb::WriteBatch* batch) {
+  TOME_ASSIGN_OR_RETURN(Cf family, CfForStateKind(key.kind));
+  const std::string lower = StateKeyRowsZero(tenant, id, key);
+  const std::string upper = EncodeStateKey(tenant, id, key);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(family)));
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    TOME_RETURN_IF_ERROR(
+        FromRocksDb(batch->Delete(cf(family), it->key()), "deleting a superseded record"));
+  }
+  return FromRocksDb(it->status(), "finding superseded records");
+}
+
 absl::StatusOr<std::string> RocksDbContextStore::GetState(TenantId tenant, DocumentId id,
                                                           const StateKey& key) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
   TOME_ASSIGN_OR_RETURN(Cf family, CfForStateKind(key.kind));
   TOME_RETURN_IF_ERROR(ValidateStateKey(key));
   const std::string where =
       absl::StrCat(DocName(tenant, id), ", state record ", StateKeyDebugString(key));
-  rocksdb::PinnableSlice value;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), cf(family), EncodeStateKey(tenant, id, key), &value);
-  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(where, ": not found"));
+  const std::string encoded = EncodeStateKey(tenant, id, key);
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(family), encoded, &value);
+  if (s.IsNotFound()) {
+    // The same block or page with more rows: the first key after `key` within the block.
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(family)));
+    it->Seek(encoded);
+    TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), absl::StrCat("reading ", where)));
+    if (!it->Valid() || it->key().size() != kStateKeySize ||
+        std::memcmp(it->key().data(), encoded.data(), kStateKeyBlockPrefixSize) != 0) {
+      return absl::NotFoundError(absl::StrCat(where, ": not found"));
+    }
+    value.assign(it->value().data(), it->value().size());
+    s = rocksdb::Status::OK();
+  }
   TOME_RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("reading ", where)));
-  absl::StatusOr<absl::string_view> payload =
-      DecodeStateValue(absl::string_view(value.data(), value.size()), fingerprint_);
+  absl::StatusOr<absl::string_view> payload = DecodeStateValue(value, fingerprint_);
   if (!payload.ok()) {
     return absl::Status(payload.status().code(),
                         absl::StrCat(where, ": ", payload.status().message()));
   }
   return std::string(*payload);
+}
+
+absl::StatusOr<int64_t> RocksDbContextStore::CollectGarbage() {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
+  std::set<std::pair<TenantId, DocumentId>> cleaned;
+  rocksdb::WriteBatch batch;
+  for (Cf c : kAllCfs) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(c)));
+    it->SeekToFirst();
+    while (it->Valid()) {
+      TenantId tenant = 0;
+      DocumentId id = 0;
+      const absl::string_view key(it->key().data(), it->key().size());
+      if (!ParseDocumentPrefix(key, &tenant, &id)) {  // the id counter
+        it->Next();
+        continue;
+      }
+      const std::string end = DocumentPrefixEnd(tenant, id);
+      absl::StatusOr<DocumentRecord> record = ReadRecord(tenant, id);
+      if (absl::IsNotFound(record.status())) {
+        TOME_RETURN_IF_ERROR(FromRocksDb(batch.DeleteRange(cf(c), DocumentPrefix(tenant, id), end),
+                                         "adding a garbage range to a batch"));
+        cleaned.insert({tenant, id});
+      }
+      if (end.empty()) break;
+      it->Seek(end);
+    }
+    TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "scanning for garbage"));
+  }
+  if (batch.Count() > 0) TOME_RETURN_IF_ERROR(Write(&batch, "deleting orphaned data"));
+  return static_cast<int64_t>(cleaned.size());
 }
 
 absl::StatusOr<int64_t> RocksDbContextStore::RangeBytes(Cf c, const std::string& begin,
@@ -632,6 +859,8 @@ absl::StatusOr<int64_t> RocksDbContextStore::RangeBytes(Cf c, const std::string&
 }
 
 absl::StatusOr<int64_t> RocksDbContextStore::DocumentBytes(TenantId tenant, DocumentId id) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
   TOME_RETURN_IF_ERROR(ReadRecord(tenant, id).status());
   const std::string begin = DocumentPrefix(tenant, id);
   const std::string end = DocumentPrefixEnd(tenant, id);

@@ -78,20 +78,33 @@ TEST_F(EngineTest, PrefillThenDecodeEqualsOneShot) {
   }
 }
 
+// Records in memory. With `keep_longest_only`, it behaves as the context store does: a
+// longer record of a block or page replaces the shorter ones, and serves their reads.
 class MapStore : public StateSink, public StateSource {
  public:
+  explicit MapStore(bool keep_longest_only = false) : keep_longest_only_(keep_longest_only) {}
+
   absl::Status Put(const StateRecordKey& key, absl::string_view bytes) override {
+    if (keep_longest_only_ && key.rows > 0) {
+      records_.erase(records_.lower_bound(Key({key.kind, key.layer, key.head, key.index, 0})),
+                     records_.lower_bound(Key(key)));
+    }
     records_[Key(key)] = std::string(bytes);
     return absl::OkStatus();
   }
   absl::StatusOr<std::string> Get(const StateRecordKey& key) override {
-    auto it = records_.find(Key(key));
-    if (it == records_.end()) return absl::NotFoundError("no record");
+    auto it = records_.lower_bound(Key(key));
+    if (it == records_.end() || std::get<0>(it->first) != int(key.kind) ||
+        std::get<1>(it->first) != key.layer || std::get<2>(it->first) != key.head ||
+        std::get<3>(it->first) != key.index) {
+      return absl::NotFoundError("no record");
+    }
     return it->second;
   }
   std::map<std::tuple<int, int, int, int64_t, int64_t>, std::string> records_;
 
  private:
+  bool keep_longest_only_;
   static std::tuple<int, int, int, int64_t, int64_t> Key(const StateRecordKey& k) {
     return {int(k.kind), k.layer, k.head, k.index, k.rows};
   }
@@ -127,6 +140,25 @@ TEST_F(EngineTest, SaveRestoreContinueEqualsUninterrupted) {
   // A missing record is reported, not crashed on.
   ASSERT_EQ(store.records_.erase({int(StateRecordKind::kLightningState), 1, 0, 600, 0}), 1u);
   EXPECT_EQ(fresh_engine->LoadState(600, store).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, ShorterPrefixesLoadFromLongerRecords) {
+  const auto tokens = testing::RandomTokens(900, config_.vocab_size, 8);
+  auto engine = MakeEngine(128);
+  auto reference = engine->NewSequence().value();
+  const auto expected = engine->Prefill(*reference, tokens).value();
+  MapStore store(/*keep_longest_only=*/true);
+  auto seq = engine->NewSequence().value();
+  engine->Prefill(*seq, absl::MakeConstSpan(tokens).first(500)).value();
+  ASSERT_TRUE(engine->SaveState(*seq, 0, store).ok());
+  engine->Prefill(*seq, absl::MakeConstSpan(tokens).subspan(500, 300)).value();
+  ASSERT_TRUE(engine->SaveState(*seq, 500, store).ok());
+  // Block 7 (tokens 448..511) now has only its full 64-row record; loading 500 tokens uses
+  // its first 52 rows, and summaries likewise.
+  EXPECT_EQ(store.records_.count({int(StateRecordKind::kKvBlock), 0, 0, 7, 52}), 0u);
+  auto restored = engine->LoadState(500, store).value();
+  const auto got = engine->Prefill(*restored, absl::MakeConstSpan(tokens).subspan(500)).value();
+  EXPECT_LT(MaxRelativeError(got, expected), kTol);
 }
 
 TEST_F(EngineTest, ForksAreIndependent) {

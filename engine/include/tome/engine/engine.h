@@ -45,6 +45,13 @@ class Sequence {
   std::unique_ptr<SequenceState> state_;
 };
 
+// Bytes of model state, from the config and the backend's element types.
+struct StateSizes {
+  int64_t lightning_bytes = 0;           // all Lightning layers' recurrent states
+  int64_t kv_bytes_per_token = 0;        // all sparse layers' keys and values
+  int64_t summary_bytes_per_token = 0;   // all sparse layers' level-1 and level-2 summaries
+};
+
 // What a generation produced.
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids, stop token excluded
@@ -62,6 +69,7 @@ class Engine {
   const ModelConfig& config() const;
   const Tokenizer& tokenizer() const;
   const EngineOptions& options() const { return options_; }
+  StateSizes state_sizes() const;
 
   // ResourceExhausted if the backend cannot hold the new state.
   absl::StatusOr<std::unique_ptr<Sequence>> NewSequence() const;
@@ -83,8 +91,9 @@ class Engine {
   // tokens (0 writes everything): all Lightning states, the KV blocks and summary pages
   // from the one holding token `saved_tokens` onward.
   absl::Status SaveState(const Sequence& sequence, int64_t saved_tokens, StateSink& sink) const;
-  // Rebuilds a sequence of `num_tokens` tokens from stored records. DataLoss if a record is
-  // missing or has the wrong size.
+  // Rebuilds a sequence of `num_tokens` tokens from stored records. A block or page record
+  // may hold more rows than needed (the record of a longer prefix of the same sequence): its
+  // first rows are used. NotFound if a record is missing, DataLoss if one has the wrong size.
   absl::StatusOr<std::unique_ptr<Sequence>> LoadState(int64_t num_tokens,
                                                       StateSource& source) const;
 

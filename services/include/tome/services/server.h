@@ -24,7 +24,7 @@ struct ServerOptions {
   std::string data_dir;
   int num_threads = 0;
   engine::DenseThresholdMode dense_mode = engine::DenseThresholdMode::kAlwaysSparse;
-  int64_t checkpoint_tokens = 4096;
+  int64_t checkpoint_tokens = 0;  // 0: the default policy (DefaultCheckpointTokens)
   int64_t max_document_bytes = int64_t{1} << 30;
   bool sync_writes = true;
   // Network. Port 0 picks a free port (see TomeServer::port()).
@@ -45,6 +45,8 @@ class TomeServer {
   void Shutdown(absl::Duration grace = absl::Seconds(5));
   // Blocks until Shutdown has completed.
   void Wait();
+  // The domain core (tests and in-process tools); null after Shutdown.
+  TomeCore* core();
 
  private:
   struct Impl;

@@ -50,6 +50,30 @@ enum class DocumentStatus {
   kFailed = 3,     // ingestion failed; `error` says why
 };
 
+// One version of a document: its extent after the AppendText that created it. A version's
+// text, tokens and model state stay readable until the document is deleted.
+struct VersionInfo {
+  int64_t version = 0;
+  int64_t num_tokens = 0;
+  int64_t text_bytes = 0;
+  int64_t created_micros = 0;
+};
+
+// A named part of a document (a file of a codebase, a chapter of a book). It runs from its
+// begin offsets to the next section's, or to the document's end.
+struct SectionInfo {
+  std::string name;
+  int64_t begin_token = 0;
+  int64_t begin_byte = 0;
+};
+
+// A section starting inside the text of one AppendText call, at offsets relative to it.
+struct NewSection {
+  std::string name;
+  int64_t text_offset = 0;
+  int64_t token_offset = 0;
+};
+
 struct DocumentRecord {
   TenantId tenant = 0;
   DocumentId id = 0;
@@ -62,6 +86,11 @@ struct DocumentRecord {
   int64_t state_tokens = 0;    // tokens whose model state is committed (the watermark)
   DocumentStatus status = DocumentStatus::kEmpty;
   std::string error;           // for kFailed
+  std::vector<VersionInfo> versions;  // one per AppendText, oldest first
+  // Token offsets at which a checkpoint (Lightning states + the blocks they need) was
+  // committed, ascending; the model state at any offset is restored from the nearest one at
+  // or before it.
+  std::vector<int64_t> checkpoints;
 };
 
 // One stored state record (mirrors engine::StateRecordKey without depending on it).
@@ -94,11 +123,16 @@ class ContextStore {
   // Removes the document and everything stored for it (every column family, one range each).
   virtual absl::Status DeleteDocument(TenantId tenant, DocumentId id) = 0;
 
-  // Appends `text` and its token ids in one WriteBatch: version + 1, status kIngesting.
-  // NotFound if the document does not exist.
+  // Appends `text` and its token ids, and the sections that start inside them, in one
+  // WriteBatch: version + 1, status kIngesting. NotFound if the document does not exist;
+  // InvalidArgument for sections out of the appended range, out of order, or unnamed.
   virtual absl::StatusOr<DocumentRecord> AppendText(TenantId tenant, DocumentId id,
                                                     absl::string_view text,
-                                                    absl::Span<const int32_t> tokens) = 0;
+                                                    absl::Span<const int32_t> tokens,
+                                                    absl::Span<const NewSection> sections = {}) = 0;
+  // The document's sections in order.
+  virtual absl::StatusOr<std::vector<SectionInfo>> ListSections(TenantId tenant,
+                                                                DocumentId id) = 0;
   // The whole text appended so far.
   virtual absl::StatusOr<std::string> ReadText(TenantId tenant, DocumentId id) = 0;
   // Token ids [begin, end) (end clamped to num_tokens).
@@ -119,14 +153,24 @@ class ContextStore {
   };
   virtual std::unique_ptr<Checkpoint> BeginCheckpoint(TenantId tenant, DocumentId id) = 0;
   // Writes the records and sets state_tokens (and kReady when it reaches num_tokens) in one
-  // WriteBatch. NotFound if the document was deleted meanwhile; InvalidArgument if
-  // state_tokens > num_tokens.
+  // WriteBatch, adding state_tokens to the record's checkpoints. Records of a block or page
+  // that this checkpoint supersedes (same kind, layer, head and index, fewer rows) are deleted
+  // in the same batch: GetState serves shorter reads from the longer record. NotFound if the
+  // document was deleted meanwhile; InvalidArgument if state_tokens > num_tokens.
   virtual absl::StatusOr<DocumentRecord> CommitCheckpoint(Checkpoint& checkpoint,
                                                           int64_t state_tokens) = 0;
-  // NotFound if absent; DataLoss on a checksum or format mismatch; FailedPrecondition if the
-  // record was written by a different model (fingerprint mismatch).
+  // The record under `key`, or, if there is none, the record of the same kind, layer, head and
+  // index with the fewest rows above key.rows (a block or page only grows, so its longer
+  // record starts with the shorter one's rows). NotFound if neither exists; DataLoss on a
+  // checksum or format mismatch; FailedPrecondition if the record was written by a different
+  // model (fingerprint mismatch).
   virtual absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
                                                const StateKey& key) = 0;
+
+  // Deletes data left by documents whose record is gone (in case a crash ever separated
+  // them; writes are atomic, so this finds nothing in normal operation). Returns the number
+  // of documents cleaned. Also runs when the store opens.
+  virtual absl::StatusOr<int64_t> CollectGarbage() = 0;
 
   // Approximate bytes on disk for everything of the document.
   virtual absl::StatusOr<int64_t> DocumentBytes(TenantId tenant, DocumentId id) = 0;

@@ -33,10 +33,16 @@ class Backend {
   // Converts a checkpoint tensor into `dst` (weight_dtype, or fp32 for norm vectors when
   // `dst.dtype` says so).
   virtual void UploadTensor(const TensorInfo& src, const Tensor& dst) = 0;
-  virtual void CopyFromHost(const Tensor& dst, const void* host) = 0;  // host is dense
-  virtual void CopyToHost(const Tensor& src, void* host) = 0;          // host is dense
+  // Host copies move the raw bytes of the tensor's dtype (no conversion; host is dense).
+  // CopyToHost returns once `host` holds the data.
+  virtual void CopyFromHost(const Tensor& dst, const void* host) = 0;
+  virtual void CopyToHost(const Tensor& src, void* host) = 0;
+  // Converts between fp32 and bf16 where dst and src differ in dtype.
   virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void Fill(const Tensor& dst, float value) = 0;
+  // dst[r, c] = mean + stddev · HashedNormal(seed, r · cols + c) (tome/kernels/random.h), in
+  // dst's dtype: the same values on every backend (models with random weights).
+  virtual void FillRandom(const Tensor& dst, uint64_t seed, float mean, float stddev) = 0;
   virtual absl::Status Synchronize() = 0;
 
   // --- dense ops ----------------------------------------------------------------------------

@@ -6,6 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "backend.h"
+#ifdef TOME_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 #include "model.h"
 #include "tome/base/status_macros.h"
 #include "tome/engine/safetensors.h"
@@ -45,26 +48,53 @@ Engine::~Engine() {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   namespace fs = std::filesystem;
-  if (options.model_dir.empty() || !fs::is_directory(options.model_dir)) {
+  const bool random = options.random_weights_seed.has_value();
+  const bool have_dir = !options.model_dir.empty() && fs::is_directory(options.model_dir);
+  if (!have_dir && !(random && options.model_dir.empty() && options.config_override)) {
     return absl::NotFoundError(
         absl::StrCat("model directory '", options.model_dir, "' does not exist"));
   }
-  TOME_ASSIGN_OR_RETURN(ModelConfig config,
-                        ModelConfig::FromFile((fs::path(options.model_dir) / "config.json").string()));
-  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> checkpoint,
-                        SafetensorsCheckpoint::Open(options.model_dir));
+  ModelConfig config;
+  if (options.config_override) {
+    config = *options.config_override;
+  } else {
+    TOME_ASSIGN_OR_RETURN(
+        config, ModelConfig::FromFile((fs::path(options.model_dir) / "config.json").string()));
+  }
+  std::unique_ptr<SafetensorsCheckpoint> checkpoint;
+  if (!random) {
+    TOME_ASSIGN_OR_RETURN(checkpoint, SafetensorsCheckpoint::Open(options.model_dir));
+  }
   std::unique_ptr<Backend> backend;
   switch (options.device) {
     case DeviceKind::kCpu:
       backend = NewCpuBackend(options.num_threads);
       break;
     case DeviceKind::kCuda:
+#ifdef TOME_HAVE_CUDA
+      TOME_ASSIGN_OR_RETURN(backend, NewCudaBackend(options.cuda_device));
+      break;
+#else
       return absl::UnimplementedError("this build has no CUDA backend");
+#endif
   }
-  TOME_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                        Model::Load(config, *checkpoint, backend.get(), options));
-  TOME_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
-                        LoadTokenizer(options.model_dir, static_cast<int32_t>(config.vocab_size)));
+  std::unique_ptr<Model> model;
+  if (random) {
+    TOME_ASSIGN_OR_RETURN(model, Model::CreateRandom(config, backend.get(), options,
+                                                     *options.random_weights_seed));
+  } else {
+    TOME_ASSIGN_OR_RETURN(model, Model::Load(config, *checkpoint, backend.get(), options));
+  }
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (have_dir) {
+    TOME_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer(options.model_dir,
+                                                   static_cast<int32_t>(config.vocab_size)));
+  } else {
+    if (config.vocab_size < 259) {
+      return absl::InvalidArgumentError("random-weight models need vocab_size >= 259");
+    }
+    tokenizer = NewByteTokenizer(static_cast<int32_t>(config.vocab_size));
+  }
   return std::unique_ptr<Engine>(
       new Engine(options, std::move(backend), std::move(model), std::move(tokenizer)));
 }

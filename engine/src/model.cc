@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "tome/base/status_macros.h"
 #include "tome/engine/checkpoint.h"
+#include "tome/kernels/random.h"
 
 namespace tome::engine {
 namespace {
@@ -34,12 +35,23 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const ModelConfig& config,
                                                    const EngineOptions& options) {
   TOME_RETURN_IF_ERROR(ValidateCheckpoint(config, checkpoint));
   std::unique_ptr<Model> model(new Model(config, backend, options));
-  TOME_RETURN_IF_ERROR(model->LoadWeights(checkpoint));
+  TOME_RETURN_IF_ERROR(model->LoadWeights(&checkpoint, 0));
   TOME_RETURN_IF_ERROR(model->AllocateWorkspace());
   return model;
 }
 
-absl::Status Model::LoadWeights(const SafetensorsCheckpoint& ckpt) {
+absl::StatusOr<std::unique_ptr<Model>> Model::CreateRandom(const ModelConfig& config,
+                                                           Backend* backend,
+                                                           const EngineOptions& options,
+                                                           uint64_t seed) {
+  TOME_RETURN_IF_ERROR(config.Validate());
+  std::unique_ptr<Model> model(new Model(config, backend, options));
+  TOME_RETURN_IF_ERROR(model->LoadWeights(nullptr, seed));
+  TOME_RETURN_IF_ERROR(model->AllocateWorkspace());
+  return model;
+}
+
+absl::Status Model::LoadWeights(const SafetensorsCheckpoint* ckpt, uint64_t seed) {
   const ModelConfig& c = config_;
   const DType wt = backend_->weight_dtype();
   auto alloc = [&](int64_t rows, int64_t cols, DType dtype) -> absl::StatusOr<Tensor> {
@@ -48,12 +60,22 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint& ckpt) {
     weight_buffers_.push_back(std::move(buffer));
     return t;
   };
-  // Converts one checkpoint tensor into `dst` and drops its mapped pages.
-  auto upload = [&](const std::string& name, const Tensor& dst) -> absl::Status {
-    TOME_ASSIGN_OR_RETURN(const TensorInfo* info, ckpt.Find(name));
+  // Converts one checkpoint tensor into `dst` and drops its mapped pages; without a
+  // checkpoint, fills `dst` with random values (norm weights around 1).
+  auto fill = [&](const std::string& name, const Tensor& dst, bool norm) -> absl::Status {
+    if (ckpt == nullptr) {
+      const uint64_t s = kernels::NameSeed(seed, name.c_str());
+      backend_->FillRandom(dst, s, norm ? 1.0f : 0.0f, norm ? 0.1f : 0.02f);
+      return absl::OkStatus();
+    }
+    TOME_ASSIGN_OR_RETURN(const TensorInfo* info, ckpt->Find(name));
     backend_->UploadTensor(*info, dst);
-    ckpt.Release(*info);
+    ckpt->Release(*info);
     return absl::OkStatus();
+  };
+  auto upload = [&](const std::string& name, const Tensor& dst) { return fill(name, dst, false); };
+  auto upload_norm = [&](const std::string& name, const Tensor& dst) {
+    return fill(name, dst, true);
   };
   const int64_t D = c.hidden_size, F = c.intermediate_size;
 
@@ -67,13 +89,18 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint& ckpt) {
   }
   // The final norm weight absorbs the logit divisor (y / (D / dim_model_base)).
   {
-    TOME_ASSIGN_OR_RETURN(const TensorInfo* info, ckpt.Find("model.norm.weight"));
-    std::vector<float> w(D);
-    SafetensorsCheckpoint::ToFloat32(*info, w.data());
     const float inv = static_cast<float>(1.0 / c.logit_divisor());
-    for (float& v : w) v *= inv;
     TOME_ASSIGN_OR_RETURN(final_norm_, alloc(1, D, DType::kF32));
-    backend_->CopyFromHost(final_norm_, w.data());
+    if (ckpt == nullptr) {
+      backend_->FillRandom(final_norm_, kernels::NameSeed(seed, "model.norm.weight"), inv,
+                           0.1f * inv);
+    } else {
+      TOME_ASSIGN_OR_RETURN(const TensorInfo* info, ckpt->Find("model.norm.weight"));
+      std::vector<float> w(D);
+      SafetensorsCheckpoint::ToFloat32(*info, w.data());
+      for (float& v : w) v *= inv;
+      backend_->CopyFromHost(final_norm_, w.data());
+    }
   }
   {
     const std::vector<double> slopes = LightningSlopes(c.lightning_heads);
@@ -89,9 +116,9 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint& ckpt) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     const std::string a = p + "self_attn.";
     TOME_ASSIGN_OR_RETURN(w.input_norm, alloc(1, D, DType::kF32));
-    TOME_RETURN_IF_ERROR(upload(p + "input_layernorm.weight", w.input_norm));
+    TOME_RETURN_IF_ERROR(upload_norm(p + "input_layernorm.weight", w.input_norm));
     TOME_ASSIGN_OR_RETURN(w.post_norm, alloc(1, D, DType::kF32));
-    TOME_RETURN_IF_ERROR(upload(p + "post_attention_layernorm.weight", w.post_norm));
+    TOME_RETURN_IF_ERROR(upload_norm(p + "post_attention_layernorm.weight", w.post_norm));
     TOME_ASSIGN_OR_RETURN(w.gate_up, alloc(2 * F, D, wt));
     TOME_RETURN_IF_ERROR(upload(p + "mlp.gate_proj.weight", w.gate_up.Rows(0, F)));
     TOME_RETURN_IF_ERROR(upload(p + "mlp.up_proj.weight", w.gate_up.Rows(F, F)));
@@ -107,11 +134,11 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint& ckpt) {
       TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, q, wt));
       TOME_RETURN_IF_ERROR(upload(a + "o_proj.weight", w.o_proj));
       TOME_ASSIGN_OR_RETURN(w.q_norm, alloc(1, c.lightning_head_dim, DType::kF32));
-      TOME_RETURN_IF_ERROR(upload(a + "q_norm.weight", w.q_norm));
+      TOME_RETURN_IF_ERROR(upload_norm(a + "q_norm.weight", w.q_norm));
       TOME_ASSIGN_OR_RETURN(w.k_norm, alloc(1, c.lightning_head_dim, DType::kF32));
-      TOME_RETURN_IF_ERROR(upload(a + "k_norm.weight", w.k_norm));
+      TOME_RETURN_IF_ERROR(upload_norm(a + "k_norm.weight", w.k_norm));
       TOME_ASSIGN_OR_RETURN(w.o_norm, alloc(1, q, DType::kF32));
-      TOME_RETURN_IF_ERROR(upload(a + "o_norm.weight", w.o_norm));
+      TOME_RETURN_IF_ERROR(upload_norm(a + "o_norm.weight", w.o_norm));
     } else {
       const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
       TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(2 * q + 2 * kv, D, wt));
@@ -264,7 +291,7 @@ absl::Status Model::ForwardChunk(SequenceState& state, absl::Span<const int32_t>
     if (options.capture_hidden) {
       std::vector<float>& dst = (*options.capture_hidden)[l];
       dst.resize((chunk_offset + T) * D);
-      backend_->CopyToHost(h, dst.data() + chunk_offset * D);
+      ActivationsToHost(h, dst.data() + chunk_offset * D);
     }
   }
   state.num_tokens += T;
@@ -370,6 +397,16 @@ absl::Status Model::ComputeLogits(const Tensor& h_row, std::vector<float>* logit
   backend_->MatMul(x, lm_head_, out);
   backend_->CopyToHost(out, logits->data() + offset);
   return backend_->Synchronize();
+}
+
+void Model::ActivationsToHost(const Tensor& src, float* host) {
+  if (src.dtype == DType::kF32) {
+    backend_->CopyToHost(src, host);
+    return;
+  }
+  host_bf16_.resize(src.num_elements());
+  backend_->CopyToHost(src, host_bf16_.data());
+  for (size_t i = 0; i < host_bf16_.size(); ++i) host[i] = BFloat16ToFloat(host_bf16_[i]);
 }
 
 absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink) {

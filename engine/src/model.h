@@ -40,6 +40,12 @@ class Model {
                                                      const SafetensorsCheckpoint& checkpoint,
                                                      Backend* backend,
                                                      const EngineOptions& options);
+  // The model of `config` with random weights generated on the backend from `seed`
+  // (EngineOptions::random_weights_seed).
+  static absl::StatusOr<std::unique_ptr<Model>> CreateRandom(const ModelConfig& config,
+                                                             Backend* backend,
+                                                             const EngineOptions& options,
+                                                             uint64_t seed);
 
   const ModelConfig& config() const { return config_; }
 
@@ -56,7 +62,8 @@ class Model {
 
  private:
   Model(const ModelConfig& config, Backend* backend, const EngineOptions& options);
-  absl::Status LoadWeights(const SafetensorsCheckpoint& checkpoint);
+  // From `checkpoint`, or random from `seed` when it is null.
+  absl::Status LoadWeights(const SafetensorsCheckpoint* checkpoint, uint64_t seed);
   absl::Status AllocateWorkspace();
 
   // One chunk of at most max_chunk tokens at positions state.num_tokens.. .
@@ -70,6 +77,8 @@ class Model {
                            const Tensor& out);
   absl::Status UpdateSummaries(SparseLayerState& s, int64_t old_tokens, int64_t new_tokens);
   absl::Status ComputeLogits(const Tensor& h_rows, std::vector<float>* logits, int64_t offset);
+  // Copies activations (fp32 or bf16) into dense fp32 host memory.
+  void ActivationsToHost(const Tensor& src, float* host);
 
   ModelConfig config_;
   Backend* backend_;
@@ -85,6 +94,7 @@ class Model {
   Buffer ws_h_, ws_a_, ws_proj_, ws_mix_, ws_out_, ws_selected_, ws_scores_, ws_summary_,
       ws_logit_in_, ws_logits_;
   std::vector<float> host_hidden_;
+  std::vector<uint16_t> host_bf16_;
 };
 
 }  // namespace tome::engine

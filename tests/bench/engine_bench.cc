@@ -1,10 +1,14 @@
 // tome_bench: prefill throughput and decode latency of the engine at several context lengths.
 //
 //   tome_bench --preset=bench5m --lengths=4096,32768,131072 --decode_tokens=32
+//   tome_bench --device=cuda --preset=sala-9b --random_weights --lengths=32768,131072
 //
-// Writes a random checkpoint of the preset (or uses --model), then for each length: prefills
+// Writes a random checkpoint of the preset (or uses --model; or, with --random_weights,
+// generates the weights on the backend without a checkpoint), then for each length: prefills
 // that many random tokens into a fresh sequence (timed), and decodes --decode_tokens tokens
-// one at a time (timed). Prints a Markdown table.
+// one at a time (timed). Prints a Markdown table; on CUDA with the GPU memory in use after
+// each length (cudaMemGetInfo; the backend's pool keeps what it once held, so this is the
+// peak so far).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -19,17 +23,34 @@
 #include "tome/engine/checkpoint.h"
 #include "tome/engine/engine.h"
 
+#ifdef TOME_BENCH_CUDA
+#include <cuda_runtime.h>
+#endif
+
 ABSL_FLAG(std::string, preset, "bench5m", "model preset for the random checkpoint");
 ABSL_FLAG(std::string, model, "", "existing model directory instead of a random preset");
 ABSL_FLAG(std::string, lengths, "4096,32768,131072", "context lengths");
 ABSL_FLAG(int, decode_tokens, 32, "tokens decoded after each prefill");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
 ABSL_FLAG(int64_t, chunk, 2048, "prefill chunk (tokens per forward call)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
+ABSL_FLAG(bool, random_weights, false,
+          "generate the preset's weights on the backend (no checkpoint written)");
 
 namespace {
 
 double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+// GiB of GPU memory in use on the current device (0 without CUDA).
+double GpuGiBInUse() {
+#ifdef TOME_BENCH_CUDA
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) == cudaSuccess) return (total - free) / double(1 << 30);
+  cudaGetLastError();
+#endif
+  return 0;
 }
 
 }  // namespace
@@ -40,36 +61,66 @@ int main(int argc, char** argv) {
   using namespace tome;
   std::string model_dir = absl::GetFlag(FLAGS_model);
   std::string temp_dir;
+  engine::EngineOptions options;
+  const bool cuda = absl::GetFlag(FLAGS_device) == "cuda";
+  if (!cuda && absl::GetFlag(FLAGS_device) != "cpu") {
+    std::fprintf(stderr, "--device must be cpu or cuda\n");
+    return 2;
+  }
+  options.device = cuda ? engine::DeviceKind::kCuda : engine::DeviceKind::kCpu;
   if (model_dir.empty()) {
     auto config = tools::PresetConfig(absl::GetFlag(FLAGS_preset));
     if (!config.ok()) {
       std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
       return 2;
     }
-    temp_dir = (std::filesystem::temp_directory_path() / "tome_bench_model").string();
-    engine::RandomCheckpointOptions options;
-    options.seed = 1;
-    if (auto s = engine::WriteRandomCheckpoint(*config, temp_dir, options); !s.ok()) {
-      std::fprintf(stderr, "%s\n", s.ToString().c_str());
-      return 1;
+    if (absl::GetFlag(FLAGS_random_weights)) {
+      options.random_weights_seed = 1;
+      options.config_override = *config;
+      model_dir = "(random weights on the backend, preset " + absl::GetFlag(FLAGS_preset) + ")";
+    } else {
+      temp_dir = (std::filesystem::temp_directory_path() / "tome_bench_model").string();
+      engine::RandomCheckpointOptions ckpt;
+      ckpt.seed = 1;
+      if (auto s = engine::WriteRandomCheckpoint(*config, temp_dir, ckpt); !s.ok()) {
+        std::fprintf(stderr, "%s\n", s.ToString().c_str());
+        return 1;
+      }
+      model_dir = temp_dir;
+      options.model_dir = model_dir;
     }
-    model_dir = temp_dir;
+  } else {
+    options.model_dir = model_dir;
   }
-  engine::EngineOptions options;
-  options.model_dir = model_dir;
   options.num_threads = absl::GetFlag(FLAGS_threads);
   options.max_chunk_tokens = absl::GetFlag(FLAGS_chunk);
+  const auto t_load = std::chrono::steady_clock::now();
   auto engine = engine::Engine::Create(options);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
     return 1;
   }
   const engine::ModelConfig& c = (*engine)->config();
+  std::printf("device: %s, model ready in %.1f s", cuda ? "cuda" : "cpu",
+              Seconds(t_load, std::chrono::steady_clock::now()));
+  if (cuda) std::printf(", GPU memory in use %.2f GiB", GpuGiBInUse());
+  std::printf(", chunk %lld\n", static_cast<long long>(options.max_chunk_tokens));
   std::printf("model: %s, %lld parameters, %lld layers (%lld sparse), hidden %lld, vocab %lld\n",
               model_dir.c_str(), static_cast<long long>(c.NumParameters()),
               static_cast<long long>(c.num_layers), static_cast<long long>(c.num_sparse_layers()),
               static_cast<long long>(c.hidden_size), static_cast<long long>(c.vocab_size));
-  std::printf("\n| context | prefill s | prefill tok/s | decode ms/token |\n|---:|---:|---:|---:|\n");
+  if (cuda) {  // warm-up: module loading, cuBLAS heuristics and pool growth stay out of timings
+    auto seq = (*engine)->NewSequence().value();
+    std::vector<int32_t> warm(std::min<int64_t>(2048, c.vocab_size - 3));
+    for (size_t i = 0; i < warm.size(); ++i) warm[i] = static_cast<int32_t>(3 + i);
+    if (!(*engine)->Prefill(*seq, warm).ok() ||
+        !(*engine)->Prefill(*seq, absl::MakeConstSpan(warm).first(1)).ok()) {
+      std::fprintf(stderr, "warm-up failed\n");
+      return 1;
+    }
+  }
+  std::printf("\n| context | prefill s | prefill tok/s | decode ms/token | GPU GiB |\n"
+              "|---:|---:|---:|---:|---:|\n");
   for (absl::string_view item : absl::StrSplit(absl::GetFlag(FLAGS_lengths), ',')) {
     int64_t n = 0;
     if (!absl::SimpleAtoi(item, &n) || n <= 0) continue;
@@ -93,12 +144,16 @@ int main(int argc, char** argv) {
     const auto t2 = std::chrono::steady_clock::now();
     for (int i = 0; i < absl::GetFlag(FLAGS_decode_tokens); ++i) {
       auto out = (*engine)->Prefill(*seq, next);
-      if (!out.ok()) return 1;
+      if (!out.ok()) {
+        std::fprintf(stderr, "%s\n", out.status().ToString().c_str());
+        return 1;
+      }
       ++steps;
     }
     const auto t3 = std::chrono::steady_clock::now();
-    std::printf("| %lld | %.2f | %.0f | %.2f |\n", static_cast<long long>(n), Seconds(t0, t1),
-                n / Seconds(t0, t1), 1000 * Seconds(t2, t3) / std::max<int64_t>(steps, 1));
+    std::printf("| %lld | %.2f | %.0f | %.2f | %.2f |\n", static_cast<long long>(n),
+                Seconds(t0, t1), n / Seconds(t0, t1),
+                1000 * Seconds(t2, t3) / std::max<int64_t>(steps, 1), GpuGiBInUse());
     std::fflush(stdout);
   }
   if (!temp_dir.empty()) std::filesystem::remove_all(temp_dir);

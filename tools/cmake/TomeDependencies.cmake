@@ -77,7 +77,8 @@ if(TOME_CUDA)
   # Hopper only: sm_90a (wgmma, TMA) and plain sm_90.
   set(CMAKE_CUDA_ARCHITECTURES OFF)
   enable_language(CUDA)
-  set(CMAKE_CUDA_STANDARD 20)
+  # C++17 for device code: CMake 3.25 (Debian 12) has no CUDA20 dialect for nvcc.
+  set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   find_package(CUDAToolkit REQUIRED)
   set(TOME_CUDA_GENCODE

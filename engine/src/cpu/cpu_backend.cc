@@ -12,6 +12,7 @@
 #include "tome/kernels/cpu/norm.h"
 #include "tome/kernels/cpu/rope.h"
 #include "tome/kernels/cpu/sparse_attention.h"
+#include "tome/kernels/random.h"
 
 namespace tome::engine {
 namespace {
@@ -81,6 +82,14 @@ class CpuBackend final : public Backend {
   void Fill(const Tensor& dst, float value) override {
     for (int64_t r = 0; r < dst.rows; ++r) {
       std::fill(dst.f32() + r * dst.stride, dst.f32() + r * dst.stride + dst.cols, value);
+    }
+  }
+  void FillRandom(const Tensor& dst, uint64_t seed, float mean, float stddev) override {
+    for (int64_t r = 0; r < dst.rows; ++r) {
+      for (int64_t c = 0; c < dst.cols; ++c) {
+        dst.f32()[r * dst.stride + c] =
+            mean + stddev * kernels::HashedNormal(seed, static_cast<uint64_t>(r * dst.cols + c));
+      }
     }
   }
   absl::Status Synchronize() override { return absl::OkStatus(); }

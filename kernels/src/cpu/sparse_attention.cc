@@ -224,6 +224,9 @@ void AttendOneQuery(const AttentionArgs& a, int64_t t, int64_t g) {
   }
 }
 
+// Below this many selecting rows a block is scored without BLAS.
+constexpr int64_t kDirectRows = 4;
+
 // The queries t0 .. t0+nq-1 (all in one query block) of group g: each key block in the union
 // of their selections is scored and applied with two small GEMMs per head, rows of queries
 // that did not select the block masked out.
@@ -275,11 +278,26 @@ void AttendTile(const AttentionArgs& a, int64_t t0, int64_t nq, int64_t g) {
     const float* vb = a.values[g].pages[b];
     for (int64_t hh = 0; hh < a.hg; ++hh) {
       const int64_t head = g * a.hg + hh;
+      float* acc_h = acc.data() + hh * nq * d;
+      if (n <= kDirectRows) {
+        // A BLAS call costs more than these few rows' products: do them directly.
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t t = rows_of[i];
+          const float* qt = a.q + (t0 + t) * a.q_stride + head * d;
+          float* st = scores.data() + i * B;
+          const int64_t valid = std::min(rows, p_first + t - B * b + 1);
+          for (int64_t j = 0; j < valid; ++j) st[j] = a.scale * Dot(qt, kb + j * d, d);
+          float* acc_t = acc_h + t * d;
+          const float m_new = OnlineSoftmaxStep(st, valid, &m[hh * nq + t], &l[hh * nq + t],
+                                                acc_t, d);
+          for (int64_t j = 0; j < valid; ++j) Axpy(FastExp(st[j] - m_new), vb + j * d, acc_t, d);
+        }
+        continue;
+      }
       for (int64_t i = 0; i < n; ++i) {
         std::copy_n(a.q + (t0 + rows_of[i]) * a.q_stride + head * d, d, gathered.data() + i * d);
       }
       MatMulTransB(gathered.data(), kb, scores.data(), n, rows, d, 0.0f, d, d, B);
-      float* acc_h = acc.data() + hh * nq * d;
       for (int64_t i = 0; i < n; ++i) {
         const int64_t t = rows_of[i];
         float* st = scores.data() + i * B;

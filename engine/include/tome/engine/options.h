@@ -17,12 +17,21 @@ struct EngineOptions {
   // Directory holding config.json, the safetensors weights and the tokenizer.
   std::string model_dir;
   DeviceKind device = DeviceKind::kCpu;
+  // CUDA device index (device == kCuda).
+  int cuda_device = 0;
   // CPU threads for kernels and BLAS; <= 0 uses every core.
   int num_threads = 0;
   // Prefill processes at most this many tokens per forward call (bounds activation memory).
   int64_t max_chunk_tokens = 512;
   // Dense/sparse choice of sparse layers (docs/MODEL-SEMANTICS.md).
   DenseThresholdMode dense_mode = DenseThresholdMode::kAlwaysSparse;
+  // Benchmarks and tests: when set, no checkpoint is read. The weights are generated on the
+  // backend from this seed (projections and embeddings ~ N(0, 0.02²), norm weights
+  // ~ N(1, 0.1²); Backend::FillRandom), the config is `config_override` (else model_dir's
+  // config.json) and the tokenizer is model_dir's, or the byte-level one without model_dir.
+  std::optional<uint64_t> random_weights_seed = std::nullopt;
+  // Used instead of model_dir/config.json when set.
+  std::optional<ModelConfig> config_override = std::nullopt;
 };
 
 struct PrefillOptions {

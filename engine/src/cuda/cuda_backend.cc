@@ -1,0 +1,494 @@
+// The CUDA backend: every op is one kernels::cuda call (or cuBLAS) on the backend's stream.
+//
+// Host copies move raw bytes of the tensor's dtype (no conversion): CopyFromHost reads and
+// CopyToHost writes `rows · cols` dense elements of dst/src.dtype. Callers that want fp32
+// from bf16 activations convert themselves (model.cc). Copy converts between fp32 and bf16
+// when the two tensors differ in dtype.
+#include "cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cuda/cuda_status.h"
+#include "cuda/op_timer.h"
+#include "cuda/page_tables.h"
+#include "tome/base/status_macros.h"
+#include "tome/kernels/cuda/elementwise.h"
+#include "tome/kernels/cuda/gemm.h"
+#include "tome/kernels/cuda/lightning.h"
+#include "tome/kernels/cuda/norm.h"
+#include "tome/kernels/cuda/rope.h"
+#include "tome/kernels/cuda/sparse_attention.h"
+
+namespace tome::engine {
+namespace {
+
+namespace kc = ::tome::kernels::cuda;
+using kc::bf16;
+
+bf16* B16(const Tensor& t) { return static_cast<bf16*>(t.data); }
+
+class CudaBackend final : public Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(int device) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count) {
+      cudaGetLastError();
+      return absl::FailedPreconditionError(
+          absl::StrCat("CUDA device ", device, " is not available (", count, " found)"));
+    }
+    std::unique_ptr<CudaBackend> b(new CudaBackend(device));
+    TOME_RETURN_IF_ERROR(b->Init());
+    return std::unique_ptr<Backend>(std::move(b));
+  }
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
+    timer_.reset();
+    tables_.reset();
+    if (scratch_) cudaFreeAsync(scratch_, stream_);
+    for (const InvFreqTable& t : inv_freq_) cudaFreeAsync(t.table, stream_);
+    if (cublas_) cublasDestroy(cublas_);
+    if (stream_) {
+      cudaStreamSynchronize(stream_);
+      cudaStreamDestroy(stream_);
+    }
+  }
+
+  DeviceKind kind() const override { return DeviceKind::kCuda; }
+  DType activation_dtype() const override { return DType::kBF16; }
+  DType weight_dtype() const override { return DType::kBF16; }
+
+  // --- memory -------------------------------------------------------------------------------
+  absl::StatusOr<Buffer> Allocate(int64_t bytes) override {
+    if (bytes <= 0) return Buffer(this, nullptr, 0);
+    if (static_cast<uint64_t>(bytes) > total_memory_) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "allocating ", bytes, " bytes: more than the GPU's ", total_memory_, " bytes"));
+    }
+    void* p = nullptr;
+    // Stream-ordered pool: pages (16 KiB each for 64 x 128 bf16) come without a device sync.
+    const cudaError_t e = cudaMallocAsync(&p, static_cast<size_t>(bytes), stream_);
+    if (e != cudaSuccess) {
+      cudaGetLastError();  // clear it, so that later launches do not report it
+      return CudaStatus(e, absl::StrCat("allocating ", bytes, " bytes of GPU memory"));
+    }
+    return Buffer(this, p, bytes);
+  }
+  void Free(void* data) override { Check(cudaFreeAsync(data, stream_), "free"); }
+
+  void UploadTensor(const TensorInfo& src, const Tensor& dst) override {
+    ScopedOp op(*timer_, "UploadTensor");
+    if (!Expect(src.num_elements() == dst.num_elements(), "UploadTensor: element count")) return;
+    if (dst.dtype == DType::kBF16 && src.dtype == TensorDType::kBF16) {
+      CopyFromHost(dst, src.data);  // no conversion: copy straight from the mapping
+      return;
+    }
+    std::vector<float> f32(src.num_elements());
+    SafetensorsCheckpoint::ToFloat32(src, f32.data());
+    if (dst.dtype == DType::kF32) {
+      CopyFromHost(dst, f32.data());
+      return;
+    }
+    if (!Expect(dst.dtype == DType::kBF16, "UploadTensor: destination dtype")) return;
+    std::vector<uint16_t> b16(f32.size());
+    for (size_t i = 0; i < f32.size(); ++i) b16[i] = FloatToBFloat16(f32[i]);
+    CopyFromHost(dst, b16.data());
+  }
+
+  void CopyFromHost(const Tensor& dst, const void* host) override {
+    if (dst.num_elements() == 0) return;
+    const size_t row = dst.cols * DTypeSize(dst.dtype);
+    // From pageable memory the source is staged before the call returns.
+    Check(cudaMemcpy2DAsync(dst.data, dst.stride * DTypeSize(dst.dtype), host, row, row,
+                            dst.rows, cudaMemcpyHostToDevice, stream_),
+          "CopyFromHost");
+  }
+  void CopyToHost(const Tensor& src, void* host) override {
+    if (src.num_elements() == 0) return;
+    const size_t row = src.cols * DTypeSize(src.dtype);
+    Check(cudaMemcpy2DAsync(host, row, src.data, src.stride * DTypeSize(src.dtype), row,
+                            src.rows, cudaMemcpyDeviceToHost, stream_),
+          "CopyToHost");
+    Check(cudaStreamSynchronize(stream_), "CopyToHost");  // the caller reads `host` next
+  }
+  void Copy(const Tensor& dst, const Tensor& src) override {
+    ScopedOp op(*timer_, "Copy");
+    if (!Expect(dst.rows == src.rows && dst.cols == src.cols, "Copy: shapes")) return;
+    if (src.num_elements() == 0) return;
+    if (dst.dtype == src.dtype) {
+      const size_t es = DTypeSize(src.dtype);
+      Check(cudaMemcpy2DAsync(dst.data, dst.stride * es, src.data, src.stride * es,
+                              src.cols * es, src.rows, cudaMemcpyDeviceToDevice, stream_),
+            "Copy");
+    } else if (src.dtype == DType::kF32 && dst.dtype == DType::kBF16) {
+      Check(kc::Convert(src.f32(), src.stride, B16(dst), dst.stride, src.rows, src.cols, stream_),
+            "Copy (fp32 to bf16)");
+    } else if (src.dtype == DType::kBF16 && dst.dtype == DType::kF32) {
+      Check(kc::Convert(B16(src), src.stride, dst.f32(), dst.stride, src.rows, src.cols, stream_),
+            "Copy (bf16 to fp32)");
+    } else {
+      Expect(false, "Copy: unsupported dtype pair");
+    }
+  }
+  void Fill(const Tensor& dst, float value) override {
+    uint32_t pattern = 0;
+    switch (dst.dtype) {
+      case DType::kF32:
+        std::memcpy(&pattern, &value, 4);
+        break;
+      case DType::kBF16:
+        pattern = FloatToBFloat16(value);
+        break;
+      case DType::kI32:
+        pattern = static_cast<uint32_t>(static_cast<int32_t>(value));
+        break;
+    }
+    Check(kc::FillPattern(dst.data, static_cast<int>(DTypeSize(dst.dtype)), dst.stride, dst.rows,
+                          dst.cols, pattern, stream_),
+          "Fill");
+  }
+  void FillRandom(const Tensor& dst, uint64_t seed, float mean, float stddev) override {
+    if (dst.dtype == DType::kBF16) {
+      Check(kc::FillRandomNormal(B16(dst), dst.stride, dst.rows, dst.cols, seed, mean, stddev,
+                                 stream_),
+            "FillRandom");
+    } else if (Expect(dst.dtype == DType::kF32, "FillRandom: dtype")) {
+      Check(kc::FillRandomNormal(dst.f32(), dst.stride, dst.rows, dst.cols, seed, mean, stddev,
+                                 stream_),
+            "FillRandom");
+    }
+  }
+  absl::Status Synchronize() override {
+    Check(cudaStreamSynchronize(stream_), "Synchronize");
+    return std::exchange(error_, absl::OkStatus());
+  }
+
+  // --- dense ops ----------------------------------------------------------------------------
+  void Embedding(const Tensor& table, absl::Span<const int32_t> ids, float scale,
+                 const Tensor& out) override {
+    ScopedOp op(*timer_, "Embedding");
+    if (!Expect(table.dtype == out.dtype, "Embedding: dtypes")) return;
+    const int64_t n = static_cast<int64_t>(ids.size());
+    auto scratch = Scratch(n * sizeof(int32_t));
+    if (!scratch.ok()) return Check(scratch.status());
+    int32_t* dev_ids = static_cast<int32_t*>(*scratch);
+    Check(cudaMemcpyAsync(dev_ids, ids.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                          stream_),
+          "Embedding ids");
+    if (out.dtype == DType::kBF16) {
+      Check(kc::Embedding(B16(table), dev_ids, n, table.cols, scale, B16(out), out.stride,
+                          stream_),
+            "Embedding");
+    } else {
+      Check(kc::Embedding(table.f32(), dev_ids, n, table.cols, scale, out.f32(), out.stride,
+                          stream_),
+            "Embedding");
+    }
+  }
+
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor& y) override {
+    ScopedOp op(*timer_, "MatMul");
+    if (!Expect(x.dtype == w.dtype && x.dtype != DType::kI32 && y.dtype != DType::kI32 &&
+                    x.cols == w.cols && y.rows == x.rows && y.cols == w.rows,
+                "MatMul: shapes or dtypes")) {
+      return;
+    }
+    auto type = [](DType t) {
+      return t == DType::kBF16 ? kc::GemmType::kBF16 : kc::GemmType::kF32;
+    };
+    Check(kc::MatMulTransB(cublas_, x.data, w.data, type(x.dtype), y.data, type(y.dtype), x.rows,
+                           w.rows, x.cols, x.stride, w.stride, y.stride),
+          "MatMul");
+  }
+
+  void RmsNorm(const Tensor& x, const Tensor& weight, int64_t groups, float eps) override {
+    ScopedOp op(*timer_, "RmsNorm");
+    if (!Expect(weight.dtype == DType::kF32 && x.cols % groups == 0, "RmsNorm: weight")) return;
+    const int64_t n = x.cols / groups;
+    if (x.dtype == DType::kBF16) {
+      Check(kc::RmsNorm(B16(x), weight.f32(), x.rows, groups, n, x.stride, eps, stream_),
+            "RmsNorm");
+    } else {
+      Check(kc::RmsNorm(x.f32(), weight.f32(), x.rows, groups, n, x.stride, eps, stream_),
+            "RmsNorm");
+    }
+  }
+
+  void Rope(const Tensor& x, int64_t heads, int64_t head_dim, int64_t first_position,
+            float theta) override {
+    ScopedOp op(*timer_, "Rope");
+    auto inv_freq = InvFreq(theta, head_dim);
+    if (!inv_freq.ok()) return Check(inv_freq.status());
+    if (x.dtype == DType::kBF16) {
+      Check(kc::Rope(B16(x), x.rows, heads, head_dim, x.stride, first_position, *inv_freq,
+                     stream_),
+            "Rope");
+    } else {
+      Check(kc::Rope(x.f32(), x.rows, heads, head_dim, x.stride, first_position, *inv_freq,
+                     stream_),
+            "Rope");
+    }
+  }
+
+  void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
+    ScopedOp op(*timer_, "SiluMul");
+    if (!Expect(gate.stride == up.stride && gate.dtype == out.dtype, "SiluMul: layout")) return;
+    if (gate.dtype == DType::kBF16) {
+      Check(kc::SiluMul(B16(gate), B16(up), gate.stride, B16(out), out.stride, gate.rows,
+                        gate.cols, stream_),
+            "SiluMul");
+    } else {
+      Check(kc::SiluMul(gate.f32(), up.f32(), gate.stride, out.f32(), out.stride, gate.rows,
+                        gate.cols, stream_),
+            "SiluMul");
+    }
+  }
+
+  void SigmoidMul(const Tensor& x, const Tensor& z) override {
+    ScopedOp op(*timer_, "SigmoidMul");
+    if (!Expect(x.dtype == z.dtype, "SigmoidMul: dtypes")) return;
+    if (x.dtype == DType::kBF16) {
+      Check(kc::SigmoidMul(B16(x), x.stride, B16(z), z.stride, x.rows, x.cols, stream_),
+            "SigmoidMul");
+    } else {
+      Check(kc::SigmoidMul(x.f32(), x.stride, z.f32(), z.stride, x.rows, x.cols, stream_),
+            "SigmoidMul");
+    }
+  }
+
+  void AddScaled(const Tensor& h, const Tensor& x, float alpha) override {
+    ScopedOp op(*timer_, "AddScaled");
+    if (!Expect(h.dtype == x.dtype && h.rows == x.rows && h.cols == x.cols, "AddScaled")) return;
+    if (h.dtype == DType::kBF16) {
+      Check(kc::AddScaled(B16(h), h.stride, B16(x), x.stride, alpha, h.rows, h.cols, stream_),
+            "AddScaled");
+    } else {
+      Check(kc::AddScaled(h.f32(), h.stride, x.f32(), x.stride, alpha, h.rows, h.cols, stream_),
+            "AddScaled");
+    }
+  }
+
+  // --- mixers -------------------------------------------------------------------------------
+  void Lightning(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                 int64_t head_dim, const Tensor& slopes, float scale, const Tensor& state,
+                 const Tensor& out) override {
+    ScopedOp op(*timer_, "Lightning");
+    if (!Expect(q.dtype == DType::kBF16 && k.stride == q.stride && v.stride == q.stride &&
+                    out.dtype == DType::kBF16 && state.dtype == DType::kF32 &&
+                    slopes.dtype == DType::kF32,
+                "Lightning: layout")) {
+      return;
+    }
+    Check(kc::Lightning(B16(q), B16(k), B16(v), q.rows, heads, head_dim, q.stride, slopes.f32(),
+                        scale, state.f32(), B16(out), out.stride, stream_),
+          "Lightning");
+  }
+
+  void WindowMeans(const PagedBuffer& keys, int64_t first_window, int64_t window,
+                   int64_t stride, const Tensor& out) override {
+    ScopedOp op(*timer_, "WindowMeans");
+    if (!Expect(keys.dtype() == DType::kBF16 && out.dtype == DType::kBF16, "WindowMeans")) {
+      return;
+    }
+    auto view = tables_->View(keys);
+    if (!view.ok()) return Check(view.status());
+    Check(kc::WindowMeans(*view, first_window, out.rows, window, stride, B16(out), out.stride,
+                          stream_),
+          "WindowMeans");
+  }
+
+  void SelectBlocks(const Tensor& q, int64_t q_heads, int64_t head_dim, int64_t first_position,
+                    absl::Span<const PagedBuffer> k1, absl::Span<const PagedBuffer> k2,
+                    const kernels::SparseParams& params, float scale, const Tensor& selected,
+                    const Tensor& scores) override {
+    ScopedOp op(*timer_, "SelectBlocks");
+    if (!Expect(q.dtype == DType::kBF16 && selected.dtype == DType::kI32 &&
+                    selected.contiguous() && (!scores.data || scores.contiguous()),
+                "SelectBlocks: layout")) {
+      return;
+    }
+    if (!Views(k1, views_a_) || !Views(k2, views_b_)) return;
+    kc::SelectBlocksArgs a;
+    a.q = B16(q);
+    a.num_tokens = q.rows;
+    a.num_q_heads = q_heads;
+    a.num_groups = static_cast<int64_t>(k1.size());
+    a.head_dim = head_dim;
+    a.q_stride = q.stride;
+    a.first_position = first_position;
+    a.k1 = views_a_.data();
+    a.k2 = views_b_.data();
+    a.params = params;
+    a.scale = scale;
+    a.selected = selected.i32();
+    a.scores = scores.data ? scores.f32() : nullptr;
+    const size_t bytes = kc::SelectBlocksScratchBytes(a);
+    auto scratch = Scratch(bytes);
+    if (!scratch.ok()) return Check(scratch.status());
+    cublasStatus_t gemm = CUBLAS_STATUS_SUCCESS;
+    Check(kc::SelectBlocks(a, cublas_, *scratch, bytes, stream_, &gemm), "SelectBlocks");
+    Check(gemm, "SelectBlocks scores");
+  }
+
+  void BlockSparseAttention(const Tensor& q, int64_t q_heads, int64_t head_dim,
+                            int64_t first_position, absl::Span<const PagedBuffer> keys,
+                            absl::Span<const PagedBuffer> values, int64_t block_size,
+                            const Tensor& selected, int64_t topk_total, float scale,
+                            const Tensor& out) override {
+    ScopedOp op(*timer_, "BlockSparseAttention");
+    if (!Expect(q.dtype == DType::kBF16 && out.dtype == DType::kBF16 &&
+                    (!selected.data || selected.contiguous()),
+                "BlockSparseAttention: layout")) {
+      return;
+    }
+    if (!Views(keys, views_a_) || !Views(values, views_b_)) return;
+    kc::BlockSparseArgs a;
+    a.q = B16(q);
+    a.num_tokens = q.rows;
+    a.num_q_heads = q_heads;
+    a.num_groups = static_cast<int64_t>(keys.size());
+    a.head_dim = head_dim;
+    a.q_stride = q.stride;
+    a.first_position = first_position;
+    a.keys = views_a_.data();
+    a.values = views_b_.data();
+    a.block_size = block_size;
+    a.selected = selected.data ? selected.i32() : nullptr;
+    a.topk_total = topk_total;
+    a.scale = scale;
+    a.out = B16(out);
+    a.out_stride = out.stride;
+    a.scratch_bytes = kc::BlockSparseScratchBytes(a);
+    auto scratch = Scratch(a.scratch_bytes);
+    if (!scratch.ok()) return Check(scratch.status());
+    a.scratch = *scratch;
+    Check(kc::BlockSparseAttention(a, stream_), "BlockSparseAttention");
+  }
+
+ private:
+  explicit CudaBackend(int device) : device_(device) {}
+
+  absl::Status Init() {
+    TOME_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device_), "cudaSetDevice"));
+    TOME_RETURN_IF_ERROR(
+        CudaStatus(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream"));
+    TOME_RETURN_IF_ERROR(CublasStatus(cublasCreate(&cublas_), "cublasCreate"));
+    TOME_RETURN_IF_ERROR(CublasStatus(cublasSetStream(cublas_, stream_), "cublasSetStream"));
+    // Keep freed pool memory reserved: pages and scratch are reused without new mappings.
+    cudaMemPool_t pool;
+    TOME_RETURN_IF_ERROR(CudaStatus(cudaDeviceGetDefaultMemPool(&pool, device_), "memory pool"));
+    uint64_t threshold = std::numeric_limits<uint64_t>::max();
+    TOME_RETURN_IF_ERROR(CudaStatus(
+        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold),
+        "memory pool"));
+    size_t free_bytes = 0, total_bytes = 0;
+    TOME_RETURN_IF_ERROR(CudaStatus(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
+    total_memory_ = total_bytes;
+    tables_ = std::make_unique<PageTableCache>(stream_);
+    timer_ = std::make_unique<OpTimer>(stream_);
+    return absl::OkStatus();
+  }
+
+  // Keeps the first error; Synchronize() returns it.
+  void Check(const absl::Status& status) {
+    if (!status.ok() && error_.ok()) error_ = status;
+  }
+  void Check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) Check(CudaStatus(e, what));
+  }
+  void Check(cublasStatus_t s, const char* what) {
+    if (s != CUBLAS_STATUS_SUCCESS) Check(CublasStatus(s, what));
+  }
+  bool Expect(bool condition, const char* what) {
+    if (!condition) Check(absl::InvalidArgumentError(absl::StrCat("CUDA backend: ", what)));
+    return condition;
+  }
+
+  // Device views of the buffers (page tables uploaded as needed) into `views`.
+  bool Views(absl::Span<const PagedBuffer> buffers, std::vector<kc::DevicePagedRows>& views) {
+    views.clear();
+    for (const PagedBuffer& b : buffers) {
+      if (!Expect(b.dtype() == DType::kBF16, "paged buffer dtype")) return false;
+      auto view = tables_->View(b);
+      if (!view.ok()) {
+        Check(view.status());
+        return false;
+      }
+      views.push_back(*view);
+    }
+    return true;
+  }
+
+  // theta^(-2i/d) computed exactly as the CPU kernel does (glibc powf), kept on the device.
+  absl::StatusOr<const float*> InvFreq(float theta, int64_t head_dim) {
+    for (const InvFreqTable& t : inv_freq_) {
+      if (t.theta == theta && t.head_dim == head_dim) return t.table;
+    }
+    std::vector<float> f(head_dim / 2);
+    for (int64_t i = 0; i < head_dim / 2; ++i) {
+      f[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
+    }
+    void* p = nullptr;
+    if (const cudaError_t e = cudaMallocAsync(&p, f.size() * sizeof(float) + 4, stream_);
+        e != cudaSuccess) {
+      cudaGetLastError();
+      return CudaStatus(e, "RoPE table");
+    }
+    TOME_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(p, f.data(), f.size() * sizeof(float),
+                                                    cudaMemcpyHostToDevice, stream_),
+                                    "RoPE table"));
+    inv_freq_.push_back({theta, head_dim, static_cast<float*>(p)});
+    return static_cast<const float*>(p);
+  }
+
+  // Per-op device scratch (stream-ordered, so each op may reuse it from the start).
+  absl::StatusOr<void*> Scratch(size_t bytes) {
+    if (bytes > scratch_bytes_) {
+      const size_t size = std::max(bytes, scratch_bytes_ + scratch_bytes_ / 2);
+      void* p = nullptr;
+      if (const cudaError_t e = cudaMallocAsync(&p, size, stream_); e != cudaSuccess) {
+        cudaGetLastError();
+        return CudaStatus(e, absl::StrCat("scratch of ", size, " bytes"));
+      }
+      if (scratch_) cudaFreeAsync(scratch_, stream_);
+      scratch_ = p;
+      scratch_bytes_ = size;
+    }
+    return scratch_;
+  }
+
+  int device_;
+  uint64_t total_memory_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  absl::Status error_;
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+  std::unique_ptr<PageTableCache> tables_;
+  std::unique_ptr<OpTimer> timer_;
+  std::vector<kc::DevicePagedRows> views_a_, views_b_;
+  struct InvFreqTable {
+    float theta;
+    int64_t head_dim;
+    float* table;
+  };
+  std::vector<InvFreqTable> inv_freq_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend(int device) {
+  return CudaBackend::Create(device);
+}
+
+}  // namespace tome::engine

@@ -1,0 +1,59 @@
+#include "cuda/page_tables.h"
+
+#include <algorithm>
+
+#include "cuda/cuda_status.h"
+#include "tome/base/status_macros.h"
+
+namespace tome::engine {
+namespace {
+
+// Tables kept before all are dropped (each is small; this bounds a long-running server that
+// creates and frees many sequences).
+constexpr size_t kMaxTables = 4096;
+
+}  // namespace
+
+PageTableCache::~PageTableCache() { Clear(); }
+
+void PageTableCache::Clear() {
+  for (auto& [key, table] : tables_) cudaFreeAsync(table.device, stream_);
+  tables_.clear();
+}
+
+absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedBuffer& buffer) {
+  if (tables_.size() >= kMaxTables && !tables_.count(&buffer)) Clear();
+  Table& t = tables_[&buffer];
+  const std::vector<const void*>& pages = buffer.page_pointers();
+  if (pages.size() > t.capacity) {
+    const size_t capacity = std::max<size_t>({pages.size(), 2 * t.capacity, 64});
+    void* device = nullptr;
+    if (const cudaError_t e = cudaMallocAsync(&device, capacity * sizeof(void*), stream_);
+        e != cudaSuccess) {
+      cudaGetLastError();
+      return CudaStatus(e, "page table");
+    }
+    if (t.device) cudaFreeAsync(t.device, stream_);
+    t.device = device;
+    t.capacity = capacity;
+    t.uploaded.clear();
+  }
+  size_t first = 0;
+  while (first < pages.size() && first < t.uploaded.size() && t.uploaded[first] == pages[first]) {
+    ++first;
+  }
+  if (first < pages.size()) {
+    // From pageable memory: the source is staged before the call returns, so `pages` may
+    // change afterwards; the copy itself runs in stream order.
+    TOME_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpyAsync(static_cast<const void**>(t.device) + first, pages.data() + first,
+                        (pages.size() - first) * sizeof(void*), cudaMemcpyHostToDevice, stream_),
+        "page table upload"));
+    t.uploaded = pages;
+  }
+  return kernels::cuda::DevicePagedRows{
+      static_cast<const kernels::cuda::bf16* const*>(t.device), buffer.rows_per_page(),
+      buffer.width(), buffer.num_rows()};
+}
+
+}  // namespace tome::engine

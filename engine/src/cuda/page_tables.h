@@ -1,0 +1,41 @@
+// Device copies of PagedBuffer page-pointer arrays, for the kernels' paged views. One table
+// per PagedBuffer (keyed by its address); each use compares the buffer's pointers with the
+// last uploaded ones and uploads only the entries from the first difference on (decode
+// appends one page every block_size tokens, so almost every step uploads nothing). The
+// comparison also makes a reused address (a new buffer where a freed one lived) safe.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "paged_buffer.h"
+#include "tome/kernels/cuda/types.h"
+
+namespace tome::engine {
+
+class PageTableCache {
+ public:
+  explicit PageTableCache(cudaStream_t stream) : stream_(stream) {}
+  ~PageTableCache();
+  PageTableCache(const PageTableCache&) = delete;
+  PageTableCache& operator=(const PageTableCache&) = delete;
+
+  // A device view of `buffer` whose page table is current in stream order.
+  absl::StatusOr<kernels::cuda::DevicePagedRows> View(const PagedBuffer& buffer);
+
+ private:
+  struct Table {
+    void* device = nullptr;  // capacity page pointers
+    size_t capacity = 0;
+    std::vector<const void*> uploaded;
+  };
+  void Clear();
+
+  cudaStream_t stream_;
+  std::unordered_map<const PagedBuffer*, Table> tables_;
+};
+
+}  // namespace tome::engine

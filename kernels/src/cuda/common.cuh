@@ -1,0 +1,54 @@
+// Helpers shared by the CUDA kernels (internal).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "tome/kernels/cuda/types.h"
+
+namespace tome::kernels::cuda {
+
+__device__ __forceinline__ float ToFloat(float x) { return x; }
+__device__ __forceinline__ float ToFloat(bf16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T FromFloat(float x);
+template <>
+__device__ __forceinline__ float FromFloat<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ bf16 FromFloat<bf16>(float x) { return __float2bfloat16_rn(x); }
+
+// x rounded through T: the bf16 store of an intermediate PyTorch result (identity for float).
+template <typename T>
+__device__ __forceinline__ float Round(float x) { return ToFloat(FromFloat<T>(x)); }
+
+__device__ __forceinline__ float WarpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Row `i` of a paged matrix (PagedRows::row, which is host-only).
+__device__ __forceinline__ const bf16* PagedRow(const DevicePagedRows& m, int64_t i) {
+  return m.pages[i / m.rows_per_page] + (i % m.rows_per_page) * m.width;
+}
+
+// Per-group paged views passed by value in a launch.
+struct PagedGroups {
+  DevicePagedRows g[kMaxGroups];
+};
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Grid size for a grid-stride loop over n items.
+inline unsigned GridFor(int64_t n, int threads) {
+  const int64_t blocks = CeilDiv(n, threads);
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
+}
+
+}  // namespace tome::kernels::cuda

@@ -1,0 +1,300 @@
+// Stage-1 block selection. Per KV group: the visible summaries are gathered into dense
+// matrices; per tile of queries, cuBLAS scores every head of the group against them into a
+// bounded fp32 tile; SelectKernel then, one CTA per query, forms LSE2 per head, the bf16
+// head-group sums (in place), the block max-pool and the top-k by radix select in shared
+// memory. Only one tile of scores exists at a time (at most kScoreTileBytes).
+#include <algorithm>
+
+#include "common.cuh"
+#include "tome/kernels/cuda/gemm.h"
+#include "tome/kernels/cuda/sparse_attention.h"
+
+namespace tome::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kMaxHeadsPerGroup = 128;
+constexpr size_t kScoreTileBytes = size_t{256} << 20;
+
+__device__ __forceinline__ int64_t NumWindows(int64_t n, int64_t w, int64_t s) {
+  return n < w ? 0 : (n - w) / s + 1;
+}
+
+// Monotone map of floats to unsigned keys (larger float, larger key) and back.
+__device__ __forceinline__ uint32_t OrderKey(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float FromKey(uint32_t k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// Exclusive prefix count of `flag` over the block in thread order; *total = block count.
+// Every thread of the block must call it.
+__device__ int BlockExclusiveCount(bool flag, int* total, int* warp_counts) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const unsigned ballot = __ballot_sync(0xffffffffu, flag);
+  if (lane == 0) warp_counts[warp] = __popc(ballot);
+  __syncthreads();
+  int before = 0, all = 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
+    const int c = warp_counts[w];
+    before += w < warp ? c : 0;
+    all += c;
+  }
+  __syncthreads();  // warp_counts is reused by the next call
+  *total = all;
+  return before + __popc(ballot & ((1u << lane) - 1u));
+}
+
+struct TileArgs {
+  float* s1;  // [hg, nt, ld1] scores against K1 (head 0's rows are overwritten by group sums)
+  const float* s2;  // [hg, nt, ld2]
+  int64_t ld1, ld2, nt;
+  int hg, g, num_groups;
+  int64_t p_first;  // position of the tile's first query
+  SparseParams sp;
+  float scale;
+  int32_t* selected;
+  float* scores;
+  int64_t out_row0;  // output row of the tile's first query
+};
+
+__global__ void __launch_bounds__(kThreads) SelectKernel(TileArgs a) {
+  extern __shared__ uint32_t keys[];  // [nb] ordered keys of the block scores
+  __shared__ float lse[kMaxHeadsPerGroup];
+  __shared__ uint32_t hist[256];
+  __shared__ int warp_counts[kThreads / 32];
+  __shared__ uint32_t s_prefix;
+  __shared__ int s_need;
+
+  const int t = blockIdx.x, tid = threadIdx.x;
+  const SparseParams& sp = a.sp;
+  const int64_t p = a.p_first + t, B = sp.block_size, bp = p / B, nb = bp + 1;
+  const int64_t topk = sp.topk_total;
+  const int64_t out_off = ((a.out_row0 + t) * a.num_groups + a.g) * topk;
+  int32_t* out = a.selected + out_off;
+  float* out_scores = a.scores ? a.scores + out_off : nullptr;
+  if (nb <= topk && out_scores == nullptr) {  // every causal block: no scores needed
+    for (int64_t i = tid; i < topk; i += blockDim.x) out[i] = i < nb ? int32_t(i) : -1;
+    return;
+  }
+  const int64_t n1v = NumWindows(p + 1, sp.kernel_size, sp.kernel_stride);
+  const int64_t n2v = NumWindows(p + 1, 4 * sp.kernel_size, 4 * sp.kernel_stride);
+
+  // LSE2 of every head, one warp per head.
+  const int lane = tid % 32, warp = tid / 32, num_warps = blockDim.x / 32;
+  for (int hh = warp; hh < a.hg; hh += num_warps) {
+    const float* row = a.s2 + (hh * a.nt + t) * a.ld2;
+    float m = -INFINITY;
+    for (int64_t j = lane; j < n2v; j += 32) m = fmaxf(m, a.scale * row[j]);
+    m = WarpMax(m);
+    float sum = 0.0f;
+    for (int64_t j = lane; j < n2v; j += 32) sum += expf(a.scale * row[j] - m);
+    sum = WarpSum(sum);
+    if (lane == 0) lse[hh] = m + logf(sum);
+  }
+  __syncthreads();
+  // Group sums Sc(p, j), stored as bf16 values over head 0's row (each j read and written by
+  // one thread; __syncthreads makes the writes visible to the block).
+  float* acc = a.s1 + t * a.ld1;
+  for (int64_t j = tid; j < n1v; j += blockDim.x) {
+    float v = INFINITY;  // no visible K2 yet: every visible window scores +inf
+    if (n2v > 0) {
+      v = 0.0f;
+      for (int hh = 0; hh < a.hg; ++hh) {
+        v += expf(a.scale * a.s1[(hh * a.nt + t) * a.ld1 + j] - lse[hh]);
+      }
+    }
+    acc[j] = Round<bf16>(v);
+  }
+  __syncthreads();
+  // Block scores: max over the visible windows overlapping the block; forced blocks +inf.
+  for (int64_t b = tid; b < nb; b += blockDim.x) {
+    float v = INFINITY;
+    if (b >= sp.init_blocks && b < bp - sp.local_blocks) {
+      const int64_t num = B * b - sp.kernel_size + 1;
+      const int64_t lo = num <= 0 ? 0 : (num + sp.kernel_stride - 1) / sp.kernel_stride;
+      const int64_t hi = min((B * b + B - 1) / sp.kernel_stride, n1v - 1);
+      v = -INFINITY;
+      for (int64_t j = lo; j <= hi; ++j) v = fmaxf(v, acc[j]);
+    }
+    keys[b] = OrderKey(v);
+  }
+  __syncthreads();
+  if (nb <= topk) {
+    for (int64_t i = tid; i < topk; i += blockDim.x) {
+      out[i] = i < nb ? int32_t(i) : -1;
+      out_scores[i] = i < nb ? FromKey(keys[i]) : 0.0f;
+    }
+    return;
+  }
+  // Radix select (8 bits a pass, high to low) of the topk-th largest key.
+  uint32_t prefix = 0, mask = 0;
+  int need = static_cast<int>(topk);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    for (int64_t b = tid; b < nb; b += blockDim.x) {
+      const uint32_t u = keys[b];
+      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 0xffu], 1u);
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int above = 0;
+      for (int d = 255; d >= 0; --d) {
+        const int h = static_cast<int>(hist[d]);
+        if (above + h >= need) {
+          s_prefix = prefix | (static_cast<uint32_t>(d) << shift);
+          s_need = need - above;
+          break;
+        }
+        above += h;
+      }
+    }
+    __syncthreads();
+    prefix = s_prefix;
+    need = s_need;
+    mask |= 0xffu << shift;
+    __syncthreads();
+  }
+  // Keys above the threshold, plus the `need` lowest-index keys equal to it (ties to the
+  // lower block index), written in ascending block order.
+  int eq_base = 0, out_base = 0;
+  for (int64_t b0 = 0; b0 < nb; b0 += blockDim.x) {
+    const int64_t b = b0 + tid;
+    const uint32_t u = b < nb ? keys[b] : 0u;
+    const bool above = b < nb && u > prefix, equal = b < nb && u == prefix;
+    int eq_total, out_total;
+    const int eq_rank = BlockExclusiveCount(equal, &eq_total, warp_counts);
+    const bool take = above || (equal && eq_base + eq_rank < need);
+    const int out_rank = BlockExclusiveCount(take, &out_total, warp_counts);
+    if (take) {
+      out[out_base + out_rank] = static_cast<int32_t>(b);
+      if (out_scores) out_scores[out_base + out_rank] = FromKey(u);
+    }
+    eq_base += eq_total;
+    out_base += out_total;
+  }
+}
+
+int64_t NumK1(const SparseParams& sp, int64_t n) { return sp.NumK1(n); }
+int64_t NumK2(const SparseParams& sp, int64_t n) { return sp.NumK2(n); }
+size_t Align(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+struct Plan {
+  bool all_selected = false;  // every query takes all its causal blocks and no scores wanted
+  int64_t hg = 0, n1 = 0, n2 = 0, ld1 = 0, ld2 = 0, tile = 0;
+  size_t k1_off = 0, k2_off = 0, s1_off = 0, s2_off = 0, bytes = 0;
+};
+
+Plan MakePlan(const SelectBlocksArgs& a) {
+  Plan p;
+  const int64_t last = a.first_position + a.num_tokens - 1;
+  p.all_selected = a.scores == nullptr && a.params.SelectsAll(last);
+  if (p.all_selected || a.num_tokens == 0) return p;
+  p.hg = a.num_q_heads / a.num_groups;
+  p.n1 = NumK1(a.params, last + 1);
+  p.n2 = NumK2(a.params, last + 1);
+  p.ld1 = (std::max<int64_t>(p.n1, 1) + 7) / 8 * 8;
+  p.ld2 = (std::max<int64_t>(p.n2, 1) + 7) / 8 * 8;
+  const size_t per_query = sizeof(float) * p.hg * (p.ld1 + p.ld2);
+  p.tile = std::clamp<int64_t>(static_cast<int64_t>(kScoreTileBytes / per_query), 1,
+                               a.num_tokens);
+  p.k1_off = 0;
+  p.k2_off = p.k1_off + Align(sizeof(bf16) * p.n1 * a.head_dim);
+  p.s1_off = p.k2_off + Align(sizeof(bf16) * p.n2 * a.head_dim);
+  p.s2_off = p.s1_off + Align(sizeof(float) * p.hg * p.tile * p.ld1);
+  p.bytes = p.s2_off + Align(sizeof(float) * p.hg * p.tile * p.ld2);
+  return p;
+}
+
+// Dynamic shared memory the select kernel may use (device opt-in limit less static use).
+int MaxSelectSmem() {
+  static const int limit = [] {
+    int device = 0, optin = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    cudaFuncAttributes attr{};
+    cudaFuncGetAttributes(&attr, SelectKernel);
+    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes);
+    cudaFuncSetAttribute(SelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic);
+    return dynamic;
+  }();
+  return limit;
+}
+
+}  // namespace
+
+size_t SelectBlocksScratchBytes(const SelectBlocksArgs& args) { return MakePlan(args).bytes; }
+
+cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void* scratch,
+                         size_t scratch_bytes, cudaStream_t stream,
+                         cublasStatus_t* gemm_status) {
+  if (a.num_tokens == 0) return cudaSuccess;
+  const Plan plan = MakePlan(a);
+  const SparseParams& sp = a.params;
+  const int64_t last = a.first_position + a.num_tokens - 1;
+  const int64_t nb_max = last / sp.block_size + 1;
+  if (a.num_groups <= 0 || a.num_q_heads % a.num_groups != 0 ||
+      a.num_q_heads / a.num_groups > kMaxHeadsPerGroup || scratch_bytes < plan.bytes) {
+    return cudaErrorInvalidValue;
+  }
+  const size_t smem = sizeof(uint32_t) * (plan.all_selected ? 1 : nb_max);
+  if (smem > static_cast<size_t>(MaxSelectSmem())) return cudaErrorInvalidValue;
+
+  char* base = static_cast<char*>(scratch);
+  bf16* k1 = reinterpret_cast<bf16*>(base + plan.k1_off);
+  bf16* k2 = reinterpret_cast<bf16*>(base + plan.k2_off);
+  float* s1 = reinterpret_cast<float*>(base + plan.s1_off);
+  float* s2 = reinterpret_cast<float*>(base + plan.s2_off);
+  for (int64_t g = 0; g < a.num_groups; ++g) {
+    TileArgs t{};
+    t.hg = static_cast<int>(plan.hg);
+    t.g = static_cast<int>(g);
+    t.num_groups = static_cast<int>(a.num_groups);
+    t.sp = sp;
+    t.scale = a.scale;
+    t.selected = a.selected;
+    t.scores = a.scores;
+    if (plan.all_selected) {
+      t.p_first = a.first_position;
+      t.out_row0 = 0;
+      SelectKernel<<<static_cast<unsigned>(a.num_tokens), kThreads, smem, stream>>>(t);
+      if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      continue;
+    }
+    if (cudaError_t e = GatherRows(a.k1[g], 0, plan.n1, k1, stream); e != cudaSuccess) return e;
+    if (cudaError_t e = GatherRows(a.k2[g], 0, plan.n2, k2, stream); e != cudaSuccess) return e;
+    for (int64_t t0 = 0; t0 < a.num_tokens; t0 += plan.tile) {
+      const int64_t nt = std::min(plan.tile, a.num_tokens - t0);
+      const int64_t p_last = a.first_position + t0 + nt - 1;
+      const int64_t n1 = NumK1(sp, p_last + 1), n2 = NumK2(sp, p_last + 1);
+      const bf16* q = a.q + t0 * a.q_stride + g * plan.hg * a.head_dim;
+      // scores[h, t, j] = q_{t,h} · summary_j for every head of the group (unscaled).
+      auto score = [&](const bf16* summaries, int64_t n, float* out, int64_t ld) {
+        return BatchedScores(handle, q, a.q_stride, a.head_dim, summaries, a.head_dim, out, ld,
+                             nt * ld, nt, n, a.head_dim, plan.hg);
+      };
+      for (const cublasStatus_t st : {score(k2, n2, s2, plan.ld2), score(k1, n1, s1, plan.ld1)}) {
+        if (st != CUBLAS_STATUS_SUCCESS) {
+          if (gemm_status) *gemm_status = st;
+          return cudaErrorUnknown;
+        }
+      }
+      t.s1 = s1;
+      t.s2 = s2;
+      t.ld1 = plan.ld1;
+      t.ld2 = plan.ld2;
+      t.nt = nt;
+      t.p_first = a.first_position + t0;
+      t.out_row0 = t0;
+      const size_t tile_smem = sizeof(uint32_t) * (p_last / sp.block_size + 1);
+      SelectKernel<<<static_cast<unsigned>(nt), kThreads, tile_smem, stream>>>(t);
+      if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+    }
+  }
+  return cudaSuccess;
+}
+
+}  // namespace tome::kernels::cuda

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Stages the build dependencies that the GPU machine lacks (absl, GoogleTest sources,
+# nlohmann-json) from this machine's Debian packages into .devdeps/ (git-ignored), so that a
+# device run can build kernels/ + engine/ with TOME_SERVICES=OFF:
+#
+#   tools/device/stage_deps.sh            # here, once
+#   run(carry=[".devdeps"], command="cmake -S . -B build-dev -G Ninja -DTOME_SERVICES=OFF \
+#       -DCMAKE_PREFIX_PATH=$PWD/.devdeps/prefix -DTOME_GTEST_SOURCE_DIR=$PWD/.devdeps/googletest \
+#       ... && export LD_LIBRARY_PATH=$PWD/.devdeps/prefix/lib/x86_64-linux-gnu ...")
+#
+# The prefix keeps the Debian layout so the packages' CMake configs find their files relative
+# to themselves.
+#
+#   tools/device/stage_deps.sh --with-binaries build-cuda
+# also copies that build's backend_ops_test and tome_bench (and libgomp) to .devdeps/bin, so
+# a device run needs no build (tools/device/cuda_checks.sh uses them when they run there).
+set -euo pipefail
+build=""
+if [[ "${1:-}" == "--with-binaries" ]]; then build="$2"; fi
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="$root/.devdeps"
+arch_lib=lib/x86_64-linux-gnu
+rm -rf "$out"
+mkdir -p "$out/prefix/include" "$out/prefix/$arch_lib/cmake" "$out/prefix/share/cmake"
+cp -a /usr/include/absl "$out/prefix/include/"
+cp -a /usr/$arch_lib/libabsl_*.so* "$out/prefix/$arch_lib/"
+cp -a /usr/$arch_lib/cmake/absl "$out/prefix/$arch_lib/cmake/"
+cp -a /usr/include/nlohmann "$out/prefix/include/"
+cp -a /usr/share/cmake/nlohmann_json "$out/prefix/share/cmake/"
+cp -a /usr/src/googletest "$out/googletest"
+if [[ -n "$build" ]]; then
+  mkdir -p "$out/bin"
+  cp "$root/$build/tests/kernels/backend_ops_test" "$root/$build/tests/bench/tome_bench" \
+    "$out/bin/"
+  cp -L /usr/$arch_lib/libgomp.so.1 "$out/prefix/$arch_lib/"
+fi
+grep -qx '/.devdeps/' "$root/.git/info/exclude" 2>/dev/null ||
+  { mkdir -p "$root/.git/info"; echo '/.devdeps/' >>"$root/.git/info/exclude"; }
+du -sh "$out"

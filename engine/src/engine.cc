@@ -133,9 +133,20 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::Fork(const Sequence& sequence)
 absl::StatusOr<std::vector<float>> Engine::Prefill(Sequence& sequence,
                                                    absl::Span<const int32_t> tokens,
                                                    const PrefillOptions& options) const {
-  std::lock_guard<std::mutex> lock(forward_mu_);
   std::vector<float> logits;
-  TOME_RETURN_IF_ERROR(model_->Forward(*sequence.state_, tokens, options, &logits));
+  TOME_RETURN_IF_ERROR(model_->Forward(*sequence.state_, tokens, options, &logits, &forward_mu_));
+  return logits;
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> Engine::DecodeBatch(
+    absl::Span<Sequence* const> sequences, absl::Span<const int32_t> tokens,
+    absl::Span<std::vector<double>* const> evidence) const {
+  std::vector<SequenceState*> states;
+  states.reserve(sequences.size());
+  for (Sequence* s : sequences) states.push_back(s->state_.get());
+  std::vector<std::vector<float>> logits;
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  TOME_RETURN_IF_ERROR(model_->ForwardBatch(states, tokens, &logits, evidence));
   return logits;
 }
 
@@ -151,7 +162,6 @@ absl::StatusOr<GenerateResult> Engine::Generate(Sequence& sequence, std::vector<
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   std::vector<float> scratch(2 * V);
   GenerateResult result;
-  PrefillOptions step_options;
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
     const int32_t token =
         kernels::cpu::SampleToken(logits.data(), V, options.sampling.temperature,
@@ -166,9 +176,16 @@ absl::StatusOr<GenerateResult> Engine::Generate(Sequence& sequence, std::vector<
       break;
     }
     if (i + 1 == options.max_new_tokens) break;
-    std::lock_guard<std::mutex> lock(forward_mu_);
-    TOME_RETURN_IF_ERROR(
-        model_->Forward(*sequence.state_, absl::MakeConstSpan(&token, 1), step_options, &logits));
+    if (options.decode_step) {
+      TOME_ASSIGN_OR_RETURN(logits, options.decode_step(token));
+    } else {
+      Sequence* seq = &sequence;
+      std::vector<double>* evidence = options.block_evidence;
+      TOME_ASSIGN_OR_RETURN(auto next,
+                            DecodeBatch(absl::MakeConstSpan(&seq, 1), absl::MakeConstSpan(&token, 1),
+                                        absl::MakeConstSpan(&evidence, 1)));
+      logits = std::move(next[0]);
+    }
   }
   return result;
 }

@@ -224,7 +224,8 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::ForkState(const SequenceSt
 }
 
 absl::Status Model::Forward(SequenceState& state, absl::Span<const int32_t> tokens,
-                            const PrefillOptions& options, std::vector<float>* logits) {
+                            const PrefillOptions& options, std::vector<float>* logits,
+                            std::mutex* chunk_lock) {
   const int64_t T = static_cast<int64_t>(tokens.size());
   if (T == 0) return absl::InvalidArgumentError("no tokens to process");
   for (int32_t id : tokens) {
@@ -240,7 +241,11 @@ absl::Status Model::Forward(SequenceState& state, absl::Span<const int32_t> toke
   const int64_t call_end = state.num_tokens + T;
   for (int64_t c0 = 0; c0 < T; c0 += max_chunk_) {
     const int64_t n = std::min(max_chunk_, T - c0);
-    TOME_RETURN_IF_ERROR(ForwardChunk(state, tokens.subspan(c0, n), call_end, options, c0));
+    std::unique_lock<std::mutex> lock;
+    if (chunk_lock) lock = std::unique_lock<std::mutex>(*chunk_lock);
+    std::vector<Segment> segment = {
+        Segment{&state, tokens.subspan(c0, n), call_end, 0, state.num_tokens, nullptr}};
+    TOME_RETURN_IF_ERROR(ForwardRows(segment, options, c0));
     const Tensor h = ws_h_.View(backend_->activation_dtype(), n, D);
     if (options.all_logits) {
       for (int64_t r = 0; r < n; ++r) {
@@ -249,6 +254,7 @@ absl::Status Model::Forward(SequenceState& state, absl::Span<const int32_t> toke
     } else if (c0 + n == T) {
       TOME_RETURN_IF_ERROR(ComputeLogits(h.Rows(n - 1, 1), logits, 0));
     }
+    if (lock.owns_lock()) lock.unlock();
     if (options.on_progress && !options.on_progress(c0 + n) && c0 + n < T) {
       return absl::CancelledError(
           absl::StrCat("prefill cancelled after ", c0 + n, " of ", T, " tokens"));
@@ -257,28 +263,65 @@ absl::Status Model::Forward(SequenceState& state, absl::Span<const int32_t> toke
   return absl::OkStatus();
 }
 
-absl::Status Model::ForwardChunk(SequenceState& state, absl::Span<const int32_t> tokens,
-                                 int64_t call_end, const PrefillOptions& options,
-                                 int64_t chunk_offset) {
+absl::Status Model::ForwardBatch(absl::Span<SequenceState* const> states,
+                                 absl::Span<const int32_t> tokens,
+                                 std::vector<std::vector<float>>* logits,
+                                 absl::Span<std::vector<double>* const> evidence) {
+  const int64_t n = static_cast<int64_t>(states.size());
+  if (n == 0) return absl::OkStatus();
+  if (static_cast<int64_t>(tokens.size()) != n || (!evidence.empty() && evidence.size() != states.size())) {
+    return absl::InvalidArgumentError("ForwardBatch needs one token per sequence");
+  }
+  for (int32_t id : tokens) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")"));
+    }
+  }
+  logits->resize(n);
+  const int64_t V = config_.vocab_size, D = config_.hidden_size;
+  for (int64_t b0 = 0; b0 < n; b0 += max_chunk_) {
+    const int64_t m = std::min(max_chunk_, n - b0);
+    std::vector<Segment> segments;
+    for (int64_t i = 0; i < m; ++i) {
+      SequenceState* state = states[b0 + i];
+      segments.push_back(Segment{state, tokens.subspan(b0 + i, 1), state->num_tokens + 1, i,
+                                 state->num_tokens,
+                                 evidence.empty() ? nullptr : evidence[b0 + i]});
+    }
+    TOME_RETURN_IF_ERROR(ForwardRows(segments, PrefillOptions{}, 0));
+    const Tensor h = ws_h_.View(backend_->activation_dtype(), m, D);
+    for (int64_t i = 0; i < m; ++i) {
+      (*logits)[b0 + i].assign(V, 0.0f);
+      TOME_RETURN_IF_ERROR(ComputeLogits(h.Rows(i, 1), &(*logits)[b0 + i], 0));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOptions& options,
+                                int64_t chunk_offset) {
   const ModelConfig& c = config_;
   const DType act = backend_->activation_dtype();
-  const int64_t T = static_cast<int64_t>(tokens.size()), D = c.hidden_size;
-  const int64_t F = c.intermediate_size;
+  const int64_t D = c.hidden_size, F = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float alpha = static_cast<float>(c.residual_scale());
-  const int64_t p0 = state.num_tokens;
+  batch_tokens_.clear();
+  for (const Segment& s : segments) {
+    batch_tokens_.insert(batch_tokens_.end(), s.tokens.begin(), s.tokens.end());
+  }
+  const int64_t T = static_cast<int64_t>(batch_tokens_.size());
   const Tensor h = ws_h_.View(act, T, D), a = ws_a_.View(act, T, D), out = ws_out_.View(act, T, D);
 
-  backend_->Embedding(embed_, tokens, static_cast<float>(c.scale_emb), h);
+  backend_->Embedding(embed_, batch_tokens_, static_cast<float>(c.scale_emb), h);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
-    LayerState& ls = state.layers[l];
     backend_->Copy(a, h);
     backend_->RmsNorm(a, w.input_norm, 1, eps);
     if (w.type == MixerType::kLightning) {
-      LightningMixer(l, ls, a, p0, out);
+      LightningMixer(l, segments, a, out);
     } else {
-      TOME_RETURN_IF_ERROR(SparseMixer(l, ls, a, p0, call_end, options, chunk_offset, out));
+      TOME_RETURN_IF_ERROR(SparseMixer(l, segments, a, options, chunk_offset, out));
     }
     backend_->AddScaled(h, out, alpha);
     backend_->Copy(a, h);
@@ -294,37 +337,42 @@ absl::Status Model::ForwardChunk(SequenceState& state, absl::Span<const int32_t>
       ActivationsToHost(h, dst.data() + chunk_offset * D);
     }
   }
-  state.num_tokens += T;
+  for (Segment& s : segments) s.state->num_tokens += s.rows();
   return backend_->Synchronize();
 }
 
-void Model::LightningMixer(int64_t layer, LayerState& ls, const Tensor& a,
-                           int64_t first_position, const Tensor& out) {
+void Model::LightningMixer(int64_t layer, const std::vector<Segment>& segments, const Tensor& a,
+                           const Tensor& out) {
   const ModelConfig& c = config_;
   const LayerWeights& w = layers_[layer];
   const DType act = backend_->activation_dtype();
   const int64_t H = c.lightning_heads, d = c.lightning_head_dim, q = H * d, T = a.rows;
   const float eps = static_cast<float>(c.rms_norm_eps);
+  const float theta = static_cast<float>(c.rope_theta);
   const Tensor proj = ws_proj_.View(act, T, 4 * q);
   backend_->MatMul(a, w.in_proj, proj);
   const Tensor Q = proj.Cols(0, q), K = proj.Cols(q, q), V = proj.Cols(2 * q, q);
   const Tensor Z = proj.Cols(3 * q, q);
   backend_->RmsNorm(Q, w.q_norm, H, eps);
   backend_->RmsNorm(K, w.k_norm, H, eps);
-  backend_->Rope(Q, H, d, first_position, static_cast<float>(c.rope_theta));
-  backend_->Rope(K, H, d, first_position, static_cast<float>(c.rope_theta));
   const Tensor mix = ws_mix_.View(act, T, q);
-  backend_->Lightning(Q, K, V, H, d, slopes_, static_cast<float>(1.0 / std::sqrt(double(d))),
-                      ls.lightning.View(DType::kF32, H * d, d), mix);
+  for (const Segment& s : segments) {  // positions and states are the sequence's own
+    const Tensor Qs = Q.Rows(s.row0, s.rows()), Ks = K.Rows(s.row0, s.rows());
+    backend_->Rope(Qs, H, d, s.first_position, theta);
+    backend_->Rope(Ks, H, d, s.first_position, theta);
+    backend_->Lightning(Qs, Ks, V.Rows(s.row0, s.rows()), H, d, slopes_,
+                        static_cast<float>(1.0 / std::sqrt(double(d))),
+                        s.state->layers[layer].lightning.View(DType::kF32, H * d, d),
+                        mix.Rows(s.row0, s.rows()));
+  }
   backend_->RmsNorm(mix, w.o_norm, 1, eps);
   backend_->SigmoidMul(mix, Z);
   backend_->MatMul(mix, w.o_proj, out);
 }
 
-absl::Status Model::SparseMixer(int64_t layer, LayerState& ls, const Tensor& a,
-                                int64_t first_position, int64_t call_end,
-                                const PrefillOptions& options, int64_t chunk_offset,
-                                const Tensor& out) {
+absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segments,
+                                const Tensor& a, const PrefillOptions& options,
+                                int64_t chunk_offset, const Tensor& out) {
   const ModelConfig& c = config_;
   const LayerWeights& w = layers_[layer];
   const DType act = backend_->activation_dtype();
@@ -334,35 +382,58 @@ absl::Status Model::SparseMixer(int64_t layer, LayerState& ls, const Tensor& a,
   backend_->MatMul(a, w.in_proj, proj);
   const Tensor Q = proj.Cols(0, q), K = proj.Cols(q, kv), V = proj.Cols(q + kv, kv);
   const Tensor gate = proj.Cols(q + 2 * kv, q);
-  SparseLayerState& s = ls.sparse;
-  for (int64_t g = 0; g < G; ++g) {
-    TOME_RETURN_IF_ERROR(s.keys[g].Append(K.Cols(g * d, d)));
-    TOME_RETURN_IF_ERROR(s.values[g].Append(V.Cols(g * d, d)));
-  }
-  TOME_RETURN_IF_ERROR(UpdateSummaries(s, first_position, first_position + T));
-
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  const bool dense =
-      options_.dense_mode == DenseThresholdMode::kHf && call_end < c.sparse.dense_len;
-  const bool select = !dense && !sparse_params_.SelectsAll(first_position + T - 1);
-  const bool capture = options.capture_selection != nullptr;
-  const Tensor selected = ws_selected_.View(DType::kI32, T, G * topk);
-  if (!dense && (select || capture)) {
-    backend_->SelectBlocks(Q, Hq, d, first_position, s.k1, s.k2, sparse_params_, scale,
-                           selected, Tensor{});
-  }
   const Tensor mix = ws_mix_.View(act, T, q);
-  backend_->BlockSparseAttention(Q, Hq, d, first_position, s.keys, s.values,
-                                 c.sparse.block_size, select ? selected : Tensor{}, topk, scale,
-                                 mix);
-  if (capture) {
-    std::vector<int32_t>& dst = (*options.capture_selection)[layer];
-    dst.resize((chunk_offset + T) * G * topk, -1);
-    if (!dense) backend_->CopyToHost(selected, dst.data() + chunk_offset * G * topk);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const bool capture = options.capture_selection != nullptr;
+  for (const Segment& seg : segments) {
+    SparseLayerState& s = seg.state->layers[layer].sparse;
+    const int64_t n = seg.rows(), p0 = seg.first_position;
+    for (int64_t g = 0; g < G; ++g) {
+      TOME_RETURN_IF_ERROR(s.keys[g].Append(K.Rows(seg.row0, n).Cols(g * d, d)));
+      TOME_RETURN_IF_ERROR(s.values[g].Append(V.Rows(seg.row0, n).Cols(g * d, d)));
+    }
+    TOME_RETURN_IF_ERROR(UpdateSummaries(s, p0, p0 + n));
+    const Tensor Qs = Q.Rows(seg.row0, n);
+    const bool dense =
+        options_.dense_mode == DenseThresholdMode::kHf && seg.call_end < c.sparse.dense_len;
+    const bool select = !dense && !sparse_params_.SelectsAll(p0 + n - 1);
+    const bool evidence = !dense && seg.evidence != nullptr;
+    const Tensor selected = ws_selected_.View(DType::kI32, T, G * topk).Rows(seg.row0, n);
+    const Tensor scores = ws_scores_.View(DType::kF32, T, G * topk).Rows(seg.row0, n);
+    if (!dense && (select || capture || evidence)) {
+      backend_->SelectBlocks(Qs, Hq, d, p0, s.k1, s.k2, sparse_params_, scale, selected,
+                             evidence ? scores : Tensor{});
+    }
+    backend_->BlockSparseAttention(Qs, Hq, d, p0, s.keys, s.values, c.sparse.block_size,
+                                   select ? selected : Tensor{}, topk, scale,
+                                   mix.Rows(seg.row0, n));
+    if (capture) {
+      std::vector<int32_t>& dst = (*options.capture_selection)[layer];
+      dst.resize((chunk_offset + n) * G * topk, -1);
+      if (!dense) backend_->CopyToHost(selected, dst.data() + chunk_offset * G * topk);
+    }
+    if (evidence) AddEvidence(selected, scores, n, seg.evidence);
   }
   backend_->SigmoidMul(mix, gate);
   backend_->MatMul(mix, w.o_proj, out);
   return absl::OkStatus();
+}
+
+void Model::AddEvidence(const Tensor& selected, const Tensor& scores, int64_t rows,
+                        std::vector<double>* evidence) {
+  const int64_t width = selected.cols;
+  host_selected_.resize(rows * width);
+  host_scores_.resize(rows * width);
+  backend_->CopyToHost(selected, host_selected_.data());
+  backend_->CopyToHost(scores, host_scores_.data());
+  for (int64_t i = 0; i < rows * width; ++i) {
+    const int32_t b = host_selected_[i];
+    const float score = host_scores_[i];
+    // Forced blocks (the start and the local window) score +inf: they are no evidence.
+    if (b < 0 || !std::isfinite(score)) continue;
+    if (static_cast<int64_t>(evidence->size()) <= b) evidence->resize(b + 1, 0.0);
+    (*evidence)[b] += score;
+  }
 }
 
 absl::Status Model::UpdateSummaries(SparseLayerState& s, int64_t old_tokens,

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -53,9 +54,22 @@ class Model {
   absl::StatusOr<std::unique_ptr<SequenceState>> ForkState(const SequenceState& state);
 
   // Runs `tokens` (any count; chunked internally) and appends them to `state`. Writes the
-  // logits of the last token (or of all, per options) to `logits`.
+  // logits of the last token (or of all, per options) to `logits`. When `chunk_lock` is
+  // given it is held for each chunk, not for the whole call, so other work can run between
+  // chunks of a long prefill.
   absl::Status Forward(SequenceState& state, absl::Span<const int32_t> tokens,
-                       const PrefillOptions& options, std::vector<float>* logits);
+                       const PrefillOptions& options, std::vector<float>* logits,
+                       std::mutex* chunk_lock = nullptr);
+
+  // One token for each of `states` in one batched forward pass (continuous batching of
+  // decode steps): the GEMMs run over all rows at once, attention and Lightning per
+  // sequence. `logits[i]` receives the logits after tokens[i]. When `evidence[i]` is not
+  // null, the pooled stage-1 score of every block that sequence i's sparse layers selected
+  // dynamically is added to (*evidence[i])[block].
+  absl::Status ForwardBatch(absl::Span<SequenceState* const> states,
+                            absl::Span<const int32_t> tokens,
+                            std::vector<std::vector<float>>* logits,
+                            absl::Span<std::vector<double>* const> evidence);
 
   absl::Status Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink);
   absl::StatusOr<std::unique_ptr<SequenceState>> Load(int64_t num_tokens, StateSource& source);
@@ -66,15 +80,29 @@ class Model {
   absl::Status LoadWeights(const SafetensorsCheckpoint* checkpoint, uint64_t seed);
   absl::Status AllocateWorkspace();
 
-  // One chunk of at most max_chunk tokens at positions state.num_tokens.. .
-  absl::Status ForwardChunk(SequenceState& state, absl::Span<const int32_t> tokens,
-                            int64_t call_end, const PrefillOptions& options, int64_t chunk_offset);
-  void LightningMixer(int64_t layer, LayerState& ls, const Tensor& a, int64_t first_position,
+  // One sequence's rows of a forward pass: its tokens sit at workspace rows
+  // [row0, row0 + tokens.size()) and positions first_position.. .
+  struct Segment {
+    SequenceState* state = nullptr;
+    absl::Span<const int32_t> tokens;
+    int64_t call_end = 0;  // the sequence's length after the whole call (HF dense rule)
+    int64_t row0 = 0;
+    int64_t first_position = 0;
+    std::vector<double>* evidence = nullptr;
+    int64_t rows() const { return static_cast<int64_t>(tokens.size()); }
+  };
+  // One forward pass over at most max_chunk rows in total. Per-token captures (options)
+  // need a single segment, whose `chunk_offset` places them.
+  absl::Status ForwardRows(std::vector<Segment>& segments, const PrefillOptions& options,
+                           int64_t chunk_offset);
+  void LightningMixer(int64_t layer, const std::vector<Segment>& segments, const Tensor& a,
                       const Tensor& out);
-  absl::Status SparseMixer(int64_t layer, LayerState& ls, const Tensor& a,
-                           int64_t first_position, int64_t call_end,
-                           const PrefillOptions& options, int64_t chunk_offset,
-                           const Tensor& out);
+  absl::Status SparseMixer(int64_t layer, const std::vector<Segment>& segments,
+                           const Tensor& a, const PrefillOptions& options,
+                           int64_t chunk_offset, const Tensor& out);
+  // Adds the dynamically selected blocks' scores of `rows` queries to `evidence`.
+  void AddEvidence(const Tensor& selected, const Tensor& scores, int64_t rows,
+                   std::vector<double>* evidence);
   absl::Status UpdateSummaries(SparseLayerState& s, int64_t old_tokens, int64_t new_tokens);
   absl::Status ComputeLogits(const Tensor& h_rows, std::vector<float>* logits, int64_t offset);
   // Copies activations (fp32 or bf16) into dense fp32 host memory.
@@ -94,6 +122,9 @@ class Model {
   Buffer ws_h_, ws_a_, ws_proj_, ws_mix_, ws_out_, ws_selected_, ws_scores_, ws_summary_,
       ws_logit_in_, ws_logits_;
   std::vector<float> host_hidden_;
+  std::vector<int32_t> host_selected_;
+  std::vector<float> host_scores_;
+  std::vector<int32_t> batch_tokens_;
   std::vector<uint16_t> host_bf16_;
 };
 

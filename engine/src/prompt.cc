@@ -40,6 +40,28 @@ absl::StatusOr<std::vector<int32_t>> PromptFormat::Question(absl::string_view qu
   return ids;
 }
 
+absl::StatusOr<std::vector<int32_t>> PromptFormat::FollowUp(absl::string_view question) const {
+  if (!chatml()) return Question(question);
+  std::vector<int32_t> ids = {im_start_};
+  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> user,
+                        tokenizer_->Encode(absl::StrCat("user\n", question)));
+  ids.insert(ids.end(), user.begin(), user.end());
+  ids.push_back(im_end_);
+  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> nl, tokenizer_->Encode("\n"));
+  ids.insert(ids.end(), nl.begin(), nl.end());
+  ids.push_back(im_start_);
+  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> assistant, tokenizer_->Encode("assistant\n"));
+  ids.insert(ids.end(), assistant.begin(), assistant.end());
+  return ids;
+}
+
+std::vector<int32_t> PromptFormat::AnswerEnd() const {
+  if (!chatml()) return {tokenizer_->eos_id()};
+  std::vector<int32_t> ids = {im_end_};
+  if (auto nl = tokenizer_->Encode("\n"); nl.ok()) ids.insert(ids.end(), nl->begin(), nl->end());
+  return ids;
+}
+
 std::vector<int32_t> PromptFormat::StopTokens() const {
   if (chatml()) return {im_end_};
   return {};

@@ -4,21 +4,34 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "auth/call_auth.h"
 #include "status_util.h"
+#include "tome/base/status_macros.h"
 #include "write_reactor.h"
 
 namespace tome::services {
+namespace {
 
-absl::StatusOr<storage::DocumentId> ParseDocumentId(const std::string& text) {
+absl::StatusOr<uint64_t> ParseDecimalId(const std::string& text, absl::string_view what,
+                                        absl::string_view hint) {
   uint64_t id = 0;
   if (text.empty() || text.size() > 20 ||
       text.find_first_not_of("0123456789") != std::string::npos || !absl::SimpleAtoi(text, &id) ||
       id == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "document_id '", text.substr(0, 64), "' is not a document id (the decimal id that "
-        "CreateDocument returned)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", text.substr(0, 64), "' is not valid (", hint, ")"));
   }
   return id;
+}
+
+}  // namespace
+
+absl::StatusOr<storage::DocumentId> ParseDocumentId(const std::string& text) {
+  return ParseDecimalId(text, "document_id", "the decimal id that CreateDocument returned");
+}
+
+absl::StatusOr<storage::TenantId> ParseTenantId(const std::string& text) {
+  return ParseDecimalId(text, "tenant_id", "the decimal id of a tenant");
 }
 
 v1::DocumentStatus ToProto(storage::DocumentStatus status) {
@@ -31,7 +44,16 @@ v1::DocumentStatus ToProto(storage::DocumentStatus status) {
   return v1::DOCUMENT_STATUS_UNSPECIFIED;
 }
 
-void ToProto(const storage::DocumentRecord& r, int64_t stored_bytes, v1::Document* out) {
+void SetTimestamp(int64_t micros, google::protobuf::Timestamp* out) {
+  out->set_seconds(micros / 1000000);
+  out->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+}
+
+namespace {
+
+void FillDocument(TomeCore* core, const Principal& caller, const DocumentView& view,
+                  v1::Document* out) {
+  const storage::DocumentRecord& r = view.record;
   out->set_id(absl::StrCat(r.id));
   out->set_name(r.name);
   out->set_status(ToProto(r.status));
@@ -39,43 +61,45 @@ void ToProto(const storage::DocumentRecord& r, int64_t stored_bytes, v1::Documen
   out->set_text_bytes(r.text_bytes);
   out->set_num_tokens(r.num_tokens);
   out->set_ingested_tokens(r.state_tokens);
-  out->set_stored_bytes(stored_bytes);
-  out->mutable_create_time()->set_seconds(r.created_micros / 1000000);
-  out->mutable_create_time()->set_nanos(static_cast<int32_t>(r.created_micros % 1000000) * 1000);
-  out->mutable_update_time()->set_seconds(r.updated_micros / 1000000);
-  out->mutable_update_time()->set_nanos(static_cast<int32_t>(r.updated_micros % 1000000) * 1000);
+  SetTimestamp(r.created_micros, out->mutable_create_time());
+  SetTimestamp(r.updated_micros, out->mutable_update_time());
   out->set_error(r.error);
   for (const storage::VersionInfo& v : r.versions) {
     v1::DocumentVersion* version = out->add_versions();
     version->set_version(v.version);
     version->set_num_tokens(v.num_tokens);
     version->set_text_bytes(v.text_bytes);
-    version->mutable_create_time()->set_seconds(v.created_micros / 1000000);
-    version->mutable_create_time()->set_nanos(static_cast<int32_t>(v.created_micros % 1000000) *
-                                              1000);
+    SetTimestamp(v.created_micros, version->mutable_create_time());
   }
-}
-
-namespace {
-
-void FillDocument(TomeCore* core, const storage::DocumentRecord& record, v1::Document* out) {
-  auto bytes = core->StoredBytes(record.id);
-  ToProto(record, bytes.ok() ? *bytes : 0, out);
-  auto sections = core->ListSections(record.id);
+  out->set_owned(view.owned);
+  if (view.owned) {  // sharing and storage details are the owner's business
+    out->set_public_(r.is_public);
+    for (storage::TenantId t : r.shared_with) out->add_shared_with_tenant_ids(absl::StrCat(t));
+    auto bytes = core->StoredBytes(r);
+    out->set_stored_bytes(bytes.ok() ? *bytes : 0);
+  }
+  auto sections = core->ListSections(caller, r.id);
   out->set_num_sections(sections.ok() ? static_cast<int64_t>(sections->size()) : 0);
 }
 
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& s) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+// The caller of a document call with a concurrent-call slot held for its duration.
+struct Call {
+  Principal caller;
+  std::unique_ptr<UsageTracker::CallSlot> slot;
+};
+
+absl::StatusOr<Call> Begin(TomeCore* core, grpc::CallbackServerContext* context) {
+  Call call;
+  TOME_ASSIGN_OR_RETURN(call.caller, AuthenticateTenant(*core, *context));
+  TOME_ASSIGN_OR_RETURN(call.slot, core->Admit(call.caller));
+  return call;
 }
 
 // Collects the streamed pieces of one AppendText call, then appends them at once.
 class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest> {
  public:
-  AppendReactor(TomeCore* core, v1::AppendTextResponse* response)
-      : core_(core), response_(response) {
+  AppendReactor(TomeCore* core, Call call, v1::AppendTextResponse* response)
+      : core_(core), call_(std::move(call)), response_(response) {
     StartRead(&request_);
   }
 
@@ -123,18 +147,20 @@ class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest
       Finish(ToGrpcStatus(id.status()));
       return;
     }
-    auto result = core_->AppendText(*id, text_, sections_);
+    auto result = core_->AppendText(call_.caller, *id, text_, sections_);
     if (!result.ok()) {
       Finish(ToGrpcStatus(result.status()));
       return;
     }
-    FillDocument(core_, result->record, response_->mutable_document());
+    FillDocument(core_, call_.caller, DocumentView{result->record, true},
+                 response_->mutable_document());
     response_->set_appended_bytes(result->appended_bytes);
     response_->set_appended_tokens(result->appended_tokens);
     Finish(grpc::Status::OK);
   }
 
   TomeCore* core_;
+  Call call_;
   v1::AppendTextResponse* response_;
   v1::AppendTextRequest request_;
   std::string document_id_;
@@ -142,77 +168,117 @@ class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest
   std::vector<SectionStart> sections_;
 };
 
+// A reactor that only reports an error (for streaming calls refused up front).
+class RefusedReader final : public grpc::ServerReadReactor<v1::AppendTextRequest> {
+ public:
+  explicit RefusedReader(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerUnaryReactor* DocumentServiceImpl::CreateDocument(
     grpc::CallbackServerContext* context, const v1::CreateDocumentRequest* request,
     v1::Document* response) {
-  auto record = core_->CreateDocument(request->name());
-  if (record.ok()) FillDocument(core_, *record, response);
-  return Finish(context, record.status());
+  auto call = Begin(core_, context);
+  if (!call.ok()) return FinishUnary(context, call.status());
+  auto view = core_->CreateDocument(call->caller, request->name());
+  if (view.ok()) FillDocument(core_, call->caller, *view, response);
+  return FinishUnary(context, view.status());
 }
 
 grpc::ServerReadReactor<v1::AppendTextRequest>* DocumentServiceImpl::AppendText(
     grpc::CallbackServerContext* context, v1::AppendTextResponse* response) {
-  return new AppendReactor(core_, response);
+  auto call = Begin(core_, context);
+  if (!call.ok()) return new RefusedReader(call.status());
+  return new AppendReactor(core_, std::move(call).value(), response);
 }
 
 grpc::ServerUnaryReactor* DocumentServiceImpl::GetDocument(grpc::CallbackServerContext* context,
                                                            const v1::GetDocumentRequest* request,
                                                            v1::Document* response) {
+  auto call = Begin(core_, context);
+  if (!call.ok()) return FinishUnary(context, call.status());
   auto id = ParseDocumentId(request->document_id());
-  if (!id.ok()) return Finish(context, id.status());
-  auto record = core_->GetDocument(*id);
-  if (record.ok()) FillDocument(core_, *record, response);
-  return Finish(context, record.status());
+  if (!id.ok()) return FinishUnary(context, id.status());
+  auto view = core_->GetDocument(call->caller, *id);
+  if (view.ok()) FillDocument(core_, call->caller, *view, response);
+  return FinishUnary(context, view.status());
 }
 
 grpc::ServerUnaryReactor* DocumentServiceImpl::ListDocuments(
     grpc::CallbackServerContext* context, const v1::ListDocumentsRequest* request,
     v1::ListDocumentsResponse* response) {
+  auto call = Begin(core_, context);
+  if (!call.ok()) return FinishUnary(context, call.status());
   if (request->page_size() < 0 || request->page_size() > 1000) {
-    return Finish(context, absl::InvalidArgumentError("page_size must be in [0, 1000]"));
+    return FinishUnary(context, absl::InvalidArgumentError("page_size must be in [0, 1000]"));
   }
   storage::DocumentId after = 0;
   if (!request->page_token().empty()) {
     auto parsed = ParseDocumentId(request->page_token());
     if (!parsed.ok()) {
-      return Finish(context, absl::InvalidArgumentError(
+      return FinishUnary(context, absl::InvalidArgumentError(
                                  "page_token must be a next_page_token from ListDocuments"));
     }
     after = *parsed;
   }
   const int limit = request->page_size() > 0 ? request->page_size() : 100;
-  auto records = core_->ListDocuments(after, limit + 1);
-  if (!records.ok()) return Finish(context, records.status());
-  for (int i = 0; i < static_cast<int>(records->size()) && i < limit; ++i) {
-    FillDocument(core_, (*records)[i], response->add_documents());
+  auto views = core_->ListDocuments(call->caller, after, limit + 1, request->include_shared());
+  if (!views.ok()) return FinishUnary(context, views.status());
+  for (int i = 0; i < static_cast<int>(views->size()) && i < limit; ++i) {
+    FillDocument(core_, call->caller, (*views)[i], response->add_documents());
   }
-  if (static_cast<int>(records->size()) > limit) {
-    response->set_next_page_token(absl::StrCat((*records)[limit - 1].id));
+  if (static_cast<int>(views->size()) > limit) {
+    response->set_next_page_token(absl::StrCat((*views)[limit - 1].record.id));
   }
-  return Finish(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* DocumentServiceImpl::DeleteDocument(
     grpc::CallbackServerContext* context, const v1::DeleteDocumentRequest* request,
     v1::DeleteDocumentResponse* response) {
+  auto call = Begin(core_, context);
+  if (!call.ok()) return FinishUnary(context, call.status());
   auto id = ParseDocumentId(request->document_id());
-  if (!id.ok()) return Finish(context, id.status());
-  return Finish(context, core_->DeleteDocument(*id));
+  if (!id.ok()) return FinishUnary(context, id.status());
+  return FinishUnary(context, core_->DeleteDocument(call->caller, *id));
+}
+
+grpc::ServerUnaryReactor* DocumentServiceImpl::ShareDocument(
+    grpc::CallbackServerContext* context, const v1::ShareDocumentRequest* request,
+    v1::Document* response) {
+  auto call = Begin(core_, context);
+  if (!call.ok()) return FinishUnary(context, call.status());
+  auto id = ParseDocumentId(request->document_id());
+  if (!id.ok()) return FinishUnary(context, id.status());
+  std::vector<storage::TenantId> tenants;
+  for (const std::string& t : request->tenant_ids()) {
+    auto parsed = ParseTenantId(t);
+    if (!parsed.ok()) return FinishUnary(context, parsed.status());
+    tenants.push_back(*parsed);
+  }
+  auto view = core_->ShareDocument(call->caller, *id, tenants, request->public_());
+  if (view.ok()) FillDocument(core_, call->caller, *view, response);
+  return FinishUnary(context, view.status());
 }
 
 grpc::ServerWriteReactor<v1::IngestionProgress>* DocumentServiceImpl::WatchIngestion(
     grpc::CallbackServerContext* context, const v1::WatchIngestionRequest* request) {
   auto* reactor = new QueuedWriteReactor<v1::IngestionProgress>();
+  auto call = Begin(core_, context);
+  if (!call.ok()) {
+    reactor->Finish(ToGrpcStatus(call.status()));
+    return reactor;
+  }
   auto id = ParseDocumentId(request->document_id());
   if (!id.ok()) {
     reactor->Finish(ToGrpcStatus(id.status()));
     return reactor;
   }
-  std::thread([core = core_, reactor, doc = *id] {
+  std::thread([core = core_, reactor, doc = *id, call = std::move(call).value()] {
     const absl::Status status = core->WatchIngestion(
-        doc,
+        call.caller, doc,
         [&](const IngestionProgress& p) {
           v1::IngestionProgress msg;
           msg.set_document_id(absl::StrCat(doc));

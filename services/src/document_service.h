@@ -7,8 +7,10 @@ namespace tome::services {
 
 // Parses a document id as given to clients (decimal digits). InvalidArgument otherwise.
 absl::StatusOr<storage::DocumentId> ParseDocumentId(const std::string& text);
-void ToProto(const storage::DocumentRecord& record, int64_t stored_bytes, v1::Document* out);
+// Parses a tenant id (decimal digits). InvalidArgument otherwise.
+absl::StatusOr<storage::TenantId> ParseTenantId(const std::string& text);
 v1::DocumentStatus ToProto(storage::DocumentStatus status);
+void SetTimestamp(int64_t micros, google::protobuf::Timestamp* out);
 
 class DocumentServiceImpl final : public v1::DocumentService::CallbackService {
  public:
@@ -28,6 +30,9 @@ class DocumentServiceImpl final : public v1::DocumentService::CallbackService {
   grpc::ServerUnaryReactor* DeleteDocument(grpc::CallbackServerContext* context,
                                            const v1::DeleteDocumentRequest* request,
                                            v1::DeleteDocumentResponse* response) override;
+  grpc::ServerUnaryReactor* ShareDocument(grpc::CallbackServerContext* context,
+                                          const v1::ShareDocumentRequest* request,
+                                          v1::Document* response) override;
   grpc::ServerWriteReactor<v1::IngestionProgress>* WatchIngestion(
       grpc::CallbackServerContext* context, const v1::WatchIngestionRequest* request) override;
 

@@ -6,7 +6,11 @@ std::shared_ptr<const engine::Sequence> DocumentStateCache::Get(storage::Documen
                                                                 int64_t num_tokens) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(doc);
-  if (it == entries_.end() || it->second.state->num_tokens() != num_tokens) return nullptr;
+  if (it == entries_.end() || it->second.state->num_tokens() != num_tokens) {
+    ++misses_;
+    return nullptr;
+  }
+  ++hits_;
   lru_.splice(lru_.begin(), lru_, it->second.lru);
   return it->second.state;
 }

@@ -3,6 +3,7 @@
 // recently used documents beyond a memory budget. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -23,6 +24,8 @@ class DocumentStateCache {
   void Put(storage::DocumentId doc, std::shared_ptr<const engine::Sequence> state);
   void Erase(storage::DocumentId doc);
   int64_t bytes() const;
+  int64_t hits() const { return hits_.load(); }
+  int64_t misses() const { return misses_.load(); }
 
  private:
   struct Entry {
@@ -37,6 +40,7 @@ class DocumentStateCache {
   std::unordered_map<storage::DocumentId, Entry> entries_;
   std::list<storage::DocumentId> lru_;  // front = most recent
   int64_t bytes_ = 0;
+  std::atomic<int64_t> hits_{0}, misses_{0};
 };
 
 }  // namespace tome::services

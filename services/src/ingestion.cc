@@ -13,28 +13,30 @@ namespace tome::services {
 using storage::DocumentId;
 using storage::DocumentRecord;
 using storage::DocumentStatus;
-using storage::kDefaultTenant;
 
-IngestionManager::IngestionManager(engine::Engine* engine, storage::ContextStore* store,
-                                   DocumentStateCache* cache, IngestionOptions options)
-    : engine_(engine), store_(store), cache_(cache), options_(options) {}
+IngestionManager::IngestionManager(engine::Engine* engine, BatchScheduler* scheduler,
+                                   storage::ContextStore* store, DocumentStateCache* cache,
+                                   IngestionOptions options)
+    : engine_(engine), scheduler_(scheduler), store_(store), cache_(cache), options_(options) {}
 
 IngestionManager::~IngestionManager() { Stop(); }
 
-absl::Status IngestionManager::Start() {
-  DocumentId after = 0;
-  for (;;) {
-    TOME_ASSIGN_OR_RETURN(std::vector<DocumentRecord> page,
-                          store_->ListDocuments(kDefaultTenant, after, 1000));
-    if (page.empty()) break;
-    for (const DocumentRecord& r : page) {
-      if (r.state_tokens < r.num_tokens && r.status != DocumentStatus::kFailed) {
-        LOG(INFO) << "resuming ingestion of document " << r.id << " at token " << r.state_tokens
-                  << " of " << r.num_tokens;
-        Enqueue(r.id);
+absl::Status IngestionManager::Start(const std::vector<storage::TenantId>& tenants) {
+  for (storage::TenantId tenant : tenants) {
+    DocumentId after = 0;
+    for (;;) {
+      TOME_ASSIGN_OR_RETURN(std::vector<DocumentRecord> page,
+                            store_->ListDocuments(tenant, after, 1000));
+      if (page.empty()) break;
+      for (const DocumentRecord& r : page) {
+        if (r.state_tokens < r.num_tokens && r.status != DocumentStatus::kFailed) {
+          LOG(INFO) << "resuming ingestion of document " << r.id << " at token "
+                    << r.state_tokens << " of " << r.num_tokens;
+          Enqueue(tenant, r.id);
+        }
       }
+      after = page.back().id;
     }
-    after = page.back().id;
   }
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
@@ -50,12 +52,12 @@ void IngestionManager::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void IngestionManager::Enqueue(DocumentId doc) {
+void IngestionManager::Enqueue(storage::TenantId tenant, DocumentId doc) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     forgotten_.erase(doc);
     if (!queued_.insert(doc).second) return;
-    queue_.push_back(doc);
+    queue_.emplace_back(tenant, doc);
   }
   work_cv_.notify_one();
 }
@@ -96,9 +98,10 @@ void IngestionManager::Publish(const IngestionProgress& progress) {
 }
 
 absl::StatusOr<DocumentRecord> IngestionManager::WaitUntilIngested(
-    DocumentId doc, absl::Time deadline, const std::function<bool()>& cancelled) {
+    storage::TenantId tenant, DocumentId doc, absl::Time deadline,
+    const std::function<bool()>& cancelled) {
   for (;;) {
-    TOME_ASSIGN_OR_RETURN(DocumentRecord record, store_->GetDocument(kDefaultTenant, doc));
+    TOME_ASSIGN_OR_RETURN(DocumentRecord record, store_->GetDocument(tenant, doc));
     if (record.status == DocumentStatus::kFailed) {
       return absl::FailedPreconditionError(absl::StrCat(
           "ingestion of document ", doc, " failed: ", record.error,
@@ -121,30 +124,30 @@ absl::StatusOr<DocumentRecord> IngestionManager::WaitUntilIngested(
 
 void IngestionManager::Run() {
   for (;;) {
+    storage::TenantId tenant;
     DocumentId doc;
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (stop_) return;
-      doc = queue_.front();
+      std::tie(tenant, doc) = queue_.front();
       queue_.pop_front();
       queued_.erase(doc);
     }
     bool done = true;
-    absl::Status status = IngestSlice(doc, &done);
+    absl::Status status = IngestSlice(tenant, doc, &done);
     if (!status.ok() && !Forgotten(doc)) {
       LOG(ERROR) << "ingestion of document " << doc << " failed: " << status;
-      store_->SetStatus(kDefaultTenant, doc, DocumentStatus::kFailed, status.ToString())
-          .IgnoreError();
+      store_->SetStatus(tenant, doc, DocumentStatus::kFailed, status.ToString()).IgnoreError();
       work_.erase(doc);
-      auto record = store_->GetDocument(kDefaultTenant, doc);
+      auto record = store_->GetDocument(tenant, doc);
       if (record.ok()) Publish({*record, 0, 0});
       continue;
     }
     if (done) {
       work_.erase(doc);
     } else {
-      Enqueue(doc);  // take turns with other documents
+      Enqueue(tenant, doc);  // take turns with other documents
     }
   }
 }
@@ -153,7 +156,7 @@ absl::StatusOr<std::unique_ptr<engine::Sequence>> IngestionManager::RestoreSeque
     const DocumentRecord& record) {
   if (auto cached = cache_->Get(record.id, record.state_tokens)) return engine_->Fork(*cached);
   if (record.state_tokens == 0) return engine_->NewSequence();
-  StoreSource source(store_, kDefaultTenant, record.id);
+  StoreSource source(store_, record.tenant, record.id);
   return engine_->LoadState(record.state_tokens, source);
 }
 
@@ -166,7 +169,7 @@ absl::StatusOr<int64_t> IngestionManager::NextCheckpoint(const DocumentRecord& r
   }
   if (work.sections_version != record.version) {
     TOME_ASSIGN_OR_RETURN(std::vector<storage::SectionInfo> sections,
-                          store_->ListSections(kDefaultTenant, record.id));
+                          store_->ListSections(record.tenant, record.id));
     work.section_starts.clear();
     for (const auto& s : sections) work.section_starts.push_back(s.begin_token);
     work.sections_version = record.version;
@@ -181,9 +184,9 @@ absl::StatusOr<int64_t> IngestionManager::NextCheckpoint(const DocumentRecord& r
   return end;
 }
 
-absl::Status IngestionManager::IngestSlice(DocumentId doc, bool* done) {
+absl::Status IngestionManager::IngestSlice(storage::TenantId tenant, DocumentId doc, bool* done) {
   *done = true;
-  auto found = store_->GetDocument(kDefaultTenant, doc);
+  auto found = store_->GetDocument(tenant, doc);
   if (absl::IsNotFound(found.status())) return absl::OkStatus();  // deleted meanwhile
   TOME_RETURN_IF_ERROR(found.status());
   DocumentRecord record = *found;
@@ -199,14 +202,13 @@ absl::Status IngestionManager::IngestSlice(DocumentId doc, bool* done) {
   const int64_t begin = record.state_tokens;
   TOME_ASSIGN_OR_RETURN(const int64_t end, NextCheckpoint(record, work));
   TOME_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
-                        store_->ReadTokens(kDefaultTenant, doc, begin, end));
+                        store_->ReadTokens(tenant, doc, begin, end));
   if (static_cast<int64_t>(tokens.size()) != end - begin) {
     return absl::DataLossError(absl::StrCat("document ", doc, " is missing token ids [", begin,
                                             ", ", end, ")"));
   }
-  engine::PrefillOptions prefill;
-  prefill.on_progress = [&](int64_t) { return !Forgotten(doc); };
-  auto logits = engine_->Prefill(*work.sequence, tokens, prefill);
+  auto logits = scheduler_->Prefill(work.sequence.get(), tokens, tenant,
+                                    [&] { return Forgotten(doc); });
   if (!logits.ok()) {
     if (Forgotten(doc)) return absl::OkStatus();
     return logits.status();
@@ -214,7 +216,7 @@ absl::Status IngestionManager::IngestSlice(DocumentId doc, bool* done) {
   tokens_prefilled_ += end - begin;
 
   std::unique_ptr<storage::ContextStore::Checkpoint> checkpoint =
-      store_->BeginCheckpoint(kDefaultTenant, doc);
+      store_->BeginCheckpoint(tenant, doc);
   CheckpointSink sink(checkpoint.get());
   TOME_RETURN_IF_ERROR(engine_->SaveState(*work.sequence, begin, sink));
   auto committed = store_->CommitCheckpoint(*checkpoint, end);

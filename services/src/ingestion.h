@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "document_states.h"
+#include "scheduler.h"
 #include "tome/engine/engine.h"
 #include "tome/storage/context_store.h"
 
@@ -44,16 +45,17 @@ struct IngestionProgress {
 
 class IngestionManager {
  public:
-  IngestionManager(engine::Engine* engine, storage::ContextStore* store,
-                   DocumentStateCache* cache, IngestionOptions options);
+  IngestionManager(engine::Engine* engine, BatchScheduler* scheduler,
+                   storage::ContextStore* store, DocumentStateCache* cache,
+                   IngestionOptions options);
   ~IngestionManager();
 
-  // Starts the worker and queues every document whose state lags its text (resuming
-  // ingestion interrupted by a restart).
-  absl::Status Start();
+  // Starts the worker and queues every document of `tenants` whose state lags its text
+  // (resuming ingestion interrupted by a restart).
+  absl::Status Start(const std::vector<storage::TenantId>& tenants);
   void Stop();
 
-  void Enqueue(storage::DocumentId doc);
+  void Enqueue(storage::TenantId tenant, storage::DocumentId doc);
   // The document was deleted: stop working on it.
   void Forget(storage::DocumentId doc);
 
@@ -67,13 +69,15 @@ class IngestionManager {
   // failed, NotFound if it is deleted, DeadlineExceeded at `deadline`, Cancelled when
   // `cancelled` returns true.
   absl::StatusOr<storage::DocumentRecord> WaitUntilIngested(
-      storage::DocumentId doc, absl::Time deadline, const std::function<bool()>& cancelled);
+      storage::TenantId tenant, storage::DocumentId doc, absl::Time deadline,
+      const std::function<bool()>& cancelled);
 
   // Tokens prefilled by ingestion since Start (a metric; also proves what was not redone).
   int64_t tokens_prefilled() const { return tokens_prefilled_.load(); }
 
  private:
   struct Work {
+    storage::TenantId tenant = 0;
     std::unique_ptr<engine::Sequence> sequence;
     int64_t run_start_tokens = 0;
     absl::Time run_start;
@@ -83,7 +87,7 @@ class IngestionManager {
 
   void Run();
   // Ingests one checkpoint slice of `doc`; `done` is set when nothing is left to do.
-  absl::Status IngestSlice(storage::DocumentId doc, bool* done);
+  absl::Status IngestSlice(storage::TenantId tenant, storage::DocumentId doc, bool* done);
   absl::StatusOr<std::unique_ptr<engine::Sequence>> RestoreSequence(
       const storage::DocumentRecord& record);
   // The end of the slice starting at record.state_tokens (the next checkpoint).
@@ -92,6 +96,7 @@ class IngestionManager {
   bool Forgotten(storage::DocumentId doc);
 
   engine::Engine* engine_;
+  BatchScheduler* scheduler_;
   storage::ContextStore* store_;
   DocumentStateCache* cache_;
   const IngestionOptions options_;
@@ -99,7 +104,7 @@ class IngestionManager {
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable progress_cv_;
-  std::deque<storage::DocumentId> queue_;
+  std::deque<std::pair<storage::TenantId, storage::DocumentId>> queue_;
   std::set<storage::DocumentId> queued_;
   std::set<storage::DocumentId> forgotten_;
   std::map<uint64_t, std::pair<storage::DocumentId, Listener>> listeners_;

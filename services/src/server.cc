@@ -5,18 +5,74 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
+#include "tome/services/bearer_interceptor.h"
+#include "admin_service.h"
+#include "metrics/http_exporter.h"
+#include "metrics/metrics.h"
+#include "metrics/rpc_interceptor.h"
 #include "document_service.h"
 #include "query_service.h"
+#include "session_service.h"
 #include "tome/base/status_macros.h"
 #include "tome_core.h"
 
 namespace tome::services {
 
+namespace {
+
+// Gauges read from the core at every scrape.
+void RegisterGauges(TomeCore* core, Metrics* metrics) {
+  using Samples = std::vector<std::pair<Metrics::Labels, double>>;
+  metrics->Help("tome_requests_total", "RPCs by method and status code", "counter");
+  metrics->Help("tome_request_seconds", "RPC latency in seconds", "histogram");
+  metrics->Gauge("tome_scheduler_queue_depth", "work waiting for the engine", [core] {
+    const SchedulerStats s = core->scheduler().stats();
+    return Samples{{{{"queue", "decode"}}, double(s.queued_decodes)},
+                   {{{"queue", "prefill"}}, double(s.queued_prefills)}};
+  });
+  metrics->Gauge("tome_decode_steps", "decode steps run (a counter; rate() gives tokens/s)",
+                 [core] { return Samples{{{}, double(core->scheduler().stats().decode_steps)}}; });
+  metrics->Gauge("tome_decode_batches", "batched decode passes run", [core] {
+    return Samples{{{}, double(core->scheduler().stats().decode_batches)}};
+  });
+  metrics->Gauge("tome_prefill_tokens", "tokens prefilled (ingestion, questions, rebuilds)",
+                 [core] { return Samples{{{}, double(core->scheduler().stats().prefill_tokens)}}; });
+  metrics->Gauge("tome_generated_tokens", "answer tokens generated",
+                 [core] { return Samples{{{}, double(core->generated_tokens())}}; });
+  metrics->Gauge("tome_ingested_tokens", "document tokens ingested since start",
+                 [core] { return Samples{{{}, double(core->ingestion().tokens_prefilled())}}; });
+  metrics->Gauge("tome_state_cache_hits", "document states found in memory", [core] {
+    return Samples{{{{"result", "hit"}}, double(core->state_cache().hits())},
+                   {{{"result", "miss"}}, double(core->state_cache().misses())}};
+  });
+  metrics->Gauge("tome_state_cache_bytes", "bytes of document state held in memory",
+                 [core] { return Samples{{{}, double(core->state_cache().bytes())}}; });
+  metrics->Gauge("tome_tenant_stored_bytes", "estimated bytes each tenant stores", [core] {
+    Samples out;
+    if (auto tenants = core->tenants().ListTenants(); tenants.ok()) {
+      for (const TenantInfo& t : *tenants) {
+        if (auto bytes = core->TenantStoredBytes(t.id); bytes.ok()) {
+          out.push_back({{{"tenant", absl::StrCat(t.id)}}, double(*bytes)});
+        }
+      }
+    }
+    return out;
+  });
+}
+
+}  // namespace
+
 struct TomeServer::Impl {
+  Metrics metrics;
+  std::unique_ptr<MetricsHttpServer> metrics_http;
   std::unique_ptr<TomeCore> core;
   std::unique_ptr<DocumentServiceImpl> documents;
   std::unique_ptr<QueryServiceImpl> queries;
+  std::unique_ptr<SessionServiceImpl> sessions;
+  std::unique_ptr<AdminServiceImpl> admin;
   std::unique_ptr<grpc::Server> server;
   bool shut_down = false;
 };
@@ -38,6 +94,8 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   TOME_ASSIGN_OR_RETURN(impl->core, TomeCore::Create(core_options));
   impl->documents = std::make_unique<DocumentServiceImpl>(impl->core.get());
   impl->queries = std::make_unique<QueryServiceImpl>(impl->core.get());
+  impl->sessions = std::make_unique<SessionServiceImpl>(impl->core.get());
+  impl->admin = std::make_unique<AdminServiceImpl>(impl->core.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -47,20 +105,43 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(impl->documents.get());
   builder.RegisterService(impl->queries.get());
+  builder.RegisterService(impl->sessions.get());
+  builder.RegisterService(impl->admin.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(NewRpcMetricsInterceptor(&impl->metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   impl->server = builder.BuildAndStart();
   if (!impl->server || port == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen_address, " (address in use?)"));
   }
   impl->server->GetHealthCheckService()->SetServingStatus(true);
+  int metrics_port = 0;
+  if (!options.metrics_address.empty()) {
+    RegisterGauges(impl->core.get(), &impl->metrics);
+    TOME_ASSIGN_OR_RETURN(impl->metrics_http,
+                          MetricsHttpServer::Start(options.metrics_address, &impl->metrics));
+    metrics_port = impl->metrics_http->port();
+    LOG(INFO) << "metrics on http://" << options.metrics_address.substr(
+                     0, options.metrics_address.rfind(':'))
+              << ":" << metrics_port << "/metrics";
+  }
   LOG(INFO) << "tomed serving on port " << port;
   std::unique_ptr<TomeServer> server(new TomeServer(std::move(impl)));
   server->port_ = port;
+  server->data_dir_ = options.data_dir;
+  server->metrics_port_ = metrics_port;
   return server;
 }
 
-std::shared_ptr<grpc::Channel> TomeServer::InProcessChannel() {
-  return impl_->server->InProcessChannel(grpc::ChannelArguments());
+std::shared_ptr<grpc::Channel> TomeServer::InProcessChannel(const std::string& api_key) {
+  if (api_key.empty()) return impl_->server->InProcessChannel(grpc::ChannelArguments());
+  return impl_->server->experimental().InProcessChannelWithInterceptors(
+      grpc::ChannelArguments(), BearerInterceptors(api_key));
+}
+
+std::string TomeServer::credentials_path() const {
+  return (std::filesystem::path(data_dir_) / "bootstrap-credentials").string();
 }
 
 void TomeServer::Shutdown(absl::Duration grace) {
@@ -68,7 +149,8 @@ void TomeServer::Shutdown(absl::Duration grace) {
   impl_->shut_down = true;
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  impl_->core.reset();  // stops ingestion, closes the store
+  impl_->metrics_http.reset();  // its gauges read the core
+  impl_->core.reset();          // stops ingestion, closes the store
 }
 
 void TomeServer::Wait() { impl_->server->Wait(); }

@@ -1,18 +1,27 @@
 // TomeCore: the domain core of the server, free of RPC types (like TF Serving's ServerCore).
-// The gRPC services are thin: they validate, call the core and convert statuses.
+// The gRPC services are thin: they authenticate, validate, call the core and convert
+// statuses. Every method takes the calling Principal and derives all isolation from it:
+// another tenant's private document or session reads exactly like a missing one.
 // Thread-safe.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "auth/tenants.h"
+#include "auth/usage.h"
 #include "document_states.h"
 #include "ingestion.h"
+#include "scheduler.h"
+#include "sessions.h"
 #include "tome/engine/engine.h"
 #include "tome/engine/prompt.h"
 #include "tome/storage/context_store.h"
@@ -21,6 +30,7 @@ namespace tome::services {
 
 struct CoreOptions {
   std::string model_dir;
+  // Holds the context store (store/) and bootstrap-credentials.
   std::string data_dir;
   int num_threads = 0;
   engine::DenseThresholdMode dense_mode = engine::DenseThresholdMode::kAlwaysSparse;
@@ -33,6 +43,8 @@ struct CoreOptions {
   int64_t max_question_bytes = 16 << 10;
   int32_t default_max_tokens = 256;
   int32_t max_generated_tokens = 4096;
+  int64_t default_session_ttl_seconds = 24 * 3600;
+  size_t session_states = 64;  // sessions kept in memory
   bool sync_writes = true;
 };
 
@@ -46,6 +58,12 @@ struct SectionStart {
 // of the KV they cover, and come at least every 1024 tokens (a multiple of 1024).
 int64_t DefaultCheckpointTokens(const engine::StateSizes& sizes);
 
+// A document as a caller sees it.
+struct DocumentView {
+  storage::DocumentRecord record;
+  bool owned = false;
+};
+
 struct AppendResult {
   storage::DocumentRecord record;
   int64_t appended_bytes = 0;
@@ -53,25 +71,40 @@ struct AppendResult {
 };
 
 struct AskParams {
+  storage::DocumentId document = 0;  // or:
+  std::string session_id;
   std::string question;
   int32_t max_tokens = 0;  // 0 = default
   float temperature = 0;
   float top_p = 0;  // 0 = 1
   uint64_t seed = 0;
   int64_t version = 0;  // 0 = latest
+  int32_t max_citations = 3;
   absl::Time deadline = absl::InfiniteFuture();
+};
+
+// A span of the document an answer drew on (see v1::Citation).
+struct Citation {
+  std::string section;
+  int64_t byte_begin = 0, byte_end = 0;
+  int64_t line_begin = 0, line_end = 0;
+  std::string snippet;
+  double weight = 0;
 };
 
 struct AskResult {
   std::string answer;
   std::string stop_reason;
   std::string state_source;
+  std::string session_id;
+  int64_t turn = 0;
   int64_t document_tokens = 0;
   int64_t prompt_tokens = 0;
   int64_t document_prefill_tokens = 0;
   int64_t generated_tokens = 0;
   double queue_ms = 0, load_state_ms = 0, prefill_ms = 0, first_token_ms = 0, total_ms = 0;
   double decode_tokens_per_second = 0;
+  std::vector<Citation> citations;
 };
 
 class TomeCore {
@@ -81,33 +114,61 @@ class TomeCore {
 
   const engine::Engine& engine() const { return *engine_; }
   const std::string& model_fingerprint() const { return fingerprint_; }
-
-  absl::StatusOr<storage::DocumentRecord> CreateDocument(const std::string& name);
-  absl::StatusOr<storage::DocumentRecord> GetDocument(storage::DocumentId id);
-  absl::StatusOr<std::vector<storage::DocumentRecord>> ListDocuments(storage::DocumentId after,
-                                                                     int limit);
-  absl::Status DeleteDocument(storage::DocumentId id);
-  absl::StatusOr<AppendResult> AppendText(storage::DocumentId id, const std::string& text,
-                                          const std::vector<SectionStart>& sections = {});
-  absl::StatusOr<std::vector<storage::SectionInfo>> ListSections(storage::DocumentId id);
-  absl::StatusOr<int64_t> StoredBytes(storage::DocumentId id);
+  int64_t checkpoint_tokens() const { return checkpoint_tokens_; }
   int64_t max_document_bytes() const { return options_.max_document_bytes; }
+  TenantRegistry& tenants() { return *tenants_; }
+  UsageTracker& usage() { return usage_; }
+  IngestionManager& ingestion() { return *ingestion_; }
+  BatchScheduler& scheduler() { return *scheduler_; }
+  const DocumentStateCache& state_cache() const { return *cache_; }
+  int64_t generated_tokens() const { return generated_tokens_.load(); }
+  // Estimated bytes a tenant stores (from its document records).
+  absl::StatusOr<int64_t> TenantStoredBytes(storage::TenantId tenant);
 
+  // Authenticates an API key (the bearer token of a call).
+  absl::StatusOr<Principal> Authenticate(absl::string_view secret);
+  // A concurrent-call slot of the caller's tenant (admin calls are not limited).
+  absl::StatusOr<std::unique_ptr<UsageTracker::CallSlot>> Admit(const Principal& caller);
+
+  // --- documents ---------------------------------------------------------------------------
+  absl::StatusOr<DocumentView> CreateDocument(const Principal& caller, const std::string& name);
+  absl::StatusOr<DocumentView> GetDocument(const Principal& caller, storage::DocumentId id);
+  absl::StatusOr<std::vector<DocumentView>> ListDocuments(const Principal& caller,
+                                                          storage::DocumentId after, int limit,
+                                                          bool include_shared);
+  absl::Status DeleteDocument(const Principal& caller, storage::DocumentId id);
+  absl::StatusOr<AppendResult> AppendText(const Principal& caller, storage::DocumentId id,
+                                          const std::string& text,
+                                          const std::vector<SectionStart>& sections = {});
+  absl::StatusOr<DocumentView> ShareDocument(const Principal& caller, storage::DocumentId id,
+                                             const std::vector<storage::TenantId>& tenants,
+                                             bool is_public);
+  absl::StatusOr<std::vector<storage::SectionInfo>> ListSections(const Principal& caller,
+                                                                 storage::DocumentId id);
+  absl::StatusOr<int64_t> StoredBytes(const storage::DocumentRecord& record);
   // Streams progress of `id` to `listener` (first call immediately with the current record)
   // until `listener` returns false or the document is READY/FAILED/deleted; blocks until
   // then or until `cancelled` returns true.
-  absl::Status WatchIngestion(storage::DocumentId id,
+  absl::Status WatchIngestion(const Principal& caller, storage::DocumentId id,
                               const std::function<bool(const IngestionProgress&)>& listener,
                               const std::function<bool()>& cancelled);
 
-  // Answers `params.question` about document `id`; `on_delta` receives answer text as it is
-  // generated (returning false stops generation); `cancelled` is polled.
-  absl::StatusOr<AskResult> Ask(storage::DocumentId id, const AskParams& params,
+  // --- questions and sessions --------------------------------------------------------------
+  // Answers `params.question` about a document or within a session; `on_delta` receives
+  // answer text as it is generated (returning false stops generation); `cancelled` is
+  // polled.
+  absl::StatusOr<AskResult> Ask(const Principal& caller, const AskParams& params,
                                 const std::function<bool(const std::string&)>& on_delta,
                                 const std::function<bool()>& cancelled);
-
-  IngestionManager& ingestion() { return *ingestion_; }
-  int64_t checkpoint_tokens() const { return checkpoint_tokens_; }
+  absl::StatusOr<SessionInfo> CreateSession(const Principal& caller, storage::DocumentId id,
+                                            int64_t version);
+  absl::StatusOr<SessionInfo> GetSession(const Principal& caller, const std::string& id);
+  absl::StatusOr<std::vector<SessionInfo>> ListSessions(const Principal& caller,
+                                                        storage::DocumentId document);
+  absl::StatusOr<SessionInfo> ForkSession(const Principal& caller, const std::string& id);
+  absl::Status DeleteSession(const Principal& caller, const std::string& id);
+  // Deletes expired sessions now (also runs every minute in the background).
+  absl::StatusOr<int64_t> CollectExpiredSessions();
 
   // The model state of document `record` after its first `num_tokens` tokens (<= its
   // watermark): the cached or stored state when a checkpoint sits exactly there, else the
@@ -120,14 +181,48 @@ class TomeCore {
  private:
   explicit TomeCore(CoreOptions options) : options_(std::move(options)) {}
 
+  // The record of document `id` if the caller may read it; NotFound otherwise (whether it
+  // does not exist or is another tenant's private document).
+  absl::StatusOr<DocumentView> Readable(const Principal& caller, storage::DocumentId id);
+  // Like Readable, but PermissionDenied for a document the caller may only read.
+  absl::StatusOr<storage::DocumentRecord> Owned(const Principal& caller, storage::DocumentId id);
+  absl::StatusOr<Quotas> QuotasOf(storage::TenantId tenant);
+  absl::StatusOr<AskResult> AskInSession(const Principal& caller, const AskParams& params,
+                                         const std::function<bool(const std::string&)>& on_delta,
+                                         const std::function<bool()>& cancelled);
+  // Generates an answer on `sequence` (whose last prefill returned `logits`), and cites the
+  // blocks of `record`'s first `doc_tokens` tokens that the answer drew on most.
+  absl::Status Answer(const Principal& caller, engine::Sequence& sequence,
+                      std::vector<float> logits, const AskParams& params,
+                      const storage::DocumentRecord& record, int64_t doc_tokens,
+                      const std::function<bool(const std::string&)>& on_delta,
+                      const std::function<bool()>& cancelled, AskResult* result,
+                      engine::GenerateResult* generated);
+  // The `max` blocks with the most evidence, as spans of the document's text.
+  absl::StatusOr<std::vector<Citation>> Cite(const storage::DocumentRecord& record,
+                                             int64_t doc_tokens,
+                                             const std::vector<double>& evidence, int max);
+  void SessionCollector();
+
   CoreOptions options_;
   int64_t checkpoint_tokens_ = 0;
   std::string fingerprint_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<engine::PromptFormat> prompt_;
   std::unique_ptr<storage::ContextStore> store_;
+  std::unique_ptr<TenantRegistry> tenants_;
+  UsageTracker usage_;
   std::unique_ptr<DocumentStateCache> cache_;
+  std::unique_ptr<BatchScheduler> scheduler_;
   std::unique_ptr<IngestionManager> ingestion_;
+  std::unique_ptr<SessionStore> sessions_;
+  std::unique_ptr<SessionStates> session_states_;
+
+  std::atomic<int64_t> generated_tokens_{0};
+  std::mutex collector_mu_;
+  std::condition_variable collector_cv_;
+  bool stopping_ = false;
+  std::thread collector_;
 };
 
 }  // namespace tome::services

@@ -24,6 +24,8 @@ ABSL_FLAG(int64_t, checkpoint_tokens, 0,
 ABSL_FLAG(std::string, dense_mode, "always_sparse",
           "sparse layers: always_sparse (official server) or hf (dense below dense_len)");
 ABSL_FLAG(int64_t, max_document_mb, 1024, "largest text accepted by one AppendText call, MiB");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "address:port of the Prometheus /metrics endpoint (empty disables it)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving (tests)");
 
 int main(int argc, char** argv) {
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   options.num_threads = absl::GetFlag(FLAGS_threads);
   options.checkpoint_tokens = absl::GetFlag(FLAGS_checkpoint_tokens);
   options.max_document_bytes = absl::GetFlag(FLAGS_max_document_mb) << 20;
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   const std::string mode = absl::GetFlag(FLAGS_dense_mode);
   if (mode == "hf") {
     options.dense_mode = tome::engine::DenseThresholdMode::kHf;

@@ -110,6 +110,8 @@ absl::StatusOr<std::string> EncodeDocument(const DocumentRecord& record) {
       {"status", std::string(status)},
       {"error", SanitizeUtf8(record.error)},
       {"checkpoints", record.checkpoints},
+      {"public", record.is_public},
+      {"shared_with", record.shared_with},
   };
   json versions = json::array();
   for (const VersionInfo& v : record.versions) {
@@ -153,6 +155,10 @@ absl::StatusOr<DocumentRecord> DecodeDocument(absl::string_view value, TenantId 
     }
     if (j.contains("checkpoints")) {
       record.checkpoints = j.at("checkpoints").get<std::vector<int64_t>>();
+    }
+    if (j.contains("public")) record.is_public = j.at("public").get<bool>();
+    if (j.contains("shared_with")) {
+      record.shared_with = j.at("shared_with").get<std::vector<TenantId>>();
     }
     if (!ParseStatusName(j.at("status").get<std::string>(), &record.status)) {
       return absl::DataLossError(absl::StrCat(where, ": unknown status ", j.at("status").dump()));

@@ -122,4 +122,17 @@ std::string StateKeyRowsZero(TenantId tenant, DocumentId id, const StateKey& key
   return EncodeStateKey(tenant, id, zero);
 }
 
+std::string DocumentOwnerKey(DocumentId id) {
+  std::string key(1, kOwnerKeyTag);
+  AppendBigEndian64(id, &key);
+  return key;
+}
+
+std::string ServiceRecordKey(RecordKind kind, absl::string_view id) {
+  std::string key(1, kServiceRecordTag);
+  key.push_back(static_cast<char>(kind));
+  key.append(id.data(), id.size());
+  return key;
+}
+
 }  // namespace tome::storage

@@ -52,6 +52,14 @@ int64_t ChunkOffset(absl::string_view key);
 std::string SectionKey(TenantId tenant, DocumentId id, int64_t begin_token);
 inline constexpr size_t kSectionKeySize = kDocumentPrefixSize + 1 + 8;
 
+// "meta": the owner index of a document: 0xfe | document id(8) -> tenant(8). And service
+// records: 0xff | kind(1) | id. Both sort after every document key (tenant ids stay below
+// 2^56, so document keys start with 0x00) and lie in no document's range.
+std::string DocumentOwnerKey(DocumentId id);
+std::string ServiceRecordKey(RecordKind kind, absl::string_view id);
+inline constexpr char kOwnerKeyTag = '\xfe';
+inline constexpr char kServiceRecordTag = '\xff';
+
 // "state", "kv", "summary": prefix + kind(1) layer(4) head(4) index(8) rows(8).
 // InvalidArgument for a negative layer, head, index or rows.
 absl::Status ValidateStateKey(const StateKey& key);

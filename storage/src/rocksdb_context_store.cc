@@ -125,6 +125,14 @@ class RocksDbContextStore final : public ContextStore {
   absl::StatusOr<std::vector<DocumentRecord>> ListDocuments(TenantId tenant, DocumentId after_id,
                                                             int limit) override;
   absl::Status DeleteDocument(TenantId tenant, DocumentId id) override;
+  absl::StatusOr<TenantId> DocumentOwner(DocumentId id) override;
+  absl::StatusOr<DocumentRecord> SetSharing(TenantId tenant, DocumentId id, bool is_public,
+                                            std::vector<TenantId> shared_with) override;
+  absl::Status PutRecord(RecordKind kind, absl::string_view id, absl::string_view value) override;
+  absl::StatusOr<std::string> GetRecord(RecordKind kind, absl::string_view id) override;
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListRecords(
+      RecordKind kind, absl::string_view id_prefix) override;
+  absl::Status DeleteRecord(RecordKind kind, absl::string_view id) override;
   absl::StatusOr<DocumentRecord> AppendText(TenantId tenant, DocumentId id, absl::string_view text,
                                             absl::Span<const int32_t> tokens,
                                             absl::Span<const NewSection> sections) override;
@@ -427,6 +435,10 @@ absl::StatusOr<DocumentRecord> RocksDbContextStore::CreateDocument(TenantId tena
       batch.Put(cf(Cf::kMeta), rocksdb::Slice(kNextDocumentIdKey.data(), kNextDocumentIdKey.size()),
                 counter),
       "adding the id counter to a batch"));
+  std::string owner;
+  AppendBigEndian64(tenant, &owner);
+  TOME_RETURN_IF_ERROR(FromRocksDb(batch.Put(cf(Cf::kMeta), DocumentOwnerKey(record.id), owner),
+                                   "adding the owner index to a batch"));
   TOME_RETURN_IF_ERROR(Write(&batch, absl::StrCat("creating ", DocName(tenant, record.id))));
   return record;
 }
@@ -480,6 +492,8 @@ absl::Status RocksDbContextStore::DeleteDocument(TenantId tenant, DocumentId id)
     TOME_RETURN_IF_ERROR(
         FromRocksDb(batch.DeleteRange(cf(c), begin, end), "adding a range deletion to a batch"));
   }
+  TOME_RETURN_IF_ERROR(FromRocksDb(batch.Delete(cf(Cf::kMeta), DocumentOwnerKey(id)),
+                                   "removing the owner index"));
   return Write(&batch, absl::StrCat("deleting ", DocName(tenant, id)));
 }
 
@@ -805,6 +819,9 @@ absl::StatusOr<int64_t> RocksDbContextStore::CollectGarbage() {
       TenantId tenant = 0;
       DocumentId id = 0;
       const absl::string_view key(it->key().data(), it->key().size());
+      if (!key.empty() && (key[0] == kOwnerKeyTag || key[0] == kServiceRecordTag)) {
+        break;  // owner index and service records sort after every document key
+      }
       if (!ParseDocumentPrefix(key, &tenant, &id)) {  // the id counter
         it->Next();
         continue;
@@ -823,6 +840,99 @@ absl::StatusOr<int64_t> RocksDbContextStore::CollectGarbage() {
   }
   if (batch.Count() > 0) TOME_RETURN_IF_ERROR(Write(&batch, "deleting orphaned data"));
   return static_cast<int64_t>(cleaned.size());
+}
+
+absl::StatusOr<TenantId> RocksDbContextStore::DocumentOwner(DocumentId id) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(Cf::kMeta), DocumentOwnerKey(id), &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("document ", id, " not found"));
+  TOME_RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("finding the owner of document ", id)));
+  if (value.size() != 8) {
+    return absl::DataLossError(absl::StrCat("the owner index of document ", id, " is damaged"));
+  }
+  return ReadBigEndian64(value.data());
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::SetSharing(TenantId tenant, DocumentId id,
+                                                               bool is_public,
+                                                               std::vector<TenantId> shared_with) {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
+  absl::MutexLock lock(&DocumentMutex(tenant, id));
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id));
+  std::sort(shared_with.begin(), shared_with.end());
+  shared_with.erase(std::unique(shared_with.begin(), shared_with.end()), shared_with.end());
+  record.is_public = is_public;
+  record.shared_with = std::move(shared_with);
+  record.updated_micros = NowMicros();
+  rocksdb::WriteBatch batch;
+  TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
+  TOME_RETURN_IF_ERROR(Write(&batch, absl::StrCat("sharing ", DocName(tenant, id))));
+  return record;
+}
+
+namespace {
+
+absl::Status CheckRecordId(absl::string_view id) {
+  if (id.size() > 256) return absl::InvalidArgumentError("record ids are at most 256 bytes");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RocksDbContextStore::PutRecord(RecordKind kind, absl::string_view id,
+                                            absl::string_view value) {
+  TOME_RETURN_IF_ERROR(CheckRecordId(id));
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
+  rocksdb::WriteBatch batch;
+  TOME_RETURN_IF_ERROR(FromRocksDb(
+      batch.Put(cf(Cf::kMeta), ServiceRecordKey(kind, id), rocksdb::Slice(value.data(), value.size())),
+      "adding a record to a batch"));
+  return Write(&batch, "writing a service record");
+}
+
+absl::StatusOr<std::string> RocksDbContextStore::GetRecord(RecordKind kind, absl::string_view id) {
+  TOME_RETURN_IF_ERROR(CheckRecordId(id));
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf(Cf::kMeta), ServiceRecordKey(kind, id), &value);
+  if (s.IsNotFound()) return absl::NotFoundError("record not found");
+  TOME_RETURN_IF_ERROR(FromRocksDb(s, "reading a service record"));
+  return value;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> RocksDbContextStore::ListRecords(
+    RecordKind kind, absl::string_view id_prefix) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
+  const std::string prefix = ServiceRecordKey(kind, id_prefix);
+  const size_t id_start = ServiceRecordKey(kind, "").size();
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(Cf::kMeta)));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    out.emplace_back(std::string(it->key().data() + id_start, it->key().size() - id_start),
+                     it->value().ToString());
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "listing service records"));
+  return out;
+}
+
+absl::Status RocksDbContextStore::DeleteRecord(RecordKind kind, absl::string_view id) {
+  TOME_RETURN_IF_ERROR(CheckRecordId(id));
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
+  rocksdb::WriteBatch batch;
+  TOME_RETURN_IF_ERROR(FromRocksDb(batch.Delete(cf(Cf::kMeta), ServiceRecordKey(kind, id)),
+                                   "adding a record deletion to a batch"));
+  return Write(&batch, "deleting a service record");
 }
 
 absl::StatusOr<int64_t> RocksDbContextStore::RangeBytes(Cf c, const std::string& begin,

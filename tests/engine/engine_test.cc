@@ -212,6 +212,42 @@ TEST_F(EngineTest, GenerateIsDeterministicAndStops) {
   EXPECT_EQ(runs[0], runs[1]);
 }
 
+TEST_F(EngineTest, BatchedDecodeEqualsOneSequenceAtATime) {
+  // Two dynamic slots per query (the tiny preset's 3 blocks are all forced).
+  config_.sparse.topk = 4;
+  testing::WriteModel(config_, dir_.path(), 42);
+  auto engine = MakeEngine(256);
+  // Three sequences of different lengths (one below the top-k, two above it).
+  const std::vector<int64_t> lengths = {100, 700, 1300};
+  std::vector<std::unique_ptr<Sequence>> batched, single;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    const auto prompt = testing::RandomTokens(lengths[i], config_.vocab_size, 20 + i);
+    for (auto* list : {&batched, &single}) {
+      list->push_back(engine->NewSequence().value());
+      engine->Prefill(*list->back(), prompt).value();
+    }
+  }
+  const std::vector<int32_t> tokens = {7, 8, 9};
+  std::vector<Sequence*> seqs = {batched[0].get(), batched[1].get(), batched[2].get()};
+  std::vector<std::vector<double>> evidence(3);
+  std::vector<std::vector<double>*> evidence_ptrs = {&evidence[0], &evidence[1], &evidence[2]};
+  for (int step = 0; step < 3; ++step) {
+    auto logits = engine->DecodeBatch(seqs, tokens, evidence_ptrs).value();
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      auto expected = engine->Prefill(*single[i], absl::MakeConstSpan(&tokens[i], 1)).value();
+      EXPECT_LT(MaxRelativeError(logits[i], expected), kTol) << "sequence " << i;
+    }
+  }
+  // Evidence: blocks chosen by top-k (not the forced ones) collected scores.
+  const auto positive = [](const std::vector<double>& e) {
+    return std::count_if(e.begin(), e.end(), [](double x) { return x > 0; });
+  };
+  EXPECT_GT(positive(evidence[1]), 0);
+  EXPECT_GT(positive(evidence[2]), 0);
+  // Blocks 0 and the local window are forced, never evidence.
+  EXPECT_TRUE(evidence[2].empty() || evidence[2][0] == 0.0);
+}
+
 TEST_F(EngineTest, RejectsBadTokenIds) {
   auto engine = MakeEngine(64);
   auto seq = engine->NewSequence().value();

@@ -22,6 +22,7 @@
 #include "tests/testutil/temp_dir.h"
 #include "tome/engine/engine.h"
 #include "tome/storage/context_store.h"
+#include "tome/services/bearer_interceptor.h"
 #include "tome/v1/documents.grpc.pb.h"
 
 namespace tome {
@@ -59,8 +60,10 @@ class Server {
         log);
     const int port = testing::WaitForPortFile(port_file, 60);
     EXPECT_GT(port, 0) << "tomed did not start; see " << log;
-    documents_ = v1::DocumentService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    const std::string key =
+        services::ReadCredential(data_dir + "/bootstrap-credentials", "TOME_API_KEY");
+    documents_ = v1::DocumentService::NewStub(
+        services::AuthenticatedChannel(absl::StrCat("127.0.0.1:", port), key));
   }
   v1::DocumentService::Stub& documents() { return *documents_; }
   int Kill(int signal) { return process_->Stop(signal); }
@@ -112,7 +115,7 @@ class CrashResumeTest : public ::testing::Test {
   std::unique_ptr<storage::ContextStore> OpenStore(const std::string& dir) {
     storage::StoreOptions options;
     options.model_fingerprint = fingerprint_;
-    auto store = storage::ContextStore::Open(dir, options);
+    auto store = storage::ContextStore::Open(dir + "/store", options);
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? std::move(store).value() : nullptr;
   }

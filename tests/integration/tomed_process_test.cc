@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/temp_dir.h"
+#include "tome/services/bearer_interceptor.h"
 #include "tome/v1/documents.grpc.pb.h"
 #include "tome/v1/query.grpc.pb.h"
 
@@ -34,7 +35,11 @@ class TomedProcessTest : public ::testing::Test {
     port_ = testing::WaitForPortFile(port_file, 60);
     ASSERT_GT(port_, 0) << "tomed did not start; see " << dir_.Sub("tomed.log");
     address_ = absl::StrCat("127.0.0.1:", port_);
-    auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    const std::string key = services::ReadCredential(
+        dir_.Sub("data") + "/bootstrap-credentials", "TOME_API_KEY");
+    ASSERT_FALSE(key.empty()) << "tomed wrote no bootstrap credentials";
+    setenv("TOME_API_KEY", key.c_str(), 1);  // for the tome CLI children
+    auto channel = services::AuthenticatedChannel(address_, key);
     queries_ = v1::QueryService::NewStub(channel);
     documents_ = v1::DocumentService::NewStub(channel);
   }

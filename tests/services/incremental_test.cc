@@ -12,6 +12,10 @@ namespace {
 class IncrementalTest : public testing::ServerTest {
  protected:
   services::TomeCore& core() { return *server_->core(); }
+  const services::Principal owner_{storage::kDefaultTenant, false};
+  storage::DocumentRecord Record(const std::string& id) {
+    return core().GetDocument(owner_, std::stoull(id)).value().record;
+  }
   std::string NewDocument() {
     grpc::ClientContext context;
     v1::CreateDocumentRequest create;
@@ -32,7 +36,7 @@ class IncrementalTest : public testing::ServerTest {
   }
   // Next-token logits after the document's first `tokens` tokens and a question.
   std::vector<float> Logits(const std::string& id, int64_t tokens) {
-    auto record = core().GetDocument(std::stoull(id)).value();
+    auto record = Record(id);
     int64_t recomputed = 0;
     std::string source;
     auto base = core().StateAt(record, tokens, &recomputed, &source).value();
@@ -115,7 +119,7 @@ TEST_F(IncrementalTest, StateAtAnyOffsetIsRecomputedFromTheNearestCheckpoint) {
   const std::string doc = NewDocument();
   ASSERT_TRUE(Append(doc, std::string(3000, 'c')).ok());  // checkpoints every 256 tokens
   WaitReady(doc);
-  auto record = core().GetDocument(std::stoull(doc)).value();
+  auto record = Record(doc);
   EXPECT_EQ(record.checkpoints.front(), 256);
   int64_t recomputed = 0;
   std::string source;
@@ -144,13 +148,13 @@ TEST_F(IncrementalTest, SectionsBecomeCheckpoints) {
   ASSERT_TRUE(writer->Finish().ok());
   WaitReady(doc);
   EXPECT_EQ(Get(doc).num_sections(), 4);
-  auto sections = core().ListSections(std::stoull(doc)).value();
+  auto sections = core().ListSections(owner_, std::stoull(doc)).value();
   ASSERT_EQ(sections.size(), 4u);
   EXPECT_EQ(sections[0].name, "src/file0.py");
   EXPECT_EQ(sections[0].begin_token, 1);  // after BOS
   EXPECT_EQ(sections[2].begin_byte, 100 + 150);
   // Sections at least checkpoint_tokens / 4 = 64 tokens apart are checkpoints.
-  auto record = core().GetDocument(std::stoull(doc)).value();
+  auto record = Record(doc);
   for (const auto& s : sections) {
     if (s.begin_token >= 64) {
       EXPECT_NE(std::find(record.checkpoints.begin(), record.checkpoints.end(), s.begin_token),

@@ -201,3 +201,43 @@ TEST_F(FaultTest, IoErrorsSurfaceAsUnavailable) {
 
 }  // namespace
 }  // namespace tome::storage
+
+namespace tome::storage {
+namespace {
+
+TEST_F(LifecycleTest, OwnerIndexAndSharing) {
+  const DocumentId a = store_->CreateDocument(7, "mine").value().id;
+  EXPECT_EQ(store_->DocumentOwner(a).value(), 7u);
+  EXPECT_EQ(store_->DocumentOwner(a + 100).status().code(), absl::StatusCode::kNotFound);
+  DocumentRecord r = store_->SetSharing(7, a, false, {9, 8, 9}).value();
+  EXPECT_EQ(r.shared_with, (std::vector<TenantId>{8, 9}));
+  EXPECT_FALSE(r.is_public);
+  store_.reset();
+  store_ = OpenStore().value();  // survives a reopen, and is not mistaken for garbage
+  r = store_->GetDocument(7, a).value();
+  EXPECT_EQ(r.shared_with, (std::vector<TenantId>{8, 9}));
+  EXPECT_EQ(store_->DocumentOwner(a).value(), 7u);
+  ASSERT_TRUE(store_->DeleteDocument(7, a).ok());
+  EXPECT_EQ(store_->DocumentOwner(a).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(LifecycleTest, ServiceRecords) {
+  ASSERT_TRUE(store_->PutRecord(RecordKind::kSession, "s-2", "two").ok());
+  ASSERT_TRUE(store_->PutRecord(RecordKind::kSession, "s-1", "one").ok());
+  ASSERT_TRUE(store_->PutRecord(RecordKind::kTenant, "s-3", "other kind").ok());
+  EXPECT_EQ(store_->GetRecord(RecordKind::kSession, "s-1").value(), "one");
+  auto all = store_->ListRecords(RecordKind::kSession, "s-").value();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].first, "s-1");
+  EXPECT_EQ(all[1].second, "two");
+  ASSERT_TRUE(store_->DeleteRecord(RecordKind::kSession, "s-1").ok());
+  EXPECT_EQ(store_->GetRecord(RecordKind::kSession, "s-1").status().code(),
+            absl::StatusCode::kNotFound);
+  store_.reset();
+  store_ = OpenStore().value();  // records are not garbage
+  EXPECT_EQ(store_->GetRecord(RecordKind::kSession, "s-2").value(), "two");
+  EXPECT_EQ(store_->GetRecord(RecordKind::kTenant, "s-3").value(), "other kind");
+}
+
+}  // namespace
+}  // namespace tome::storage

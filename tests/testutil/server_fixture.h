@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/testutil/temp_dir.h"
 #include "tests/testutil/test_models.h"
+#include "tome/services/bearer_interceptor.h"
 #include "tome/services/server.h"
 #include "tome/v1/documents.grpc.pb.h"
 #include "tome/v1/query.grpc.pb.h"
@@ -41,7 +42,9 @@ class ServerTest : public ::testing::Test {
     auto server = services::TomeServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server).value();
-    channel_ = server_->InProcessChannel();
+    admin_key_ = services::ReadCredential(server_->credentials_path(), "TOME_ADMIN_KEY");
+    api_key_ = services::ReadCredential(server_->credentials_path(), "TOME_API_KEY");
+    channel_ = server_->InProcessChannel(api_key_);
     documents_ = v1::DocumentService::NewStub(channel_);
     queries_ = v1::QueryService::NewStub(channel_);
   }
@@ -58,6 +61,8 @@ class ServerTest : public ::testing::Test {
   TempDir dir_;
   std::string model_dir_;
   std::unique_ptr<services::TomeServer> server_;
+  std::string admin_key_;  // from the server's bootstrap credentials
+  std::string api_key_;    // tenant 1 ("default")
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DocumentService::Stub> documents_;
   std::unique_ptr<v1::QueryService::Stub> queries_;

@@ -78,12 +78,21 @@ class Engine {
   // Appends `tokens` to the sequence and returns the logits after the last one ([vocab], or
   // [T, vocab] with options.all_logits). InvalidArgument for out-of-range ids; Cancelled if
   // on_progress returned false (the sequence then holds the chunks already processed).
+  // Other forward passes may run between the chunks of a long prefill.
   absl::StatusOr<std::vector<float>> Prefill(Sequence& sequence,
                                              absl::Span<const int32_t> tokens,
                                              const PrefillOptions& options = {}) const;
 
+  // One decode step for each of `sequences` (token i appended to sequence i) in one batched
+  // forward pass; returns the next logits of each. `evidence`, if not empty, holds one
+  // optional accumulator per sequence (GenerateOptions::block_evidence).
+  absl::StatusOr<std::vector<std::vector<float>>> DecodeBatch(
+      absl::Span<Sequence* const> sequences, absl::Span<const int32_t> tokens,
+      absl::Span<std::vector<double>* const> evidence = {}) const;
+
   // Samples up to max_new_tokens tokens starting from `logits` (the logits after the last
-  // token of the sequence), feeding each generated token back into the sequence.
+  // token of the sequence), feeding each generated token back into the sequence (all but
+  // the last when max_new_tokens stops it; the stop token is never fed).
   absl::StatusOr<GenerateResult> Generate(Sequence& sequence, std::vector<float> logits,
                                           const GenerateOptions& options) const;
 

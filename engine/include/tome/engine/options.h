@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 #include "tome/engine/config.h"
 
 namespace tome::engine {
@@ -62,6 +64,13 @@ struct GenerateOptions {
   std::vector<int32_t> stop_tokens;
   // Called with each generated token; returning false stops generation.
   std::function<bool(int32_t token)> on_token;
+  // When set, receives per block the summed pooled stage-1 score of every dynamic block
+  // selection the sparse layers made while generating (the answer's evidence).
+  std::vector<double>* block_evidence = nullptr;
+  // When set, runs each decode step instead of a direct forward pass (a batching scheduler
+  // does, to put the steps of many sequences into one pass); it must append `token` to the
+  // sequence and return the next logits.
+  std::function<absl::StatusOr<std::vector<float>>(int32_t token)> decode_step;
 };
 
 }  // namespace tome::engine

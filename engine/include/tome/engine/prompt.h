@@ -29,6 +29,12 @@ class PromptFormat {
   absl::StatusOr<std::vector<int32_t>> DocumentText(absl::string_view text) const;
   // Tokens that follow the document: the question and the answer cue.
   absl::StatusOr<std::vector<int32_t>> Question(absl::string_view question) const;
+  // Tokens of a later question in the same conversation (after AnswerEnd): plain repeats
+  // the Question form; ChatML opens a new user turn.
+  absl::StatusOr<std::vector<int32_t>> FollowUp(absl::string_view question) const;
+  // Tokens that close an answer in a conversation's context (plain: EOS; ChatML:
+  // <|im_end|> and a newline), as the model saw answers end in training.
+  std::vector<int32_t> AnswerEnd() const;
   // Tokens that end an answer besides the model's EOS (ChatML: <|im_end|>).
   std::vector<int32_t> StopTokens() const;
 

@@ -30,6 +30,8 @@ struct ServerOptions {
   // Network. Port 0 picks a free port (see TomeServer::port()).
   std::string listen_address = "127.0.0.1:7070";
   int max_message_bytes = 4 << 20;
+  // Prometheus metrics over HTTP at http://<address>/metrics; empty disables them.
+  std::string metrics_address;
 };
 
 class TomeServer {
@@ -39,8 +41,12 @@ class TomeServer {
   ~TomeServer();
 
   int port() const { return port_; }
-  // A channel to this server without a network hop (tests).
-  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // The port of the metrics endpoint (0 when disabled).
+  int metrics_port() const { return metrics_port_; }
+  // A channel to this server without a network hop (tests); its calls carry `api_key`.
+  std::shared_ptr<grpc::Channel> InProcessChannel(const std::string& api_key = "");
+  // <data_dir>/bootstrap-credentials (TOME_ADMIN_KEY, TOME_API_KEY), written on first start.
+  std::string credentials_path() const;
   // Stops accepting calls, cancels those still running after `grace`, stops ingestion.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
   // Blocks until Shutdown has completed.
@@ -53,6 +59,8 @@ class TomeServer {
   explicit TomeServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
   int port_ = 0;
+  int metrics_port_ = 0;
+  std::string data_dir_;
 };
 
 }  // namespace tome::services

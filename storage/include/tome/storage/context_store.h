@@ -87,6 +87,9 @@ struct DocumentRecord {
   DocumentStatus status = DocumentStatus::kEmpty;
   std::string error;           // for kFailed
   std::vector<VersionInfo> versions;  // one per AppendText, oldest first
+  // Read access for other tenants: everyone (public) or the listed tenants.
+  bool is_public = false;
+  std::vector<TenantId> shared_with;
   // Token offsets at which a checkpoint (Lightning states + the blocks they need) was
   // committed, ascending; the model state at any offset is restored from the nearest one at
   // or before it.
@@ -100,6 +103,18 @@ struct StateKey {
   int32_t head = 0;
   int64_t index = 0;
   int64_t rows = 0;
+};
+
+// Kinds of small service records kept beside the documents (tenants, API keys, sessions);
+// services/ encodes their values. Each kind is its own key space of string ids.
+enum class RecordKind : uint8_t {
+  kTenant = 1,
+  kTenantName = 2,
+  kApiKey = 3,
+  kApiKeyId = 4,
+  kSession = 5,
+  kSessionTail = 6,
+  kServer = 7,
 };
 
 class ContextStore {
@@ -122,6 +137,12 @@ class ContextStore {
                                                                     int limit) = 0;
   // Removes the document and everything stored for it (every column family, one range each).
   virtual absl::Status DeleteDocument(TenantId tenant, DocumentId id) = 0;
+  // The tenant that owns document `id` (ids are unique across tenants). NotFound if none.
+  virtual absl::StatusOr<TenantId> DocumentOwner(DocumentId id) = 0;
+  // Sets who besides the owner may read the document.
+  virtual absl::StatusOr<DocumentRecord> SetSharing(TenantId tenant, DocumentId id,
+                                                    bool is_public,
+                                                    std::vector<TenantId> shared_with) = 0;
 
   // Appends `text` and its token ids, and the sections that start inside them, in one
   // WriteBatch: version + 1, status kIngesting. NotFound if the document does not exist;
@@ -166,6 +187,17 @@ class ContextStore {
   // model (fingerprint mismatch).
   virtual absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
                                                const StateKey& key) = 0;
+
+  // --- service records ----------------------------------------------------------------------
+  // Small values under (kind, id), written and read whole; `id` is at most 256 bytes.
+  virtual absl::Status PutRecord(RecordKind kind, absl::string_view id,
+                                 absl::string_view value) = 0;
+  // NotFound if absent.
+  virtual absl::StatusOr<std::string> GetRecord(RecordKind kind, absl::string_view id) = 0;
+  // All (id, value) pairs of `kind` whose id starts with `id_prefix`, in id order.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListRecords(
+      RecordKind kind, absl::string_view id_prefix) = 0;
+  virtual absl::Status DeleteRecord(RecordKind kind, absl::string_view id) = 0;
 
   // Deletes data left by documents whose record is gone (in case a crash ever separated
   // them; writes are atomic, so this finds nothing in normal operation). Returns the number

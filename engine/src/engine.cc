@@ -24,6 +24,8 @@ Sequence::~Sequence() = default;
 
 int64_t Sequence::num_tokens() const { return state_->num_tokens; }
 
+bool Sequence::on_demand() const { return state_->stored != nullptr; }
+
 int64_t Sequence::OwnedBytes() const {
   int64_t bytes = 0;
   for (const LayerState& ls : state_->layers) {
@@ -200,6 +202,27 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadState(int64_t num_tokens,
                                                             StateSource& source) const {
   std::lock_guard<std::mutex> lock(forward_mu_);
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, model_->Load(num_tokens, source));
+  return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
+}
+
+std::shared_ptr<BlockCache> Engine::NewBlockCache(int64_t device_budget_bytes,
+                                                  int64_t host_budget_bytes) const {
+  return std::make_shared<BlockCache>(backend_.get(), device_budget_bytes, host_budget_bytes);
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
+    int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
+    std::string source_id) const {
+  if (source == nullptr || cache == nullptr) {
+    return absl::InvalidArgumentError("LoadStateOnDemand needs a state source and a block cache");
+  }
+  auto stored = std::make_shared<StoredBlocks>();
+  stored->source = std::move(source);
+  stored->cache = std::move(cache);
+  stored->source_id = std::move(source_id);
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
+                        model_->Load(num_tokens, *stored->source, stored));
   return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
 }
 

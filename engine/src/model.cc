@@ -206,6 +206,7 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::NewState() {
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::ForkState(const SequenceState& src) {
   auto state = std::make_unique<SequenceState>();
   state->num_tokens = src.num_tokens;
+  state->stored = src.stored;
   for (const LayerState& from : src.layers) {
     LayerState ls;
     ls.type = from.type;
@@ -404,7 +405,14 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
       backend_->SelectBlocks(Qs, Hq, d, p0, s.k1, s.k2, sparse_params_, scale, selected,
                              evidence ? scores : Tensor{});
     }
-    backend_->BlockSparseAttention(Qs, Hq, d, p0, s.keys, s.values, c.sparse.block_size,
+    absl::Span<const PagedBuffer> keys = s.keys, values = s.values;
+    if (seg.state->stored) {  // storage-backed: bring in the blocks these queries read
+      TOME_RETURN_IF_ERROR(FetchStoredBlocks(*seg.state, layer, select ? selected : Tensor{}, n,
+                                             p0 + n - 1));
+      keys = overlay_keys_;
+      values = overlay_values_;
+    }
+    backend_->BlockSparseAttention(Qs, Hq, d, p0, keys, values, c.sparse.block_size,
                                    select ? selected : Tensor{}, topk, scale,
                                    mix.Rows(seg.row0, n));
     if (capture) {
@@ -416,6 +424,44 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
   }
   backend_->SigmoidMul(mix, gate);
   backend_->MatMul(mix, w.o_proj, out);
+  return absl::OkStatus();
+}
+
+absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
+                                      const Tensor& selected, int64_t rows,
+                                      int64_t last_position) {
+  const SparseLayerState& s = state.layers[layer].sparse;
+  const StoredBlocks& stored = *state.stored;
+  const int64_t G = static_cast<int64_t>(s.keys.size()), topk = sparse_params_.topk_total;
+  const int64_t B = config_.sparse.block_size, d = config_.head_dim;
+  const int64_t causal = std::min(last_position / B + 1, s.keys[0].num_pages());
+  // needed[g * causal + b]: some query of group g reads block b.
+  std::vector<char> needed(G * causal, selected.data == nullptr ? 1 : 0);
+  if (selected.data != nullptr) {
+    host_selected_.resize(rows * G * topk);
+    backend_->CopyToHost(selected, host_selected_.data());
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t j = 0; j < topk; ++j) {
+          const int32_t b = host_selected_[(i * G + g) * topk + j];
+          if (b >= 0 && b < causal) needed[g * causal + b] = 1;
+        }
+      }
+    }
+  }
+  overlay_keys_.assign(s.keys.begin(), s.keys.end());
+  overlay_values_.assign(s.values.begin(), s.values.end());
+  const int64_t elem = DTypeSize(backend_->activation_dtype());
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t b = 0; b < causal; ++b) {
+      if (!needed[g * causal + b] || overlay_keys_[g].page_resident(b)) continue;
+      TOME_ASSIGN_OR_RETURN(BlockCache::Block block,
+                            stored.cache->Get(stored.source_id, *stored.source, int32_t(layer),
+                                              int32_t(g), b, B, d, elem));
+      overlay_keys_[g].SetPage(b, std::move(block.keys));
+      overlay_values_[g].SetPage(b, std::move(block.values));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -501,9 +547,18 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
       for (int64_t b = saved_tokens / B; b < keys.num_pages(); ++b) {
         const int64_t rows = keys.rows_in_page(b);
         bytes.resize(2 * rows * d * elem);
-        backend_->CopyToHost(Tensor{const_cast<void*>(keys.page(b)), backend_->activation_dtype(), rows, d, d},
+        BlockCache::Block fetched;  // for a block still in storage (sequence loaded on demand)
+        if (!keys.page_resident(b)) {
+          TOME_ASSIGN_OR_RETURN(fetched, state.stored->cache->Get(state.stored->source_id,
+                                                                  *state.stored->source,
+                                                                  int32_t(l), int32_t(g), b,
+                                                                  rows, d, elem));
+        }
+        const void* k = fetched.keys ? fetched.keys->data() : keys.page(b);
+        const void* v = fetched.values ? fetched.values->data() : values.page(b);
+        backend_->CopyToHost(Tensor{const_cast<void*>(k), backend_->activation_dtype(), rows, d, d},
                              bytes.data());
-        backend_->CopyToHost(Tensor{const_cast<void*>(values.page(b)), backend_->activation_dtype(), rows, d, d},
+        backend_->CopyToHost(Tensor{const_cast<void*>(v), backend_->activation_dtype(), rows, d, d},
                              bytes.data() + rows * d * elem);
         TOME_RETURN_IF_ERROR(
             sink.Put({StateRecordKind::kKvBlock, int32_t(l), int32_t(g), b, rows}, bytes));
@@ -527,8 +582,8 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(int64_t num_tokens,
-                                                           StateSource& source) {
+absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
+    int64_t num_tokens, StateSource& source, std::shared_ptr<const StoredBlocks> stored) {
   const ModelConfig& c = config_;
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());
@@ -545,8 +600,18 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(int64_t num_tokens,
       backend_->CopyFromHost(ls.lightning.View(DType::kF32, rows, ld), bytes.data());
       continue;
     }
+    // On demand, only the last blocks are read now: those the summary windows of the next
+    // tokens reach back into (appends and summaries then never touch an absent page).
+    const int64_t num_blocks = CeilDiv(num_tokens, B);
+    const int64_t first_resident =
+        stored ? std::max<int64_t>(0, num_blocks - (CeilDiv(sparse_params_.kernel_size2(), B) + 1))
+               : 0;
     for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-      for (int64_t b = 0; b < CeilDiv(num_tokens, B); ++b) {
+      for (int64_t b = 0; b < first_resident; ++b) {
+        ls.sparse.keys[g].AppendAbsentPage();
+        ls.sparse.values[g].AppendAbsentPage();
+      }
+      for (int64_t b = first_resident; b < num_blocks; ++b) {
         const int64_t rows = std::min(B, num_tokens - b * B);
         const StateRecordKey key{StateRecordKind::kKvBlock, int32_t(l), int32_t(g), b, rows};
         TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
@@ -582,6 +647,7 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(int64_t num_tokens,
     }
   }
   state->num_tokens = num_tokens;
+  state->stored = std::move(stored);
   TOME_RETURN_IF_ERROR(backend_->Synchronize());
   return state;
 }

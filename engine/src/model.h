@@ -72,7 +72,11 @@ class Model {
                             absl::Span<std::vector<double>* const> evidence);
 
   absl::Status Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink);
-  absl::StatusOr<std::unique_ptr<SequenceState>> Load(int64_t num_tokens, StateSource& source);
+  // With `stored`, the KV blocks (all but the last few) stay in storage and are fetched
+  // through its cache when queries select them (storage-backed attention).
+  absl::StatusOr<std::unique_ptr<SequenceState>> Load(
+      int64_t num_tokens, StateSource& source,
+      std::shared_ptr<const StoredBlocks> stored = nullptr);
 
  private:
   Model(const ModelConfig& config, Backend* backend, const EngineOptions& options);
@@ -100,6 +104,11 @@ class Model {
   absl::Status SparseMixer(int64_t layer, const std::vector<Segment>& segments,
                            const Tensor& a, const PrefillOptions& options,
                            int64_t chunk_offset, const Tensor& out);
+  // Fills overlay_keys_/overlay_values_ with the sparse layer's pages plus, fetched from
+  // storage, every absent block that `selected` (all causal blocks when it has no data)
+  // names for these `rows` queries.
+  absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer,
+                                 const Tensor& selected, int64_t rows, int64_t last_position);
   // Adds the dynamically selected blocks' scores of `rows` queries to `evidence`.
   void AddEvidence(const Tensor& selected, const Tensor& scores, int64_t rows,
                    std::vector<double>* evidence);
@@ -126,6 +135,8 @@ class Model {
   std::vector<float> host_scores_;
   std::vector<int32_t> batch_tokens_;
   std::vector<uint16_t> host_bf16_;
+  // One segment's view of a storage-backed sparse layer: its pages plus fetched blocks.
+  std::vector<PagedBuffer> overlay_keys_, overlay_values_;
 };
 
 }  // namespace tome::engine

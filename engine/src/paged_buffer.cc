@@ -59,6 +59,17 @@ absl::Status PagedBuffer::AppendPageFromHost(const void* host, int64_t rows) {
   return absl::OkStatus();
 }
 
+void PagedBuffer::AppendAbsentPage() {
+  pages_.push_back(nullptr);
+  page_ptrs_.push_back(nullptr);
+  num_rows_ += rows_per_page_;
+}
+
+void PagedBuffer::SetPage(int64_t index, std::shared_ptr<Buffer> page) {
+  page_ptrs_[index] = page->data();
+  pages_[index] = std::move(page);
+}
+
 int64_t PagedBuffer::rows_in_page(int64_t index) const {
   return std::min(rows_per_page_, num_rows_ - index * rows_per_page_);
 }
@@ -66,7 +77,7 @@ int64_t PagedBuffer::rows_in_page(int64_t index) const {
 int64_t PagedBuffer::OwnedBytes() const {
   int64_t bytes = 0;
   for (const auto& page : pages_) {
-    if (page.use_count() == 1) bytes += page->bytes();
+    if (page && page.use_count() == 1) bytes += page->bytes();
   }
   return bytes;
 }

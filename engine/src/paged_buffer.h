@@ -27,6 +27,13 @@ class PagedBuffer {
   // Appends a page holding `rows` (<= rows_per_page) rows read from dense host bytes. The
   // buffer must end on a page boundary. Used when loading stored state.
   absl::Status AppendPageFromHost(const void* host, int64_t rows);
+  // Appends a full page that is not resident (storage-backed attention fetches it when a
+  // query selects it). The buffer must end on a page boundary.
+  void AppendAbsentPage();
+  bool page_resident(int64_t index) const { return page_ptrs_[index] != nullptr; }
+  // Makes page `index` (absent) resident with `page` in this buffer, usually a temporary copy
+  // of a sequence's buffer built for one forward pass: its holder pins the page.
+  void SetPage(int64_t index, std::shared_ptr<Buffer> page);
 
   int64_t num_rows() const { return num_rows_; }
   int64_t num_pages() const { return static_cast<int64_t>(pages_.size()); }

@@ -4,11 +4,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "paged_buffer.h"
 #include "tensor.h"
+#include "tome/engine/block_cache.h"
 #include "tome/engine/config.h"
+#include "tome/engine/state_io.h"
 
 namespace tome::engine {
 
@@ -25,9 +28,18 @@ struct LayerState {
   SparseLayerState sparse;
 };
 
+// Where a sequence loaded on demand fetches its stored KV blocks from.
+struct StoredBlocks {
+  std::shared_ptr<StateSource> source;
+  std::shared_ptr<BlockCache> cache;
+  std::string source_id;
+};
+
 struct SequenceState {
   int64_t num_tokens = 0;
   std::vector<LayerState> layers;
+  // Set for sequences whose stored KV blocks stay in storage until selected.
+  std::shared_ptr<const StoredBlocks> stored;
 };
 
 }  // namespace tome::engine

@@ -116,6 +116,12 @@ TEST(BookSpansTest, CoversTheWholeTextInOrder) {
   EXPECT_EQ(plain[0].end, text.size());
 }
 
+TEST(ChapterSectionTextTest, NamedChaptersStartWithAHeaderLine) {
+  EXPECT_EQ(ChapterSectionText("Chapter 2", "It rained.\n"),
+            "=== Chapter: Chapter 2 ===\nIt rained.\n");
+  EXPECT_EQ(ChapterSectionText("", "Preface.\n"), "Preface.\n");
+}
+
 TEST(ForEachPieceTest, OnlyTheFirstPieceNamesTheSection) {
   std::vector<std::pair<std::string, std::string>> pieces;
   auto emit = [&](absl::string_view section, absl::string_view piece) {

@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/map_store.h"
 #include "tests/testutil/temp_dir.h"
 #include "tests/testutil/test_models.h"
 
@@ -78,37 +79,7 @@ TEST_F(EngineTest, PrefillThenDecodeEqualsOneShot) {
   }
 }
 
-// Records in memory. With `keep_longest_only`, it behaves as the context store does: a
-// longer record of a block or page replaces the shorter ones, and serves their reads.
-class MapStore : public StateSink, public StateSource {
- public:
-  explicit MapStore(bool keep_longest_only = false) : keep_longest_only_(keep_longest_only) {}
-
-  absl::Status Put(const StateRecordKey& key, absl::string_view bytes) override {
-    if (keep_longest_only_ && key.rows > 0) {
-      records_.erase(records_.lower_bound(Key({key.kind, key.layer, key.head, key.index, 0})),
-                     records_.lower_bound(Key(key)));
-    }
-    records_[Key(key)] = std::string(bytes);
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::string> Get(const StateRecordKey& key) override {
-    auto it = records_.lower_bound(Key(key));
-    if (it == records_.end() || std::get<0>(it->first) != int(key.kind) ||
-        std::get<1>(it->first) != key.layer || std::get<2>(it->first) != key.head ||
-        std::get<3>(it->first) != key.index) {
-      return absl::NotFoundError("no record");
-    }
-    return it->second;
-  }
-  std::map<std::tuple<int, int, int, int64_t, int64_t>, std::string> records_;
-
- private:
-  bool keep_longest_only_;
-  static std::tuple<int, int, int, int64_t, int64_t> Key(const StateRecordKey& k) {
-    return {int(k.kind), k.layer, k.head, k.index, k.rows};
-  }
-};
+using testing::MapStore;
 
 TEST_F(EngineTest, SaveRestoreContinueEqualsUninterrupted) {
   const auto tokens = testing::RandomTokens(900, config_.vocab_size, 3);

@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 
 import numpy as np
@@ -538,11 +539,21 @@ def main():
                     log.path)
     log("saved %s at step %d (%.1f min wall, %.1f min of training steps in total)"
         % (args.out, step, (time.time() - T_START) / 60, device_seconds / 60))
-    # Do not wait for the data workers, but end them: os._exit leaves them running, blocked
-    # on a full queue, and they hold this process's stdout, so `train.py | tee log` would
-    # never see EOF (the first training call hung to its device-call limit that way).
+    # Do not wait for the data workers, but end them and torch.compile's worker pool (a
+    # subprocess pool that its atexit hook, skipped by os._exit, would stop): left running,
+    # they hold this process's stdout, and `train.py | tee log` never sees EOF. The first
+    # training call (H200, torch 2.11) hung that way after its final save until the 600 s
+    # device-call limit; which of the two held the pipe was not established, so write the
+    # log to a file (`> $OUT/train.log 2>&1`) rather than through a pipe on the device.
     for p in multiprocessing.active_children():
         p.terminate()
+    def _stop_compile_workers():
+        with contextlib.suppress(Exception):
+            from torch._inductor.async_compile import shutdown_compile_workers
+            shutdown_compile_workers()
+    stopper = threading.Thread(target=_stop_compile_workers, daemon=True)
+    stopper.start()
+    stopper.join(15)  # its shutdown may wait on the pool; never let it hold the exit
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

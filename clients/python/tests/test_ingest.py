@@ -65,6 +65,11 @@ class ChaptersTest(unittest.TestCase):
         self.assertEqual(spans[0][:2], ("", 0))
         self.assertEqual(spans[-1][2], len(text))
 
+    def test_chapter_header(self):
+        self.assertEqual(ingest.chapter_section_text("Chapter 2", b"It rained.\n"),
+                         b"=== Chapter: Chapter 2 ===\nIt rained.\n")
+        self.assertEqual(ingest.chapter_section_text("", b"Preface.\n"), b"Preface.\n")
+
     def test_pieces(self):
         out = list(ingest.pieces([("a", b"0123456789"), ("", b"")], piece_bytes=4))
         self.assertEqual(out, [("a", b"0123"), ("", b"4567"), ("", b"89"), ("", b"")])

@@ -215,7 +215,8 @@ class TomeClient:
         """Creates a document from a text file (a book): one section per detected chapter.
         Returns the document (READY if wait)."""
         text = Path(path).read_bytes()
-        sections = [(n, text[b:e]) for n, b, e in ingest.book_spans(text, detect_chapters)]
+        sections = [(n, ingest.chapter_section_text(n, text[b:e]))
+                    for n, b, e in ingest.book_spans(text, detect_chapters)]
         return self._ingest(name or Path(path).name, sections, wait, progress)
 
     def ingest_tree(self, path: str, name: Optional[str] = None, wait: bool = True,

@@ -347,6 +347,15 @@ def detect_chapters(text: bytes) -> List[Tuple[str, int]]:
     return chapters if len(chapters) >= 2 else []
 
 
+def chapter_section_text(name: str, text: bytes) -> bytes:
+    """The text sent for a chapter, as `tome ingest FILE` sends it: a header line
+    `=== Chapter: NAME ===` (the form Tome's model reads section names from), then the
+    chapter. Unnamed spans go as they are."""
+    if not name:
+        return text
+    return f"=== Chapter: {name} ===\n".encode() + text
+
+
 def book_spans(text: bytes, detect: bool = True) -> List[Tuple[str, int, int]]:
     """(section name or "", begin, end) covering `text`: one per chapter, if detected."""
     chapters = detect_chapters(text) if detect else []

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "cli/chapters.h"
 
@@ -28,6 +29,11 @@ bool ForEachPiece(absl::string_view section, absl::string_view text, size_t piec
     offset += n;
   } while (offset < text.size());
   return true;
+}
+
+std::string ChapterSectionText(absl::string_view name, absl::string_view text) {
+  if (name.empty()) return std::string(text);
+  return absl::StrCat("=== Chapter: ", name, " ===\n", text);
 }
 
 }  // namespace tome::cli

@@ -24,6 +24,11 @@ struct Span {
 // first), or a single unnamed span if no chapters are detected or `detect` is false.
 std::vector<Span> BookSpans(absl::string_view text, bool detect);
 
+// The text sent for a chapter: a header line `=== Chapter: <name> ===` (the form Tome's
+// model was trained to read section names from, as `=== File: <path> ===` for source
+// files), then the chapter's own text. Unnamed spans go as they are.
+std::string ChapterSectionText(absl::string_view name, absl::string_view text);
+
 // Calls `emit(section, piece)` for consecutive pieces of `text` of at most `piece_bytes`
 // bytes; only the first carries `section` (a section runs until the next named piece).
 // Pieces may split a UTF-8 character: the server validates the concatenation. Stops early

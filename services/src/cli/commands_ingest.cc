@@ -155,7 +155,8 @@ grpc::Status Send(Client& client, const std::string& id, const Source& source,
       if (verbose && !s.name.empty()) {
         std::fprintf(stderr, "section %s (%zu bytes)\n", s.name.c_str(), s.end - s.begin);
       }
-      ok = ForEachPiece(s.name, text.substr(s.begin, s.end - s.begin), kPieceBytes, emit);
+      ok = ForEachPiece(s.name, ChapterSectionText(s.name, text.substr(s.begin, s.end - s.begin)),
+                        kPieceBytes, emit);
       if (!ok) break;
     }
   }

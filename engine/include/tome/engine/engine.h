@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "tome/engine/block_cache.h"
 #include "tome/engine/config.h"
 #include "tome/engine/options.h"
 #include "tome/engine/state_io.h"
@@ -38,6 +40,8 @@ class Sequence {
   int64_t num_tokens() const;
   // Backend memory held by this sequence alone (pages shared with forks not counted).
   int64_t OwnedBytes() const;
+  // True when its stored KV blocks stay in storage until selected (LoadStateOnDemand).
+  bool on_demand() const;
 
  private:
   friend class Engine;
@@ -105,6 +109,20 @@ class Engine {
   // first rows are used. NotFound if a record is missing, DataLoss if one has the wrong size.
   absl::StatusOr<std::unique_ptr<Sequence>> LoadState(int64_t num_tokens,
                                                       StateSource& source) const;
+
+  // Storage-backed attention, for documents whose KV does not fit in device memory: a
+  // cache of stored KV blocks in backend memory (LRU within `device_budget_bytes`) over a
+  // host-memory tier (LRU within `host_budget_bytes`; 0 turns it off).
+  std::shared_ptr<BlockCache> NewBlockCache(int64_t device_budget_bytes,
+                                            int64_t host_budget_bytes) const;
+  // Like LoadState, but reads only the Lightning states, the block summaries and the last
+  // few KV blocks now; sparse layers fetch the other blocks from `source` through `cache`
+  // when their queries select them, so the result equals a fully loaded sequence's.
+  // `source_id` names the stored blocks in the cache (it must change whenever they could).
+  // A record missing later fails the forward pass that needed it (NotFound / DataLoss).
+  absl::StatusOr<std::unique_ptr<Sequence>> LoadStateOnDemand(
+      int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
+      std::string source_id) const;
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Model> model,

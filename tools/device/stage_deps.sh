@@ -12,7 +12,7 @@
 # to themselves.
 #
 #   tools/device/stage_deps.sh --with-binaries build-cuda
-# also copies that build's backend_ops_test and tome_bench (and libgomp) to .devdeps/bin, so
+# also copies that build's backend_ops_test, tome_bench and tome_on_demand_bench (and libgomp) to .devdeps/bin, so
 # a device run needs no build (tools/device/cuda_checks.sh uses them when they run there).
 set -euo pipefail
 build=""
@@ -31,6 +31,7 @@ cp -a /usr/src/googletest "$out/googletest"
 if [[ -n "$build" ]]; then
   mkdir -p "$out/bin"
   cp "$root/$build/tests/kernels/backend_ops_test" "$root/$build/tests/bench/tome_bench" \
+    "$root/$build/tests/bench/tome_on_demand_bench" \
     "$out/bin/"
   cp -L /usr/$arch_lib/libgomp.so.1 "$out/prefix/$arch_lib/"
 fi

@@ -23,7 +23,7 @@ set +a
 out="$(build/services/tome --server="$server" ingest tools/samples/lighthouse.txt --name=lighthouse)"
 echo "$out"
 doc="$(echo "$out" | sed -n 's/^document \([0-9]*\).*/\1/p' | head -n 1)"
-question="${1:-Who kept the lighthouse?}"
+question="${1:-What is the access code for Elias Varga?}"
 echo
 echo "Q: $question"
 echo -n "A: "

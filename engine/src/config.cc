@@ -220,6 +220,20 @@ absl::Status ModelConfig::Validate() const {
   TOME_RETURN_IF_ERROR(positive(lightning_heads, "lightning_nh"));
   TOME_RETURN_IF_ERROR(positive(lightning_head_dim, "lightning_head_dim"));
   TOME_RETURN_IF_ERROR(positive(vocab_size, "vocab_size"));
+  // Upper bounds far above any real model (the released 9.48B has hidden_size 4096), so that
+  // sizes derived from a config (parameter counts, state bytes, tensor shapes) fit in int64.
+  auto at_most = [](int64_t v, int64_t max, const char* key) -> absl::Status {
+    return v <= max ? absl::OkStatus() : Bad(key, absl::StrCat("must be at most ", max));
+  };
+  constexpr int64_t kMaxWidth = int64_t{1} << 20;
+  TOME_RETURN_IF_ERROR(at_most(hidden_size, kMaxWidth, "hidden_size"));
+  TOME_RETURN_IF_ERROR(at_most(intermediate_size, kMaxWidth, "intermediate_size"));
+  TOME_RETURN_IF_ERROR(at_most(num_layers, 1024, "num_hidden_layers"));
+  TOME_RETURN_IF_ERROR(at_most(num_attention_heads, 4096, "num_attention_heads"));
+  TOME_RETURN_IF_ERROR(at_most(num_kv_heads, 4096, "num_key_value_heads"));
+  TOME_RETURN_IF_ERROR(at_most(head_dim, 4096, "head_dim"));
+  TOME_RETURN_IF_ERROR(at_most(lightning_heads, 4096, "lightning_nh"));
+  TOME_RETURN_IF_ERROR(at_most(vocab_size, int64_t{1} << 24, "vocab_size"));
   if (num_attention_heads % num_kv_heads != 0) {
     return Bad("num_key_value_heads", "must divide num_attention_heads");
   }
@@ -240,6 +254,13 @@ absl::Status ModelConfig::Validate() const {
   TOME_RETURN_IF_ERROR(positive(s.kernel_size, "sparse_config.kernel_size"));
   TOME_RETURN_IF_ERROR(positive(s.kernel_stride, "sparse_config.kernel_stride"));
   TOME_RETURN_IF_ERROR(positive(s.topk, "sparse_config.topk"));
+  for (const auto& [value, key] : {std::pair{s.block_size, "sparse_config.block_size"},
+                                   {s.kernel_size, "sparse_config.kernel_size"},
+                                   {s.topk, "sparse_config.topk"},
+                                   {s.init_blocks, "sparse_config.init_blocks"},
+                                   {s.window_size, "sparse_config.window_size"}}) {
+    TOME_RETURN_IF_ERROR(at_most(value, kMaxWidth, key));
+  }
   if (s.init_blocks < 0) return Bad("sparse_config.init_blocks", "must be >= 0");
   if (s.kernel_size % s.kernel_stride != 0 || s.block_size % s.kernel_stride != 0) {
     return Bad("sparse_config", "needs kernel_size and block_size divisible by kernel_stride");

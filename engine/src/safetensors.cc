@@ -202,7 +202,10 @@ absl::Status SafetensorsCheckpoint::AddFile(const std::string& path, int shard,
   }
   const uint8_t* data = bytes + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
-  for (const auto& [name, entry] : header.items()) {
+  for (const auto& item : header.items()) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in `bad`.
+    const std::string& name = item.key();
+    const json& entry = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&](absl::string_view why) {
       return absl::DataLossError(absl::StrCat(path, ": tensor ", name, ": ", why));

@@ -50,7 +50,12 @@ const SentencePieceModel::Api* LoadApi(std::string* error) {
   std::call_once(once, [] {
     void* lib = nullptr;
     for (const std::string& path : ShimCandidates()) {
+#ifdef TOME_SENTENCEPIECE_DLMOPEN
+      // Sanitizer builds: a namespace of its own isolates the shim as DEEPBIND does.
+      lib = dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
+#else
       lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+#endif
       if (lib) break;
       load_error += std::string(dlerror()) + "; ";
     }

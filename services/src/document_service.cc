@@ -2,7 +2,6 @@
 
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "auth/call_auth.h"
 #include "status_util.h"
@@ -10,29 +9,6 @@
 #include "write_reactor.h"
 
 namespace tome::services {
-namespace {
-
-absl::StatusOr<uint64_t> ParseDecimalId(const std::string& text, absl::string_view what,
-                                        absl::string_view hint) {
-  uint64_t id = 0;
-  if (text.empty() || text.size() > 20 ||
-      text.find_first_not_of("0123456789") != std::string::npos || !absl::SimpleAtoi(text, &id) ||
-      id == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " '", text.substr(0, 64), "' is not valid (", hint, ")"));
-  }
-  return id;
-}
-
-}  // namespace
-
-absl::StatusOr<storage::DocumentId> ParseDocumentId(const std::string& text) {
-  return ParseDecimalId(text, "document_id", "the decimal id that CreateDocument returned");
-}
-
-absl::StatusOr<storage::TenantId> ParseTenantId(const std::string& text) {
-  return ParseDecimalId(text, "tenant_id", "the decimal id of a tenant");
-}
 
 v1::DocumentStatus ToProto(storage::DocumentStatus status) {
   switch (status) {
@@ -259,6 +235,18 @@ grpc::ServerUnaryReactor* DocumentServiceImpl::ShareDocument(
     tenants.push_back(*parsed);
   }
   auto view = core_->ShareDocument(call->caller, *id, tenants, request->public_());
+  if (view.ok()) FillDocument(core_, call->caller, *view, response);
+  return FinishUnary(context, view.status());
+}
+
+grpc::ServerUnaryReactor* DocumentServiceImpl::ReingestDocument(
+    grpc::CallbackServerContext* context, const v1::ReingestDocumentRequest* request,
+    v1::Document* response) {
+  auto call = Begin(core_, context);
+  if (!call.ok()) return FinishUnary(context, call.status());
+  auto id = ParseDocumentId(request->document_id());
+  if (!id.ok()) return FinishUnary(context, id.status());
+  auto view = core_->ReingestDocument(call->caller, *id);
   if (view.ok()) FillDocument(core_, call->caller, *view, response);
   return FinishUnary(context, view.status());
 }

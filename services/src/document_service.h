@@ -1,14 +1,11 @@
 #pragma once
 
 #include "tome/v1/documents.grpc.pb.h"
+#include "request_validation.h"
 #include "tome_core.h"
 
 namespace tome::services {
 
-// Parses a document id as given to clients (decimal digits). InvalidArgument otherwise.
-absl::StatusOr<storage::DocumentId> ParseDocumentId(const std::string& text);
-// Parses a tenant id (decimal digits). InvalidArgument otherwise.
-absl::StatusOr<storage::TenantId> ParseTenantId(const std::string& text);
 v1::DocumentStatus ToProto(storage::DocumentStatus status);
 void SetTimestamp(int64_t micros, google::protobuf::Timestamp* out);
 
@@ -33,6 +30,9 @@ class DocumentServiceImpl final : public v1::DocumentService::CallbackService {
   grpc::ServerUnaryReactor* ShareDocument(grpc::CallbackServerContext* context,
                                           const v1::ShareDocumentRequest* request,
                                           v1::Document* response) override;
+  grpc::ServerUnaryReactor* ReingestDocument(grpc::CallbackServerContext* context,
+                                             const v1::ReingestDocumentRequest* request,
+                                             v1::Document* response) override;
   grpc::ServerWriteReactor<v1::IngestionProgress>* WatchIngestion(
       grpc::CallbackServerContext* context, const v1::WatchIngestionRequest* request) override;
 

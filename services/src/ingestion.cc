@@ -105,7 +105,7 @@ absl::StatusOr<DocumentRecord> IngestionManager::WaitUntilIngested(
     if (record.status == DocumentStatus::kFailed) {
       return absl::FailedPreconditionError(absl::StrCat(
           "ingestion of document ", doc, " failed: ", record.error,
-          "; delete the document and ingest it again"));
+          "; re-ingest it with ReingestDocument, or delete it"));
     }
     if (record.num_tokens > 0 && record.state_tokens == record.num_tokens) return record;
     if (cancelled && cancelled()) return absl::CancelledError("the call was cancelled");

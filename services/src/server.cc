@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tome/services/bearer_interceptor.h"
+#include "tome/services/tls.h"
 #include "admin_service.h"
 #include "metrics/http_exporter.h"
 #include "metrics/metrics.h"
@@ -50,6 +51,18 @@ void RegisterGauges(TomeCore* core, Metrics* metrics) {
   });
   metrics->Gauge("tome_state_cache_bytes", "bytes of document state held in memory",
                  [core] { return Samples{{{}, double(core->state_cache().bytes())}}; });
+  metrics->Gauge("tome_block_cache_reads", "KV blocks of on-demand documents, by where found",
+                 [core] {
+    const engine::BlockCacheStats s = core->block_cache_stats();
+    return Samples{{{{"tier", "device"}}, double(s.device_hits)},
+                   {{{"tier", "host"}}, double(s.host_hits)},
+                   {{{"tier", "store"}}, double(s.source_reads)}};
+  });
+  metrics->Gauge("tome_block_cache_bytes", "bytes of KV blocks cached, by tier", [core] {
+    const engine::BlockCacheStats s = core->block_cache_stats();
+    return Samples{{{{"tier", "device"}}, double(s.device_bytes)},
+                   {{{"tier", "host"}}, double(s.host_bytes)}};
+  });
   metrics->Gauge("tome_tenant_stored_bytes", "estimated bytes each tenant stores", [core] {
     Samples out;
     if (auto tenants = core->tenants().ListTenants(); tenants.ok()) {
@@ -82,6 +95,10 @@ TomeServer::TomeServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TomeServer::~TomeServer() { Shutdown(absl::Seconds(1)); }
 
 absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOptions& options) {
+  // Credentials first: a bad certificate fails before the model loads.
+  TOME_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                        MakeServerCredentials({options.tls_cert_file, options.tls_key_file,
+                                               options.tls_client_ca_file}));
   auto impl = std::make_unique<Impl>();
   CoreOptions core_options;
   core_options.model_dir = options.model_dir;
@@ -91,6 +108,9 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   core_options.checkpoint_tokens = options.checkpoint_tokens;
   core_options.max_document_bytes = options.max_document_bytes;
   core_options.sync_writes = options.sync_writes;
+  core_options.resident_kv_limit_bytes = options.resident_kv_limit_bytes;
+  core_options.block_cache_bytes = options.block_cache_bytes;
+  core_options.host_block_cache_bytes = options.host_block_cache_bytes;
   TOME_ASSIGN_OR_RETURN(impl->core, TomeCore::Create(core_options));
   impl->documents = std::make_unique<DocumentServiceImpl>(impl->core.get());
   impl->queries = std::make_unique<QueryServiceImpl>(impl->core.get());
@@ -101,7 +121,7 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen_address, credentials, &port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(impl->documents.get());
   builder.RegisterService(impl->queries.get());
@@ -126,7 +146,10 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
                      0, options.metrics_address.rfind(':'))
               << ":" << metrics_port << "/metrics";
   }
-  LOG(INFO) << "tomed serving on port " << port;
+  LOG(INFO) << "tomed serving on port " << port
+            << (options.tls_cert_file.empty()            ? " (plaintext)"
+                : options.tls_client_ca_file.empty() ? " (TLS)"
+                                                     : " (mutual TLS)");
   std::unique_ptr<TomeServer> server(new TomeServer(std::move(impl)));
   server->port_ = port;
   server->data_dir_ = options.data_dir;

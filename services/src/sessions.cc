@@ -7,22 +7,10 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
 #include "tome/base/status_macros.h"
 
 namespace tome::services {
-namespace {
-
-using json = nlohmann::json;
 using storage::RecordKind;
-
-std::string EncodeTail(const std::vector<int32_t>& tail) {
-  std::string out(tail.size() * 4, '\0');
-  if (!tail.empty()) std::memcpy(out.data(), tail.data(), out.size());  // little-endian hosts
-  return out;
-}
-
-}  // namespace
 
 absl::StatusOr<std::string> SessionStore::NewId() {
   unsigned char bytes[8];
@@ -34,49 +22,24 @@ absl::StatusOr<std::string> SessionStore::NewId() {
 }
 
 absl::Status SessionStore::Put(const SessionInfo& s) {
-  const json j = {{"format", 1},
-                  {"tenant", s.tenant},
-                  {"doc_owner", s.doc_owner},
-                  {"document", s.document},
-                  {"version", s.version},
-                  {"doc_tokens", s.doc_tokens},
-                  {"turns", s.turns},
-                  {"tail_tokens", s.tail.size()},
-                  {"created_micros", s.created_micros},
-                  {"last_used_micros", s.last_used_micros},
-                  {"ttl_seconds", s.ttl_seconds},
-                  {"parent", s.parent}};
   // The tail first: a record never points at a missing or shorter tail.
-  TOME_RETURN_IF_ERROR(store_->PutRecord(RecordKind::kSessionTail, s.id, EncodeTail(s.tail)));
-  return store_->PutRecord(RecordKind::kSession, s.id, j.dump());
+  TOME_RETURN_IF_ERROR(
+      store_->PutRecord(RecordKind::kSessionTail, s.id, EncodeSessionTail(s.tail)));
+  return store_->PutRecord(RecordKind::kSession, s.id, EncodeSessionRecord(s));
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Read(const std::string& id, bool with_tail) {
   TOME_ASSIGN_OR_RETURN(std::string value, store_->GetRecord(RecordKind::kSession, id));
-  json j = json::parse(value, nullptr, false);
-  if (!j.is_object() || !j.contains("document")) {
-    return absl::DataLossError(absl::StrCat("session ", id, " is damaged"));
-  }
-  SessionInfo s;
-  s.id = id;
-  s.tenant = j.value("tenant", storage::TenantId{0});
-  s.doc_owner = j.value("doc_owner", storage::TenantId{0});
-  s.document = j.value("document", storage::DocumentId{0});
-  s.version = j.value("version", int64_t{0});
-  s.doc_tokens = j.value("doc_tokens", int64_t{0});
-  s.turns = j.value("turns", int64_t{0});
-  s.created_micros = j.value("created_micros", int64_t{0});
-  s.last_used_micros = j.value("last_used_micros", int64_t{0});
-  s.ttl_seconds = j.value("ttl_seconds", int64_t{0});
-  s.parent = j.value("parent", "");
-  const int64_t tail_tokens = j.value("tail_tokens", int64_t{0});
+  int64_t tail_tokens = 0;
+  TOME_ASSIGN_OR_RETURN(SessionInfo s, DecodeSessionRecord(id, value, &tail_tokens));
   if (with_tail) {
     TOME_ASSIGN_OR_RETURN(std::string tail, store_->GetRecord(RecordKind::kSessionTail, id));
-    if (static_cast<int64_t>(tail.size()) < tail_tokens * 4) {
-      return absl::DataLossError(absl::StrCat("session ", id, " lost turns"));
+    auto decoded = DecodeSessionTail(tail, tail_tokens);
+    if (!decoded.ok()) {
+      return absl::DataLossError(absl::StrCat("session ", id, " lost turns: ",
+                                              decoded.status().message()));
     }
-    s.tail.resize(tail_tokens);
-    if (tail_tokens > 0) std::memcpy(s.tail.data(), tail.data(), tail_tokens * 4);
+    s.tail = std::move(decoded).value();
   } else {
     s.tail.resize(tail_tokens);  // the size only
   }

@@ -14,27 +14,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "session_record.h"
 #include "tome/engine/engine.h"
 #include "tome/storage/context_store.h"
 
 namespace tome::services {
-
-struct SessionInfo {
-  std::string id;
-  storage::TenantId tenant = 0;     // the session's owner (the caller who created it)
-  storage::TenantId doc_owner = 0;  // the document's owner
-  storage::DocumentId document = 0;
-  int64_t version = 0;
-  int64_t doc_tokens = 0;  // tokens of that document version
-  int64_t turns = 0;
-  std::vector<int32_t> tail;  // the turns' tokens
-  int64_t created_micros = 0;
-  int64_t last_used_micros = 0;
-  int64_t ttl_seconds = 0;
-  std::string parent;
-
-  int64_t expire_micros() const { return last_used_micros + ttl_seconds * 1000000; }
-};
 
 class SessionStore {
  public:

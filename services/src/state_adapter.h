@@ -1,6 +1,8 @@
 // Connects the engine's state interfaces to the context store.
 #pragma once
 
+#include <atomic>
+
 #include "tome/engine/state_io.h"
 #include "tome/storage/context_store.h"
 
@@ -25,13 +27,13 @@ class StoreSource final : public engine::StateSource {
   StoreSource(storage::ContextStore* store, storage::TenantId tenant, storage::DocumentId doc)
       : store_(store), tenant_(tenant), doc_(doc) {}
   absl::StatusOr<std::string> Get(const engine::StateRecordKey& key) override;
-  int64_t bytes_read() const { return bytes_read_; }
+  int64_t bytes_read() const { return bytes_read_.load(); }
 
  private:
   storage::ContextStore* store_;
   storage::TenantId tenant_;
   storage::DocumentId doc_;
-  int64_t bytes_read_ = 0;
+  std::atomic<int64_t> bytes_read_{0};  // Get may run on several threads (block fetches)
 };
 
 }  // namespace tome::services

@@ -24,11 +24,6 @@ namespace {
 double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
-bool IsUtf8Boundary(const std::string& text, int64_t offset) {
-  return offset == static_cast<int64_t>(text.size()) ||
-         (static_cast<unsigned char>(text[offset]) & 0xc0) != 0x80;
-}
-
 absl::Status NotFoundDocument(DocumentId id) {
   return absl::NotFoundError(absl::StrCat("document ", id, " not found"));
 }
@@ -74,6 +69,8 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   core->sessions_ = std::make_unique<SessionStore>(core->store_.get());
   core->session_states_ = std::make_unique<SessionStates>(options.session_states);
   core->cache_ = std::make_unique<DocumentStateCache>(options.state_cache_bytes);
+  core->block_cache_ =
+      core->engine_->NewBlockCache(options.block_cache_bytes, options.host_block_cache_bytes);
   IngestionOptions ingestion_options;
   ingestion_options.checkpoint_tokens = core->checkpoint_tokens_;
   core->scheduler_ = std::make_unique<BatchScheduler>(core->engine_.get(), options.max_chunk_tokens);
@@ -251,6 +248,38 @@ absl::StatusOr<DocumentView> TomeCore::ShareDocument(const Principal& caller, Do
   return DocumentView{std::move(shared), true};
 }
 
+absl::StatusOr<DocumentView> TomeCore::ReingestDocument(const Principal& caller, DocumentId id) {
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, Owned(caller, id));
+  if (record.status != DocumentStatus::kFailed) {
+    // A document still ingesting has a checkpoint in flight that a reset would race with.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "document ", id, " has not failed; only a FAILED document is re-ingested"));
+  }
+  cache_->Erase(id);
+  TOME_ASSIGN_OR_RETURN(DocumentRecord reset, store_->ResetState(record.tenant, id));
+  LOG(INFO) << "document " << id << ": model state discarded; re-ingesting "
+            << reset.num_tokens << " tokens";
+  if (reset.num_tokens > 0) ingestion_->Enqueue(record.tenant, id);
+  return DocumentView{std::move(reset), true};
+}
+
+void TomeCore::MarkStateDamaged(const DocumentRecord& record, const absl::Status& error) {
+  // Unavailable / ResourceExhausted are the store's I/O and disk-full errors: the state may
+  // be fine once the disk is. Everything else from LoadState is about the records read.
+  if (absl::IsUnavailable(error) || absl::IsResourceExhausted(error) ||
+      absl::IsCancelled(error) || absl::IsDeadlineExceeded(error)) {
+    return;
+  }
+  const std::string message = absl::StrCat(
+      "the stored model state is damaged (", error.message(),
+      "); re-ingest the document from its text with ReingestDocument, or delete it");
+  LOG(ERROR) << "document " << record.id << " of tenant " << record.tenant << ": " << message;
+  cache_->Erase(record.id);
+  const absl::Status marked =
+      store_->SetStatus(record.tenant, record.id, DocumentStatus::kFailed, message);
+  if (!marked.ok()) LOG(ERROR) << "cannot mark document " << record.id << " failed: " << marked;
+}
+
 absl::StatusOr<std::vector<storage::SectionInfo>> TomeCore::ListSections(const Principal& caller,
                                                                          DocumentId id) {
   TOME_ASSIGN_OR_RETURN(DocumentView view, Readable(caller, id));
@@ -260,28 +289,12 @@ absl::StatusOr<std::vector<storage::SectionInfo>> TomeCore::ListSections(const P
 absl::StatusOr<AppendResult> TomeCore::AppendText(const Principal& caller, DocumentId id,
                                                   const std::string& text,
                                                   const std::vector<SectionStart>& sections) {
-  if (text.empty()) return absl::InvalidArgumentError("the text to append is empty");
-  if (static_cast<int64_t>(text.size()) > options_.max_document_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the text is ", text.size(), " bytes; this server accepts at most ",
-        options_.max_document_bytes, " bytes per AppendText call (split it into several calls)"));
-  }
-  if (!engine::IsValidUtf8(text)) {
-    return absl::InvalidArgumentError("the text is not valid UTF-8");
-  }
-  for (size_t i = 0; i < sections.size(); ++i) {
-    const int64_t at = sections[i].byte_offset;
-    if (at < 0 || at > static_cast<int64_t>(text.size()) || !IsUtf8Boundary(text, at) ||
-        (i > 0 && at <= sections[i - 1].byte_offset)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "section '", sections[i].name, "' must start at a character boundary after the "
-          "previous section"));
-    }
-  }
+  TOME_RETURN_IF_ERROR(ValidateAppend(text, sections, Limits()));
   TOME_ASSIGN_OR_RETURN(DocumentRecord before, Owned(caller, id));
   if (before.status == DocumentStatus::kFailed) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "document ", id, " failed to ingest (", before.error, "); delete and re-create it"));
+        "document ", id, " failed to ingest (", before.error,
+        "); re-ingest it with ReingestDocument, or delete it"));
   }
   // Each section is tokenized on its own, so that it starts on a token boundary.
   std::vector<int32_t> tokens;
@@ -389,10 +402,25 @@ absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
   if (base == 0) {
     TOME_ASSIGN_OR_RETURN(sequence, engine_->NewSequence());
   } else {
-    StoreSource store_source(store_.get(), record.tenant, record.id);
-    TOME_ASSIGN_OR_RETURN(sequence, engine_->LoadState(base, store_source));
-    LOG(INFO) << "restored document " << record.id << " at token " << base << " ("
-              << store_source.bytes_read() << " bytes) from the store";
+    // A state with too much KV to hold whole is opened on demand: its KV blocks are read
+    // when selected. The cache id names this document's life (a re-created id gets a new
+    // creation time).
+    const bool on_demand = base * engine_->state_sizes().kv_bytes_per_token >
+                           options_.resident_kv_limit_bytes;
+    auto store_source = std::make_shared<StoreSource>(store_.get(), record.tenant, record.id);
+    auto loaded = on_demand
+                      ? engine_->LoadStateOnDemand(
+                            base, store_source, block_cache_,
+                            absl::StrCat(record.tenant, "/", record.id, "@", record.created_micros))
+                      : engine_->LoadState(base, *store_source);
+    if (!loaded.ok()) {
+      MarkStateDamaged(record, loaded.status());
+      return loaded.status();
+    }
+    sequence = std::move(loaded).value();
+    LOG(INFO) << (on_demand ? "opened document " : "restored document ") << record.id
+              << " at token " << base << (on_demand ? " on demand (" : " (")
+              << store_source->bytes_read() << " bytes read) from the store";
   }
   *source = "store";
   if (base < num_tokens) {
@@ -534,28 +562,8 @@ absl::StatusOr<AskResult> TomeCore::Ask(const Principal& caller, const AskParams
                                         const std::function<bool(const std::string&)>& on_delta,
                                         const std::function<bool()>& cancelled) {
   const absl::Time start = absl::Now();
-  if (params.question.empty()) return absl::InvalidArgumentError("the question is empty");
-  if (static_cast<int64_t>(params.question.size()) > options_.max_question_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("the question is ", params.question.size(),
-                                                   " bytes; the limit is ",
-                                                   options_.max_question_bytes));
-  }
-  if (!engine::IsValidUtf8(params.question)) {
-    return absl::InvalidArgumentError("the question is not valid UTF-8");
-  }
-  if (params.max_tokens < 0 || params.max_tokens > options_.max_generated_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be in [0, ",
-                                                   options_.max_generated_tokens, "]"));
-  }
-  if (!(params.temperature >= 0 && params.temperature <= 10) ||
-      !(params.top_p >= 0 && params.top_p <= 1)) {
-    return absl::InvalidArgumentError("temperature must be in [0, 10] and top_p in [0, 1]");
-  }
+  TOME_RETURN_IF_ERROR(ValidateAskParams(params, Limits()));
   if (!params.session_id.empty()) {
-    if (params.document != 0 || params.version != 0) {
-      return absl::InvalidArgumentError(
-          "give either session_id or document_id (and version), not both");
-    }
     return AskInSession(caller, params, on_delta, cancelled);
   }
   TOME_ASSIGN_OR_RETURN(DocumentView view, Readable(caller, params.document));

@@ -20,8 +20,10 @@
 #include "auth/usage.h"
 #include "document_states.h"
 #include "ingestion.h"
+#include "request_validation.h"
 #include "scheduler.h"
 #include "sessions.h"
+#include "tome/engine/block_cache.h"
 #include "tome/engine/engine.h"
 #include "tome/engine/prompt.h"
 #include "tome/storage/context_store.h"
@@ -39,6 +41,13 @@ struct CoreOptions {
   // the default policy (DefaultCheckpointTokens).
   int64_t checkpoint_tokens = 0;
   int64_t state_cache_bytes = int64_t{2} << 30;
+  // Storage-backed attention: a document state whose KV would exceed this many bytes is
+  // loaded on demand (its KV blocks stay in the store; sparse layers fetch those they
+  // select through a block cache of block_cache_bytes in engine memory over
+  // host_block_cache_bytes in host memory).
+  int64_t resident_kv_limit_bytes = int64_t{4} << 30;
+  int64_t block_cache_bytes = int64_t{1} << 30;
+  int64_t host_block_cache_bytes = int64_t{2} << 30;
   int64_t max_document_bytes = int64_t{1} << 30;  // per AppendText call
   int64_t max_question_bytes = 16 << 10;
   int32_t default_max_tokens = 256;
@@ -46,12 +55,6 @@ struct CoreOptions {
   int64_t default_session_ttl_seconds = 24 * 3600;
   size_t session_states = 64;  // sessions kept in memory
   bool sync_writes = true;
-};
-
-// A section starting in the text of one AppendText call, at a byte offset of that text.
-struct SectionStart {
-  std::string name;
-  int64_t byte_offset = 0;
 };
 
 // The default checkpoint spacing: Lightning checkpoints cost at most a tenth of the bytes
@@ -68,19 +71,6 @@ struct AppendResult {
   storage::DocumentRecord record;
   int64_t appended_bytes = 0;
   int64_t appended_tokens = 0;
-};
-
-struct AskParams {
-  storage::DocumentId document = 0;  // or:
-  std::string session_id;
-  std::string question;
-  int32_t max_tokens = 0;  // 0 = default
-  float temperature = 0;
-  float top_p = 0;  // 0 = 1
-  uint64_t seed = 0;
-  int64_t version = 0;  // 0 = latest
-  int32_t max_citations = 3;
-  absl::Time deadline = absl::InfiniteFuture();
 };
 
 // A span of the document an answer drew on (see v1::Citation).
@@ -116,11 +106,16 @@ class TomeCore {
   const std::string& model_fingerprint() const { return fingerprint_; }
   int64_t checkpoint_tokens() const { return checkpoint_tokens_; }
   int64_t max_document_bytes() const { return options_.max_document_bytes; }
+  RequestLimits Limits() const {
+    return {options_.max_document_bytes, options_.max_question_bytes,
+            options_.max_generated_tokens};
+  }
   TenantRegistry& tenants() { return *tenants_; }
   UsageTracker& usage() { return usage_; }
   IngestionManager& ingestion() { return *ingestion_; }
   BatchScheduler& scheduler() { return *scheduler_; }
   const DocumentStateCache& state_cache() const { return *cache_; }
+  engine::BlockCacheStats block_cache_stats() const { return block_cache_->stats(); }
   int64_t generated_tokens() const { return generated_tokens_.load(); }
   // Estimated bytes a tenant stores (from its document records).
   absl::StatusOr<int64_t> TenantStoredBytes(storage::TenantId tenant);
@@ -143,6 +138,11 @@ class TomeCore {
   absl::StatusOr<DocumentView> ShareDocument(const Principal& caller, storage::DocumentId id,
                                              const std::vector<storage::TenantId>& tenants,
                                              bool is_public);
+  // Recomputes the model state of a FAILED document from its stored token ids (owner only):
+  // the stored state is discarded and ingestion starts again from token 0. For a document
+  // whose state was found damaged or computed by another model. FailedPrecondition for a
+  // document that is not FAILED.
+  absl::StatusOr<DocumentView> ReingestDocument(const Principal& caller, storage::DocumentId id);
   absl::StatusOr<std::vector<storage::SectionInfo>> ListSections(const Principal& caller,
                                                                  storage::DocumentId id);
   absl::StatusOr<int64_t> StoredBytes(const storage::DocumentRecord& record);
@@ -187,6 +187,9 @@ class TomeCore {
   // Like Readable, but PermissionDenied for a document the caller may only read.
   absl::StatusOr<storage::DocumentRecord> Owned(const Principal& caller, storage::DocumentId id);
   absl::StatusOr<Quotas> QuotasOf(storage::TenantId tenant);
+  // After loading the stored state of `record` failed with `error`: if the error means the
+  // state is damaged (not a transient I/O error), marks the document FAILED saying so.
+  void MarkStateDamaged(const storage::DocumentRecord& record, const absl::Status& error);
   absl::StatusOr<AskResult> AskInSession(const Principal& caller, const AskParams& params,
                                          const std::function<bool(const std::string&)>& on_delta,
                                          const std::function<bool()>& cancelled);
@@ -208,6 +211,7 @@ class TomeCore {
   int64_t checkpoint_tokens_ = 0;
   std::string fingerprint_;
   std::unique_ptr<engine::Engine> engine_;
+  std::shared_ptr<engine::BlockCache> block_cache_;  // freed before the engine
   std::unique_ptr<engine::PromptFormat> prompt_;
   std::unique_ptr<storage::ContextStore> store_;
   std::unique_ptr<TenantRegistry> tenants_;

@@ -26,6 +26,17 @@ ABSL_FLAG(std::string, dense_mode, "always_sparse",
 ABSL_FLAG(int64_t, max_document_mb, 1024, "largest text accepted by one AppendText call, MiB");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "address:port of the Prometheus /metrics endpoint (empty disables it)");
+ABSL_FLAG(int64_t, resident_kv_limit_mb, 4096,
+          "document states with more KV than this (MiB) are loaded on demand: KV blocks stay "
+          "in the store until a query selects them");
+ABSL_FLAG(int64_t, block_cache_mb, 1024, "engine memory for KV blocks of on-demand documents, MiB");
+ABSL_FLAG(int64_t, host_block_cache_mb, 2048,
+          "host memory caching KV blocks read from the store for on-demand documents, MiB");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve gRPC over TLS (empty = plaintext)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: require client certificates signed by them (mutual TLS)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving (tests)");
 
 int main(int argc, char** argv) {
@@ -44,11 +55,24 @@ int main(int argc, char** argv) {
   options.checkpoint_tokens = absl::GetFlag(FLAGS_checkpoint_tokens);
   options.max_document_bytes = absl::GetFlag(FLAGS_max_document_mb) << 20;
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.resident_kv_limit_bytes = absl::GetFlag(FLAGS_resident_kv_limit_mb) << 20;
+  options.block_cache_bytes = absl::GetFlag(FLAGS_block_cache_mb) << 20;
+  options.host_block_cache_bytes = absl::GetFlag(FLAGS_host_block_cache_mb) << 20;
   const std::string mode = absl::GetFlag(FLAGS_dense_mode);
   if (mode == "hf") {
     options.dense_mode = tome::engine::DenseThresholdMode::kHf;
   } else if (mode != "always_sparse") {
     std::fprintf(stderr, "tomed: --dense_mode must be always_sparse or hf\n");
+    return 2;
+  }
+  if (options.resident_kv_limit_bytes < 0 || options.block_cache_bytes <= 0 ||
+      options.host_block_cache_bytes < 0) {
+    std::fprintf(stderr,
+                 "tomed: --resident_kv_limit_mb and --host_block_cache_mb must not be negative, "
+                 "--block_cache_mb must be positive\n");
     return 2;
   }
   if (options.checkpoint_tokens < 0) {

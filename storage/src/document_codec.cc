@@ -5,11 +5,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "tome/base/json_int.h"
 
 namespace tome::storage {
 namespace {
 
 using nlohmann::json;
+using base::JsonInt;
+using base::JsonIntArray;
 
 // Bytes of the valid UTF-8 sequence starting at text[i], or 0 if none starts there.
 size_t Utf8SequenceLength(absl::string_view text, size_t i) {
@@ -130,41 +133,45 @@ absl::StatusOr<DocumentRecord> DecodeDocument(absl::string_view value, TenantId 
   }
   DocumentRecord record;
   try {
-    const int format = j.at("format").get<int>();
+    const int format = JsonInt<int>(j.at("format"));
     if (format > kDocumentFormat) {
       return absl::FailedPreconditionError(absl::StrCat(where, ": record format ", format,
                                                         " is newer than this Tome reads (",
                                                         kDocumentFormat, ")"));
     }
-    record.tenant = j.at("tenant").get<TenantId>();
-    record.id = j.at("id").get<DocumentId>();
+    record.tenant = JsonInt<TenantId>(j.at("tenant"));
+    record.id = JsonInt<DocumentId>(j.at("id"));
     record.name = j.at("name").get<std::string>();
-    record.created_micros = j.at("created_micros").get<int64_t>();
-    record.updated_micros = j.at("updated_micros").get<int64_t>();
-    record.version = j.at("version").get<int64_t>();
-    record.text_bytes = j.at("text_bytes").get<int64_t>();
-    record.num_tokens = j.at("num_tokens").get<int64_t>();
-    record.state_tokens = j.at("state_tokens").get<int64_t>();
+    record.created_micros = JsonInt<int64_t>(j.at("created_micros"));
+    record.updated_micros = JsonInt<int64_t>(j.at("updated_micros"));
+    record.version = JsonInt<int64_t>(j.at("version"));
+    record.text_bytes = JsonInt<int64_t>(j.at("text_bytes"));
+    record.num_tokens = JsonInt<int64_t>(j.at("num_tokens"));
+    record.state_tokens = JsonInt<int64_t>(j.at("state_tokens"));
     record.error = j.at("error").get<std::string>();
     // Absent in records written before versions were tracked: one version, no checkpoints.
     if (j.contains("versions")) {
       for (const json& v : j.at("versions")) {
-        record.versions.push_back({v.at(0).get<int64_t>(), v.at(1).get<int64_t>(),
-                                   v.at(2).get<int64_t>(), v.at(3).get<int64_t>()});
+        record.versions.push_back({JsonInt<int64_t>(v.at(0)), JsonInt<int64_t>(v.at(1)),
+                                   JsonInt<int64_t>(v.at(2)), JsonInt<int64_t>(v.at(3))});
       }
     }
     if (j.contains("checkpoints")) {
-      record.checkpoints = j.at("checkpoints").get<std::vector<int64_t>>();
+      record.checkpoints = JsonIntArray<int64_t>(j.at("checkpoints"));
     }
     if (j.contains("public")) record.is_public = j.at("public").get<bool>();
     if (j.contains("shared_with")) {
-      record.shared_with = j.at("shared_with").get<std::vector<TenantId>>();
+      record.shared_with = JsonIntArray<TenantId>(j.at("shared_with"));
     }
     if (!ParseStatusName(j.at("status").get<std::string>(), &record.status)) {
       return absl::DataLossError(absl::StrCat(where, ": unknown status ", j.at("status").dump()));
     }
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat(where, ": malformed record: ", e.what()));
+  }
+  if (record.version < 0 || record.text_bytes < 0 || record.num_tokens < 0 ||
+      record.state_tokens < 0 || record.state_tokens > record.num_tokens) {
+    return absl::DataLossError(absl::StrCat(where, ": the record's counts are inconsistent"));
   }
   if (record.tenant != tenant || record.id != id) {
     return absl::DataLossError(absl::StrCat(where, ": the record stored under its key is of ",
@@ -184,8 +191,12 @@ absl::Status DecodeSection(absl::string_view value, std::string* name, int64_t* 
       !j.contains("begin_byte") || !j["begin_byte"].is_number_integer()) {
     return absl::DataLossError("a stored section record is damaged");
   }
+  try {
+    *begin_byte = JsonInt<int64_t>(j["begin_byte"]);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat("a stored section record is damaged: ", e.what()));
+  }
   *name = j["name"].get<std::string>();
-  *begin_byte = j["begin_byte"].get<int64_t>();
   return absl::OkStatus();
 }
 

@@ -147,6 +147,7 @@ class RocksDbContextStore final : public ContextStore {
                                                   int64_t state_tokens) override;
   absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
                                        const StateKey& key) override;
+  absl::StatusOr<DocumentRecord> ResetState(TenantId tenant, DocumentId id) override;
   absl::StatusOr<int64_t> DocumentBytes(TenantId tenant, DocumentId id) override;
   absl::StatusOr<int64_t> CollectGarbage() override;
 
@@ -871,6 +872,30 @@ absl::StatusOr<DocumentRecord> RocksDbContextStore::SetSharing(TenantId tenant, 
   rocksdb::WriteBatch batch;
   TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
   TOME_RETURN_IF_ERROR(Write(&batch, absl::StrCat("sharing ", DocName(tenant, id))));
+  return record;
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::ResetState(TenantId tenant, DocumentId id) {
+  TOME_RETURN_IF_ERROR(RecoverIfNeeded());
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckWritable());
+  absl::MutexLock lock(&DocumentMutex(tenant, id));
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id));
+  const std::string begin = DocumentPrefix(tenant, id);
+  const std::string end = DocumentPrefixEnd(tenant, id);  // not empty: the record exists
+  rocksdb::WriteBatch batch;
+  for (Cf c : {Cf::kState, Cf::kKv, Cf::kSummary}) {
+    TOME_RETURN_IF_ERROR(
+        FromRocksDb(batch.DeleteRange(cf(c), begin, end), "adding a range deletion to a batch"));
+  }
+  record.state_tokens = 0;
+  record.checkpoints.clear();
+  record.status = record.num_tokens > 0 ? DocumentStatus::kIngesting : DocumentStatus::kEmpty;
+  record.error.clear();
+  record.updated_micros = NowMicros();
+  TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
+  TOME_RETURN_IF_ERROR(
+      Write(&batch, absl::StrCat("discarding the model state of ", DocName(tenant, id))));
   return record;
 }
 

@@ -27,7 +27,8 @@ uint64_t GetLittleEndian64(const char* p) {
 }
 
 constexpr absl::string_view kReingest =
-    "the stored state is corrupt; delete and re-ingest the document";
+    "the stored state is corrupt; re-ingest the document (DocumentService.ReingestDocument) or "
+    "delete it";
 
 }  // namespace
 
@@ -81,7 +82,7 @@ absl::StatusOr<absl::string_view> DecodeStateValue(absl::string_view value,
     return absl::FailedPreconditionError(
         absl::StrCat("the state was computed by a different model (fingerprint ",
                      FingerprintHex(found), ", this store's model is ", FingerprintHex(expected),
-                     "); it must be recomputed: re-ingest the document"));
+                     "); it must be recomputed: re-ingest the document (ReingestDocument)"));
   }
   return payload;
 }

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <atomic>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -24,6 +26,8 @@
 #include "tome/storage/context_store.h"
 #include "tome/services/bearer_interceptor.h"
 #include "tome/v1/documents.grpc.pb.h"
+#include "tome/v1/query.grpc.pb.h"
+#include "tome/v1/sessions.grpc.pb.h"
 
 namespace tome {
 namespace {
@@ -56,20 +60,23 @@ class Server {
     process_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{TOMED_BINARY, "--listen=127.0.0.1:0", "--data_dir=" + data_dir,
                                  "--model=" TOME_MODEL_DIR, "--port_file=" + port_file,
-                                 absl::StrCat("--checkpoint_tokens=", kCheckpointTokens)},
+                                 absl::StrCat("--checkpoint_tokens=", kCheckpointTokens),
+                                 "--metrics_listen="},
         log);
     const int port = testing::WaitForPortFile(port_file, 60);
     EXPECT_GT(port, 0) << "tomed did not start; see " << log;
     const std::string key =
         services::ReadCredential(data_dir + "/bootstrap-credentials", "TOME_API_KEY");
-    documents_ = v1::DocumentService::NewStub(
-        services::AuthenticatedChannel(absl::StrCat("127.0.0.1:", port), key));
+    channel_ = services::AuthenticatedChannel(absl::StrCat("127.0.0.1:", port), key);
+    documents_ = v1::DocumentService::NewStub(channel_);
   }
   v1::DocumentService::Stub& documents() { return *documents_; }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
   int Kill(int signal) { return process_->Stop(signal); }
 
  private:
   std::unique_ptr<ChildProcess> process_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DocumentService::Stub> documents_;
 };
 
@@ -206,6 +213,177 @@ TEST_F(CrashResumeTest, KilledIngestionResumesAndEndsWhereAnUninterruptedRunEnds
   const auto b = Logits(*crash_store, crashed.id, crashed.state_tokens);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_TRUE(a == b) << "logits after resumed ingestion differ from the uninterrupted run";
+}
+
+// SIGKILL while clients append text, ask about the document and ask within a session, again
+// and again: every append and session turn a client saw succeed is there after the restart
+// (the one in flight at the kill is there whole or not at all), the stored state always
+// loads, and afterwards ingestion completes and both kinds of question are answered.
+TEST_F(CrashResumeTest, KilledDuringAsksAndAppendsKeepsEverythingAcknowledged) {
+  const std::string data_dir = dir_.Sub("live");
+  const std::string log = dir_.Sub("live.log");
+  std::string durable_text = DocumentText().substr(0, 4000);
+  std::string id, session_id;
+  {
+    Server server(data_dir, log);
+    id = CreateAndAppend(server, durable_text);
+    WaitReady(server, id);
+    auto sessions = v1::SessionService::NewStub(server.channel());
+    grpc::ClientContext context;
+    v1::CreateSessionRequest request;
+    request.set_document_id(id);
+    v1::Session session;
+    ASSERT_TRUE(sessions->CreateSession(&context, request, &session).ok());
+    session_id = session.id();
+    EXPECT_EQ(server.Kill(SIGTERM), 0);
+  }
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> when_ms(100, 1500);
+  int64_t acked_turns = 0;
+  int total_acked_appends = 0, total_answers = 0, total_turns = 0;
+  const int kills = std::max(2, Iterations() / 2);
+  for (int kill = 0; kill < kills; ++kill) {
+    std::mutex mu;
+    std::vector<std::string> acked;  // appends acknowledged in this run, in order
+    std::string in_flight;           // the append sent last, if not acknowledged
+    std::atomic<bool> stop{false};
+    std::atomic<int> answers{0}, turns{0};
+    {
+      Server server(data_dir, log);
+      // The session's turns so far survived the previous kill (plus at most the one that was
+      // in flight then).
+      {
+        auto sessions = v1::SessionService::NewStub(server.channel());
+        grpc::ClientContext context;
+        v1::GetSessionRequest request;
+        request.set_session_id(session_id);
+        v1::Session session;
+        ASSERT_TRUE(sessions->GetSession(&context, request, &session).ok());
+        EXPECT_GE(session.turns(), acked_turns);
+        EXPECT_LE(session.turns(), acked_turns + 1);
+        acked_turns = session.turns();
+      }
+      std::thread appender([&] {
+        auto documents = v1::DocumentService::NewStub(server.channel());
+        for (int n = 0; !stop; ++n) {
+          const std::string piece = absl::StrCat(" run ", kill, " piece ", n, " of the log.");
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            in_flight = piece;
+          }
+          grpc::ClientContext context;
+          v1::AppendTextResponse response;
+          auto writer = documents->AppendText(&context, &response);
+          v1::AppendTextRequest request;
+          request.set_document_id(id);
+          request.set_text(piece);
+          writer->Write(request);
+          writer->WritesDone();
+          if (!writer->Finish().ok()) break;  // killed
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            acked.push_back(piece);
+            in_flight.clear();
+          }
+          // A steady trickle, so that ingestion and the questions get their turns.
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      });
+      auto ask = [&](bool in_session) {
+        auto queries = v1::QueryService::NewStub(server.channel());
+        while (!stop) {
+          grpc::ClientContext context;
+          v1::AskRequest request;
+          if (in_session) {
+            request.set_session_id(session_id);
+          } else {
+            request.set_document_id(id);
+            request.set_version(1);  // the latest would wait for the appends to be ingested
+          }
+          request.set_question("What does the log say?");
+          request.set_max_tokens(16);
+          auto reader = queries->Ask(&context, request);
+          v1::AskResponse response;
+          while (reader->Read(&response)) {
+          }
+          if (!reader->Finish().ok()) break;  // killed
+          ++(in_session ? turns : answers);
+        }
+      };
+      std::thread asker([&] { ask(false); });
+      std::thread session_asker([&] { ask(true); });
+      // Kill once questions are flowing (the first one restores the state from the store),
+      // at a random moment after that.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (answers + turns == 0 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(when_ms(rng)));
+      server.Kill(SIGKILL);
+      stop = true;
+      appender.join();
+      asker.join();
+      session_asker.join();
+    }
+    acked_turns += turns;
+    total_answers += answers;
+    total_turns += turns;
+    total_acked_appends += static_cast<int>(acked.size());
+    // The store, opened directly: every acknowledged append is there, in order, and the one
+    // in flight is there whole or not at all.
+    auto store = OpenStore(data_dir);
+    ASSERT_NE(store, nullptr);
+    auto record = store->GetDocument(storage::kDefaultTenant, std::stoull(id));
+    ASSERT_TRUE(record.ok()) << record.status();
+    auto text = store->ReadText(storage::kDefaultTenant, std::stoull(id));
+    ASSERT_TRUE(text.ok()) << text.status();
+    for (const std::string& piece : acked) durable_text += piece;
+    if (*text != durable_text) {
+      ASSERT_FALSE(in_flight.empty()) << "text changed without an append in flight";
+      ASSERT_EQ(*text, durable_text + in_flight) << "a partial or foreign append is stored";
+      durable_text = *text;
+    }
+    EXPECT_EQ(record->text_bytes, static_cast<int64_t>(durable_text.size()));
+    EXPECT_LE(record->state_tokens, record->num_tokens);
+    if (record->state_tokens > 0) {
+      EXPECT_FALSE(Logits(*store, record->id, record->state_tokens).empty())
+          << "the committed state at " << record->state_tokens << " does not load";
+    }
+  }
+  // Afterwards: ingestion of everything appended completes, and questions are answered.
+  {
+    Server server(data_dir, log);
+    WaitReady(server, id);
+    auto queries = v1::QueryService::NewStub(server.channel());
+    for (bool in_session : {false, true}) {
+      grpc::ClientContext context;
+      v1::AskRequest request;
+      if (in_session) {
+        request.set_session_id(session_id);
+      } else {
+        request.set_document_id(id);
+      }
+      request.set_question("And now?");
+      request.set_max_tokens(8);
+      auto reader = queries->Ask(&context, request);
+      v1::AskResponse response;
+      v1::AskSummary summary;
+      while (reader->Read(&response)) {
+        if (response.has_summary()) summary = response.summary();
+      }
+      ASSERT_TRUE(reader->Finish().ok());
+      if (in_session) {  // the turn in flight at the last kill may have been kept
+        EXPECT_GE(summary.turn(), acked_turns + 1);
+        EXPECT_LE(summary.turn(), acked_turns + 2);
+      }
+    }
+    EXPECT_EQ(server.Kill(SIGTERM), 0);
+  }
+  std::printf("[crash] %d kills during asks and appends: %d appends, %d answers and %d session "
+              "turns acknowledged before the kills, all durable\n",
+              kills, total_acked_appends, total_answers, total_turns);
+  EXPECT_GT(total_acked_appends, 0);
+  EXPECT_GT(total_answers + total_turns, 0) << "no question was answered between the kills";
 }
 
 }  // namespace

@@ -30,7 +30,8 @@ class TomedProcessTest : public ::testing::Test {
     server_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{TOMED_BINARY, "--listen=127.0.0.1:0",
                                  "--data_dir=" + dir_.Sub("data"), "--model=" TOME_MODEL_DIR,
-                                 "--port_file=" + port_file, "--checkpoint_tokens=512"},
+                                 "--port_file=" + port_file, "--checkpoint_tokens=512",
+                                 "--metrics_listen="},
         dir_.Sub("tomed.log"));
     port_ = testing::WaitForPortFile(port_file, 60);
     ASSERT_GT(port_, 0) << "tomed did not start; see " << dir_.Sub("tomed.log");

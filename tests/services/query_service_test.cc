@@ -1,6 +1,7 @@
 // QueryService over an in-process channel.
 #include "gtest/gtest.h"
 #include "tests/testutil/server_fixture.h"
+#include "tome_core.h"
 
 namespace tome {
 namespace {
@@ -36,6 +37,31 @@ TEST_F(QueryServiceTest, SameAnswerFromMemoryAndAfterRestartFromTheStore) {
   EXPECT_EQ(third, first);
   EXPECT_EQ(s3.state_source(), "store");
   EXPECT_EQ(s3.document_prefill_tokens(), 0);
+}
+
+TEST_F(QueryServiceTest, SameAnswerWhenTheStateIsOpenedOnDemand) {
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += "Line " + std::to_string(i) + " of a long record. ";
+  const std::string id = Ingest(text + "The vault code is 31337.");
+  std::string resident, on_demand;
+  v1::AskSummary s1, s2;
+  StartServer();
+  ASSERT_TRUE(Ask(id, "What is the vault code?", &resident, &s1).ok());
+  EXPECT_EQ(s1.state_source(), "store");
+  // Every state now opens on demand, with room for two KV blocks in engine memory and none
+  // in host memory: the answer must not change.
+  services::ServerOptions options = Options();
+  options.resident_kv_limit_bytes = 0;
+  options.block_cache_bytes = 2 * (2 * 64 * 16 * 4);  // two tiny-model blocks (K and V)
+  options.host_block_cache_bytes = 0;
+  StartServer(options);
+  ASSERT_TRUE(Ask(id, "What is the vault code?", &on_demand, &s2).ok());
+  EXPECT_EQ(s2.state_source(), "store");
+  EXPECT_EQ(on_demand, resident);
+  const engine::BlockCacheStats stats = server_->core()->block_cache_stats();
+  EXPECT_GT(stats.source_reads, 0);
+  EXPECT_GT(stats.device_evictions, 0);
+  EXPECT_LE(stats.device_bytes, options.block_cache_bytes);
 }
 
 TEST_F(QueryServiceTest, BadQuestionsGetClearErrors) {

@@ -16,6 +16,13 @@ if(TOME_SANITIZE)
                       $<$<COMPILE_LANGUAGE:CXX,C>:-fno-omit-frame-pointer>)
   add_link_options(-fsanitize=${_tome_san})
 endif()
+if(TOME_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "TOME_FUZZ needs clang (libFuzzer): CC=clang CXX=clang++")
+  endif()
+  # Coverage instrumentation everywhere; the fuzz targets link libFuzzer's main.
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX,C>:-fsanitize=fuzzer-no-link>)
+endif()
 
 find_package(Threads REQUIRED)
 find_package(absl REQUIRED)

@@ -2,7 +2,7 @@
 """Ingests a book (or a source tree) into tomed and asks a question about it.
 
     PYTHONPATH=clients/python python3 clients/python/examples/ask_book.py \
-        tools/samples/lighthouse.txt "Who kept the lighthouse?"
+        tools/samples/lighthouse.txt "What is the access code for Elias Varga?"
 
 Options: --server HOST:PORT (default 127.0.0.1:7070), --api-key KEY (default
 $TOME_API_KEY), --document ID (ask an already ingested document instead of PATH),

@@ -11,13 +11,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "nlohmann/json.hpp"
 #include "tome/base/status_macros.h"
 
 namespace tome::services {
 namespace {
 
-using json = nlohmann::json;
 using storage::RecordKind;
 
 constexpr size_t kMaxTenantName = 128;
@@ -25,61 +23,6 @@ constexpr absl::string_view kNextTenantId = "next_tenant_id";
 constexpr absl::string_view kAdminKeyHash = "admin_key_hash";
 
 int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
-
-json QuotasToJson(const Quotas& q) {
-  return {{"max_stored_bytes", q.max_stored_bytes},
-          {"max_documents", q.max_documents},
-          {"max_concurrent_requests", q.max_concurrent_requests},
-          {"max_tokens_per_minute", q.max_tokens_per_minute},
-          {"session_ttl_seconds", q.session_ttl_seconds}};
-}
-
-Quotas QuotasFromJson(const json& j) {
-  Quotas q;
-  q.max_stored_bytes = j.value("max_stored_bytes", int64_t{0});
-  q.max_documents = j.value("max_documents", int64_t{0});
-  q.max_concurrent_requests = j.value("max_concurrent_requests", 0);
-  q.max_tokens_per_minute = j.value("max_tokens_per_minute", int64_t{0});
-  q.session_ttl_seconds = j.value("session_ttl_seconds", int64_t{0});
-  return q;
-}
-
-absl::StatusOr<TenantInfo> DecodeTenant(const std::string& value) {
-  json j = json::parse(value, nullptr, false);
-  if (!j.is_object() || !j.contains("id") || !j.contains("name")) {
-    return absl::DataLossError("a stored tenant record is damaged");
-  }
-  TenantInfo t;
-  t.id = j["id"].get<storage::TenantId>();
-  t.name = j["name"].get<std::string>();
-  t.quotas = QuotasFromJson(j.value("quotas", json::object()));
-  t.created_micros = j.value("created_micros", int64_t{0});
-  return t;
-}
-
-absl::StatusOr<ApiKeyInfo> DecodeKey(const std::string& value) {
-  json j = json::parse(value, nullptr, false);
-  if (!j.is_object() || !j.contains("key_id") || !j.contains("tenant")) {
-    return absl::DataLossError("a stored API key record is damaged");
-  }
-  ApiKeyInfo k;
-  k.key_id = j["key_id"].get<std::string>();
-  k.tenant = j["tenant"].get<storage::TenantId>();
-  k.name = j.value("name", "");
-  k.created_micros = j.value("created_micros", int64_t{0});
-  k.revoked = j.value("revoked", false);
-  return k;
-}
-
-std::string EncodeKey(const ApiKeyInfo& k) {
-  return json{{"format", 1},
-              {"key_id", k.key_id},
-              {"tenant", k.tenant},
-              {"name", k.name},
-              {"created_micros", k.created_micros},
-              {"revoked", k.revoked}}
-      .dump();
-}
 
 }  // namespace
 
@@ -100,12 +43,7 @@ absl::StatusOr<std::string> TenantRegistry::NewSecret() {
 }
 
 absl::Status TenantRegistry::PutTenant(const TenantInfo& t) {
-  const json j = {{"format", 1},
-                  {"id", t.id},
-                  {"name", t.name},
-                  {"quotas", QuotasToJson(t.quotas)},
-                  {"created_micros", t.created_micros}};
-  return store_->PutRecord(RecordKind::kTenant, absl::StrCat(t.id), j.dump());
+  return store_->PutRecord(RecordKind::kTenant, absl::StrCat(t.id), EncodeTenantRecord(t));
 }
 
 absl::Status TenantRegistry::Bootstrap(const std::string& credentials_path) {
@@ -142,6 +80,7 @@ absl::StatusOr<TenantInfo> TenantRegistry::CreateTenant(absl::string_view name,
     return absl::InvalidArgumentError(
         absl::StrCat("tenant names are 1 to ", kMaxTenantName, " bytes"));
   }
+  TOME_RETURN_IF_ERROR(ValidateQuotas(quotas));
   std::lock_guard<std::mutex> lock(mu_);
   if (store_->GetRecord(RecordKind::kTenantName, name).ok()) {
     return absl::AlreadyExistsError(absl::StrCat("a tenant named '", name, "' exists"));
@@ -163,14 +102,14 @@ absl::StatusOr<TenantInfo> TenantRegistry::GetTenant(storage::TenantId id) {
     return absl::NotFoundError(absl::StrCat("tenant ", id, " not found"));
   }
   TOME_RETURN_IF_ERROR(value.status());
-  return DecodeTenant(*value);
+  return DecodeTenantRecord(*value);
 }
 
 absl::StatusOr<std::vector<TenantInfo>> TenantRegistry::ListTenants() {
   TOME_ASSIGN_OR_RETURN(auto records, store_->ListRecords(RecordKind::kTenant, ""));
   std::vector<TenantInfo> out;
   for (const auto& [id, value] : records) {
-    TOME_ASSIGN_OR_RETURN(TenantInfo t, DecodeTenant(value));
+    TOME_ASSIGN_OR_RETURN(TenantInfo t, DecodeTenantRecord(value));
     out.push_back(std::move(t));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -178,11 +117,7 @@ absl::StatusOr<std::vector<TenantInfo>> TenantRegistry::ListTenants() {
 }
 
 absl::StatusOr<TenantInfo> TenantRegistry::SetQuotas(storage::TenantId id, const Quotas& quotas) {
-  if (quotas.max_stored_bytes < 0 || quotas.max_documents < 0 ||
-      quotas.max_concurrent_requests < 0 || quotas.max_tokens_per_minute < 0 ||
-      quotas.session_ttl_seconds < 0) {
-    return absl::InvalidArgumentError("quotas must not be negative (0 means no limit)");
-  }
+  TOME_RETURN_IF_ERROR(ValidateQuotas(quotas));
   std::lock_guard<std::mutex> lock(mu_);
   TOME_ASSIGN_OR_RETURN(TenantInfo t, GetTenant(id));
   t.quotas = quotas;
@@ -198,7 +133,8 @@ absl::StatusOr<std::pair<ApiKeyInfo, std::string>> TenantRegistry::CreateApiKey(
   const std::string hash = HashSecret(secret);
   ApiKeyInfo info{hash.substr(0, 16), tenant, std::string(name), NowMicros(), false};
   std::lock_guard<std::mutex> lock(mu_);
-  TOME_RETURN_IF_ERROR(store_->PutRecord(storage::RecordKind::kApiKey, hash, EncodeKey(info)));
+  TOME_RETURN_IF_ERROR(
+      store_->PutRecord(storage::RecordKind::kApiKey, hash, EncodeApiKeyRecord(info)));
   TOME_RETURN_IF_ERROR(store_->PutRecord(storage::RecordKind::kApiKeyId, info.key_id, hash));
   return std::make_pair(info, secret);
 }
@@ -207,7 +143,7 @@ absl::StatusOr<std::vector<ApiKeyInfo>> TenantRegistry::ListApiKeys(storage::Ten
   TOME_ASSIGN_OR_RETURN(auto records, store_->ListRecords(RecordKind::kApiKey, ""));
   std::vector<ApiKeyInfo> out;
   for (const auto& [hash, value] : records) {
-    TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeKey(value));
+    TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeApiKeyRecord(value));
     if (k.tenant == tenant) out.push_back(std::move(k));
   }
   return out;
@@ -221,9 +157,9 @@ absl::Status TenantRegistry::RevokeApiKey(absl::string_view key_id) {
   }
   TOME_RETURN_IF_ERROR(hash.status());
   TOME_ASSIGN_OR_RETURN(std::string value, store_->GetRecord(RecordKind::kApiKey, *hash));
-  TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeKey(value));
+  TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeApiKeyRecord(value));
   k.revoked = true;
-  return store_->PutRecord(RecordKind::kApiKey, *hash, EncodeKey(k));
+  return store_->PutRecord(RecordKind::kApiKey, *hash, EncodeApiKeyRecord(k));
 }
 
 absl::StatusOr<Principal> TenantRegistry::Authenticate(absl::string_view secret) {
@@ -237,7 +173,7 @@ absl::StatusOr<Principal> TenantRegistry::Authenticate(absl::string_view secret)
   }
   auto value = store_->GetRecord(RecordKind::kApiKey, hash);
   if (!value.ok()) return unauthenticated;
-  TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeKey(*value));
+  TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeApiKeyRecord(*value));
   if (k.revoked) return unauthenticated;
   return Principal{k.tenant, false};
 }

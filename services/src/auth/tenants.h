@@ -47,6 +47,16 @@ struct Principal {
 // The SHA-256 of `secret`, hex.
 std::string HashSecret(absl::string_view secret);
 
+// InvalidArgument for a negative quota or a session TTL above kMaxSessionTtlSeconds.
+absl::Status ValidateQuotas(const Quotas& quotas);
+
+// Stored records (auth/tenant_records.cc): JSON objects with a "format" field. The decoders
+// return DataLoss for anything else, whatever the bytes (tests/fuzz feeds them garbage).
+std::string EncodeTenantRecord(const TenantInfo& tenant);
+absl::StatusOr<TenantInfo> DecodeTenantRecord(absl::string_view value);
+std::string EncodeApiKeyRecord(const ApiKeyInfo& key);
+absl::StatusOr<ApiKeyInfo> DecodeApiKeyRecord(absl::string_view value);
+
 class TenantRegistry {
  public:
   explicit TenantRegistry(storage::ContextStore* store) : store_(store) {}

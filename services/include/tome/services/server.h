@@ -27,10 +27,20 @@ struct ServerOptions {
   int64_t checkpoint_tokens = 0;  // 0: the default policy (DefaultCheckpointTokens)
   int64_t max_document_bytes = int64_t{1} << 30;
   bool sync_writes = true;
+  // Storage-backed attention (CoreOptions): states with more KV than this load on demand.
+  int64_t resident_kv_limit_bytes = int64_t{4} << 30;
+  int64_t block_cache_bytes = int64_t{1} << 30;
+  int64_t host_block_cache_bytes = int64_t{2} << 30;
   // Network. Port 0 picks a free port (see TomeServer::port()).
   std::string listen_address = "127.0.0.1:7070";
   int max_message_bytes = 4 << 20;
-  // Prometheus metrics over HTTP at http://<address>/metrics; empty disables them.
+  // TLS on the gRPC port: PEM certificate chain and key (empty = plaintext), and a CA whose
+  // client certificates are required (mutual TLS; empty = no client certificates).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // Prometheus metrics over HTTP at http://<address>/metrics; empty disables them. Always
+  // plaintext: keep it on loopback or a private network.
   std::string metrics_address;
 };
 

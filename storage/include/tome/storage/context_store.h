@@ -188,6 +188,13 @@ class ContextStore {
   virtual absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
                                                const StateKey& key) = 0;
 
+  // Discards the document's model state (every Lightning state, KV block and summary record)
+  // and its checkpoints in one WriteBatch: state_tokens becomes 0 and the status kIngesting
+  // (kEmpty without text), the error is cleared. Text, tokens, versions and sections stay, so
+  // the state can be computed again from them (a damaged state, or another model's). NotFound
+  // if absent.
+  virtual absl::StatusOr<DocumentRecord> ResetState(TenantId tenant, DocumentId id) = 0;
+
   // --- service records ----------------------------------------------------------------------
   // Small values under (kind, id), written and read whole; `id` is at most 256 bytes.
   virtual absl::Status PutRecord(RecordKind kind, absl::string_view id,

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# CI, after tools/test.sh: the test suite under AddressSanitizer + UndefinedBehaviorSanitizer,
+# the concurrency tests under ThreadSanitizer, then every fuzz target for a short run
+# (tools/fuzz.sh). Any sanitizer report fails the run. docs/RELIABILITY.md lists what runs
+# and how long it takes.
+#
+#   tools/sanitize.sh [asan|tsan|fuzz|all]      (default all)
+#
+# Builds go to build-asan/, build-tsan/ and build-fuzz/ (CPU only, -O1, no benchmarks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stage="${1:-all}"
+jobs="${TOME_SANITIZE_JOBS:-$(nproc)}"
+supp="$PWD/tools/sanitizers"
+
+configure() {  # configure DIR SANITIZERS [cmake args...]
+  local dir="$1" sanitizers="$2"
+  shift 2
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_C_FLAGS="-O1 -g1" \
+    -DCMAKE_CXX_FLAGS="-O1 -g1" -DTOME_SANITIZE="$sanitizers" -DTOME_CUDA=OFF \
+    -DTOME_BUILD_BENCH=OFF "$@" >/dev/null
+}
+
+timed() {  # timed NAME COMMAND...: runs it and prints how long it took
+  local name="$1" start=$SECONDS
+  shift
+  "$@"
+  echo "sanitize: $name took $((SECONDS - start)) s"
+}
+
+# Reports are fatal and carry stacks; third-party suppressions are in tools/sanitizers/.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0"
+export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsan.supp"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp"
+
+asan() {
+  configure build-asan "address;undefined"
+  ninja -C build-asan -j "$jobs"
+  # Everything but the GPU tests, the slow 100-kill crash test, and the two Python-only
+  # suites (the PyTorch reference's self-test and its parity with the engine's numbers).
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE "gpu|slow" \
+    -E "reference_self_test|ReferenceParity"
+}
+
+tsan() {
+  configure build-tsan thread
+  # The tests whose code runs on several threads: the server (scheduler, ingestion,
+  # sessions, streams, quotas) and the store (concurrent appends and commits).
+  ninja -C build-tsan -j "$jobs" services_test storage_test tomed
+  # One OpenMP thread: libgomp is not TSan-instrumented, so its barriers would look like
+  # missing synchronisation inside every parallel kernel. Tome's own threads stay many.
+  OMP_NUM_THREADS=1 taskset -c 0 ctest --test-dir build-tsan --output-on-failure -j 1 \
+    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest)\."
+}
+
+case "$stage" in
+  asan) timed asan asan ;;
+  tsan) timed tsan tsan ;;
+  fuzz) timed fuzz tools/fuzz.sh ;;
+  all)
+    timed asan asan
+    timed tsan tsan
+    timed fuzz tools/fuzz.sh
+    ;;
+  *) echo "usage: $0 [asan|tsan|fuzz|all]" >&2; exit 2 ;;
+esac

@@ -4,7 +4,12 @@
 # (tools/fuzz.sh). Any sanitizer report fails the run. docs/RELIABILITY.md lists what runs
 # and how long it takes.
 #
-#   tools/sanitize.sh [asan|tsan|fuzz|all]      (default all)
+#   tools/sanitize.sh [asan|tsan|fuzz|all|ci]      (default all)
+#
+# `ci` is the subset CI runs after tools/test.sh, sized for its time limit: ASan + UBSan over
+# the kernel, engine, storage, CLI and fuzz-replay tests (everything but the gRPC server) and
+# TSan over the store's tests, then every fuzz target for 15 s. The server's tests under both
+# sanitizers run in `asan`/`tsan`.
 #
 # Builds go to build-asan/, build-tsan/ and build-fuzz/ (CPU only, -O1, no benchmarks).
 set -euo pipefail
@@ -54,7 +59,22 @@ tsan() {
     -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest)\."
 }
 
+# CI's subset: the targets that need no gRPC server code (build time), each fully sanitized.
+ci() {
+  configure build-asan "address;undefined"
+  ninja -C build-asan -j "$jobs" kernels_test engine_test storage_test tome_cli_test \
+    fuzz_regression_test tome_fuzzers
+  # The unit label: every test outside the server and process tests.
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit -LE "gpu|slow" \
+    -E "reference_self_test|ReferenceParity"
+  configure build-tsan thread
+  ninja -C build-tsan -j "$jobs" storage_test
+  OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j 1 -R "^(ContextStoreTest|LifecycleTest|FaultTest)\."
+  tools/fuzz.sh 15
+}
+
 case "$stage" in
+  ci) timed ci ci ;;
   asan) timed asan asan ;;
   tsan) timed tsan tsan ;;
   fuzz) timed fuzz tools/fuzz.sh ;;
@@ -63,5 +83,5 @@ case "$stage" in
     timed tsan tsan
     timed fuzz tools/fuzz.sh
     ;;
-  *) echo "usage: $0 [asan|tsan|fuzz|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [asan|tsan|fuzz|all|ci]" >&2; exit 2 ;;
 esac

@@ -86,19 +86,19 @@ class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest
     }
     if (!request_.document_id().empty()) {
       if (!document_id_.empty() && request_.document_id() != document_id_) {
-        Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        Done(ToGrpcStatus(absl::InvalidArgumentError(
             "every message of one AppendText stream must name the same document_id")));
         return;
       }
       document_id_ = request_.document_id();
     } else if (document_id_.empty()) {
-      Finish(ToGrpcStatus(
+      Done(ToGrpcStatus(
           absl::InvalidArgumentError("the first AppendText message must set document_id")));
       return;
     }
     if (static_cast<int64_t>(text_.size() + request_.text().size()) >
         core_->max_document_bytes()) {
-      Finish(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+      Done(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
           "the streamed text exceeds this server's limit of ", core_->max_document_bytes(),
           " bytes per AppendText call; append it in several calls"))));
       return;
@@ -113,26 +113,33 @@ class AppendReactor final : public grpc::ServerReadReactor<v1::AppendTextRequest
   void OnDone() override { delete this; }
 
  private:
+  // Frees the call's concurrency slot before the client can see the status, so that a
+  // client whose call has ended may start the next one at once.
+  void Done(grpc::Status status) {
+    call_.slot.reset();
+    Finish(std::move(status));
+  }
+
   void Complete() {
     if (document_id_.empty()) {
-      Finish(ToGrpcStatus(absl::InvalidArgumentError("AppendText received no message")));
+      Done(ToGrpcStatus(absl::InvalidArgumentError("AppendText received no message")));
       return;
     }
     auto id = ParseDocumentId(document_id_);
     if (!id.ok()) {
-      Finish(ToGrpcStatus(id.status()));
+      Done(ToGrpcStatus(id.status()));
       return;
     }
     auto result = core_->AppendText(call_.caller, *id, text_, sections_);
     if (!result.ok()) {
-      Finish(ToGrpcStatus(result.status()));
+      Done(ToGrpcStatus(result.status()));
       return;
     }
     FillDocument(core_, call_.caller, DocumentView{result->record, true},
                  response_->mutable_document());
     response_->set_appended_bytes(result->appended_bytes);
     response_->set_appended_tokens(result->appended_tokens);
-    Finish(grpc::Status::OK);
+    Done(grpc::Status::OK);
   }
 
   TomeCore* core_;
@@ -261,10 +268,11 @@ grpc::ServerWriteReactor<v1::IngestionProgress>* DocumentServiceImpl::WatchInges
   }
   auto id = ParseDocumentId(request->document_id());
   if (!id.ok()) {
+    call->slot.reset();
     reactor->Finish(ToGrpcStatus(id.status()));
     return reactor;
   }
-  std::thread([core = core_, reactor, doc = *id, call = std::move(call).value()] {
+  std::thread([core = core_, reactor, doc = *id, call = std::move(call).value()]() mutable {
     const absl::Status status = core->WatchIngestion(
         call.caller, doc,
         [&](const IngestionProgress& p) {
@@ -279,6 +287,7 @@ grpc::ServerWriteReactor<v1::IngestionProgress>* DocumentServiceImpl::WatchInges
           return reactor->Write(std::move(msg));
         },
         [&] { return reactor->cancelled(); });
+    call.slot.reset();  // before the client can see the end of the call
     reactor->Finish(ToGrpcStatus(status));
   }).detach();
   return reactor;

@@ -55,7 +55,7 @@ grpc::ServerWriteReactor<v1::AskResponse>* QueryServiceImpl::Ask(
                         ? absl::InfiniteFuture()
                         : absl::FromChrono(deadline);
   std::thread([core = core_, reactor, caller = *caller, slot = std::move(slot).value(),
-               params = std::move(params)] {
+               params = std::move(params)]() mutable {
     auto cancelled = [&] { return reactor->cancelled() || absl::Now() > params.deadline; };
     auto result = core->Ask(
         caller, params,
@@ -66,6 +66,7 @@ grpc::ServerWriteReactor<v1::AskResponse>* QueryServiceImpl::Ask(
         },
         cancelled);
     if (!result.ok()) {
+      slot.reset();  // before the client can see the end of the call
       reactor->Finish(ToGrpcStatus(result.status()));
       return;
     }
@@ -98,6 +99,7 @@ grpc::ServerWriteReactor<v1::AskResponse>* QueryServiceImpl::Ask(
     t->set_total_ms(result->total_ms);
     t->set_decode_tokens_per_second(result->decode_tokens_per_second);
     reactor->Write(std::move(msg));
+    slot.reset();  // before the client can see the end of the call
     reactor->Finish(grpc::Status::OK);
   }).detach();
   return reactor;

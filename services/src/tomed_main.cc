@@ -4,6 +4,7 @@
 #include <glog/logging.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -24,6 +25,8 @@ ABSL_FLAG(int64_t, checkpoint_tokens, 0,
 ABSL_FLAG(std::string, dense_mode, "always_sparse",
           "sparse layers: always_sparse (official server) or hf (dense below dense_len)");
 ABSL_FLAG(int64_t, max_document_mb, 1024, "largest text accepted by one AppendText call, MiB");
+ABSL_FLAG(int64_t, max_message_mb, 4,
+          "largest gRPC message accepted, MiB (a document streams in pieces of at most this)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "address:port of the Prometheus /metrics endpoint (empty disables it)");
 ABSL_FLAG(int64_t, resident_kv_limit_mb, 4096,
@@ -53,14 +56,25 @@ int main(int argc, char** argv) {
   options.model_dir = absl::GetFlag(FLAGS_model);
   options.num_threads = absl::GetFlag(FLAGS_threads);
   options.checkpoint_tokens = absl::GetFlag(FLAGS_checkpoint_tokens);
-  options.max_document_bytes = absl::GetFlag(FLAGS_max_document_mb) << 20;
+  const int64_t max_document_mb = absl::GetFlag(FLAGS_max_document_mb);
+  const int64_t max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
+  if (max_document_mb <= 0 || max_document_mb > (int64_t{1} << 20) || max_message_mb <= 0 ||
+      max_message_mb > 1024) {
+    std::fprintf(stderr, "tomed: --max_document_mb must be in [1, 1048576] and "
+                         "--max_message_mb in [1, 1024]\n");
+    return 2;
+  }
+  options.max_document_bytes = max_document_mb << 20;
+  options.max_message_bytes = static_cast<int>(max_message_mb << 20);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
-  options.resident_kv_limit_bytes = absl::GetFlag(FLAGS_resident_kv_limit_mb) << 20;
-  options.block_cache_bytes = absl::GetFlag(FLAGS_block_cache_mb) << 20;
-  options.host_block_cache_bytes = absl::GetFlag(FLAGS_host_block_cache_mb) << 20;
+  // Clamped before shifting so that no flag value overflows; negative values are refused below.
+  auto mib = [](int64_t mb) { return std::min<int64_t>(mb, int64_t{1} << 40) << 20; };
+  options.resident_kv_limit_bytes = mib(absl::GetFlag(FLAGS_resident_kv_limit_mb));
+  options.block_cache_bytes = mib(absl::GetFlag(FLAGS_block_cache_mb));
+  options.host_block_cache_bytes = mib(absl::GetFlag(FLAGS_host_block_cache_mb));
   const std::string mode = absl::GetFlag(FLAGS_dense_mode);
   if (mode == "hf") {
     options.dense_mode = tome::engine::DenseThresholdMode::kHf;

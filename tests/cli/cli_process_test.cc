@@ -191,6 +191,14 @@ TEST_F(CliProcessTest, VersionsErrorsAndExitCodes) {
   r = Cli({"get", "424242"});
   EXPECT_EQ(r.rc, 1);
   EXPECT_TRUE(absl::StrContains(r.err, "NOT_FOUND")) << r.err;
+  // Only a FAILED document is re-ingested (FaultsTest covers a damaged one end to end).
+  r = Cli({"reingest", id});
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "FAILED_PRECONDITION")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "has not failed")) << r.err;
+  r = Cli({"reingest", "424242"});
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "NOT_FOUND")) << r.err;
 
   EXPECT_EQ(Cli({}).rc, 2);
   EXPECT_EQ(Cli({"bogus"}).rc, 2);

@@ -212,6 +212,19 @@ TEST_F(TomedSecurityTest, ServesMutualTlsFromItsFlags) {
                                       services::BearerInterceptors(api_key));
   ASSERT_TRUE(channel.ok()) << channel.status();
   EXPECT_TRUE(create(*channel).ok());
+  // The tome CLI speaks mutual TLS from its flags, and is refused without its certificate.
+  const std::vector<std::string> cli = {TOME_CLI_BINARY, "--server=" + address,
+                                        "--api_key=" + api_key, "--timeout=20",
+                                        "--tls_ca=" + pki + "/ca.pem"};
+  std::vector<std::string> with_cert = cli;
+  with_cert.insert(with_cert.end(), {"--tls_cert=" + pki + "/client.pem",
+                                     "--tls_key=" + pki + "/client.key", "list"});
+  std::string out;
+  EXPECT_EQ(testing::RunCommand(with_cert, &out), 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "over TLS")) << out;
+  std::vector<std::string> without_cert = cli;
+  without_cert.push_back("list");
+  EXPECT_NE(testing::RunCommand(without_cert, &out), 0) << out;
   // Plaintext, and TLS without a client certificate, are refused.
   EXPECT_FALSE(create(services::AuthenticatedChannel(address, api_key)).ok());
   services::ClientTlsOptions anonymous;

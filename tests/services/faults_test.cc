@@ -148,9 +148,16 @@ TEST_F(FaultsTest, SlowReaderPausesGenerationInsteadOfBuffering) {
   v1::AskResponse response;
   ASSERT_TRUE(reader->Read(&response));  // the answer has started
   // Stop reading. Generation must stall: the reactor queues at most 64 messages and the
-  // transport holds at most the client's window.
-  std::this_thread::sleep_for(std::chrono::seconds(2));
-  const int64_t stalled = DecodeSteps() - steps_before;
+  // transport holds at most the client's window. Wait until the step count stops moving
+  // (a slow machine takes longer to fill the buffers), then check that it stays put.
+  int64_t stalled = -1;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < give_up) {
+    const int64_t now = DecodeSteps() - steps_before;
+    if (now == stalled) break;
+    stalled = now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(DecodeSteps() - steps_before, stalled) << "generation went on without a reader";
   EXPECT_LT(stalled, 1000) << "the server buffered " << stalled << " tokens for a slow reader";

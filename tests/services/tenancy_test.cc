@@ -1,9 +1,11 @@
 // Tenancy over real gRPC: API keys, isolation between tenants, sharing, quotas.
 #include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/server_fixture.h"
 #include "tome/v1/admin.grpc.pb.h"
 #include "tome/v1/sessions.grpc.pb.h"
+#include "tome_core.h"
 
 namespace tome {
 namespace {
@@ -154,6 +156,41 @@ TEST_F(TenancyTest, PrivateDocumentsAreInvisibleToOtherTenants) {
   EXPECT_EQ(b.sessions->GetSession(&get_context, get, &seen).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(AskAs(*b.queries, "", session.id()).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// A probe by another tenant must not reveal whether a private document's state is cached
+// (a timing side channel): the probe is refused before any cache is consulted, with the
+// same answer whether the state is cold, warm, or the document does not exist.
+TEST_F(TenancyTest, ProbesCannotObserveAPrivateDocumentsCacheState) {
+  const std::string mine = Ingest("Tenant A's private notes, asked about often.");
+  StartServer();  // nothing cached
+  admin_ = v1::AdminService::NewStub(server_->InProcessChannel(admin_key_));
+  TenantClient b = NewTenant("b");
+  const services::DocumentStateCache& cache = server_->core()->state_cache();
+  auto counters = [&] { return std::pair{cache.hits(), cache.misses()}; };
+
+  const auto before_cold = counters();
+  const grpc::Status cold = AskAs(*b.queries, mine);
+  EXPECT_EQ(counters(), before_cold) << "a refused probe reached the state cache";
+
+  std::string deltas;
+  v1::AskSummary summary;
+  ASSERT_TRUE(Ask(mine, "What are these?", &deltas, &summary).ok());
+  EXPECT_EQ(summary.state_source(), "store");
+  const auto before_warm = counters();
+  const grpc::Status warm = AskAs(*b.queries, mine);
+  EXPECT_EQ(counters(), before_warm) << "a refused probe reached the state cache";
+  const grpc::Status absent = AskAs(*b.queries, "424242");
+
+  EXPECT_EQ(cold.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(warm.error_code(), cold.error_code());
+  EXPECT_EQ(warm.error_message(), cold.error_message());
+  EXPECT_EQ(absent.error_code(), cold.error_code());
+  EXPECT_EQ(absent.error_message(),
+            absl::StrReplaceAll(cold.error_message(), {{mine, "424242"}}));
+  // And the probes did not disturb A: its state is still cached.
+  ASSERT_TRUE(Ask(mine, "What are these?", &deltas, &summary).ok());
+  EXPECT_EQ(summary.state_source(), "memory");
 }
 
 TEST_F(TenancyTest, SharedDocumentsAreReadOnly) {

@@ -9,11 +9,10 @@
 
 namespace tome::cli {
 
-Client::Client(const std::string& server, std::string api_key, std::string admin_key)
-    : api_key_(std::move(api_key)), admin_key_(std::move(admin_key)) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+Client::Client(std::shared_ptr<grpc::Channel> channel, std::string api_key,
+               std::string admin_key)
+    : channel_(std::move(channel)), api_key_(std::move(api_key)),
+      admin_key_(std::move(admin_key)) {
   documents_ = v1::DocumentService::NewStub(channel_);
   queries_ = v1::QueryService::NewStub(channel_);
   sessions_ = v1::SessionService::NewStub(channel_);

@@ -16,7 +16,8 @@ namespace tome::cli {
 
 class Client {
  public:
-  Client(const std::string& server, std::string api_key, std::string admin_key);
+  // `channel`: to tomed, plaintext or TLS (see tome_main.cc).
+  Client(std::shared_ptr<grpc::Channel> channel, std::string api_key, std::string admin_key);
 
   // A context for one call: `authorization: Bearer <key>` (the admin key for AdminService
   // calls) when a key is known, and the deadline of --timeout.

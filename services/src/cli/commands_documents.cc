@@ -1,4 +1,4 @@
-// Document commands: create, get, list, delete, share, watch, health.
+// Document commands: create, get, list, delete, reingest, share, watch, health.
 #include <unistd.h>
 
 #include <chrono>
@@ -90,6 +90,18 @@ int Share(Client& client, const Args& args) {
 
 int Watch(Client& client, const Args& args) { return WatchIngestion(client, args[0], false); }
 
+// Recomputes a FAILED document's state from its stored text, then (--wait) shows progress.
+int Reingest(Client& client, const Args& args) {
+  v1::ReingestDocumentRequest request;
+  request.set_document_id(args[0]);
+  v1::Document document;
+  grpc::Status status =
+      client.documents().ReingestDocument(client.Context().get(), request, &document);
+  if (!status.ok()) return Fail(status);
+  PrintDocument(document);
+  return absl::GetFlag(FLAGS_wait) ? WatchIngestion(client, args[0], true) : 0;
+}
+
 int Health(Client& client, const Args&) {
   if (!client.channel().WaitForConnected(std::chrono::system_clock::now() +
                                          std::chrono::seconds(5))) {
@@ -134,6 +146,9 @@ std::vector<Command> DocumentCommands() {
       {"", "list", "", "list your documents (--include_shared: and those shared with you)", 0, 0,
        List},
       {"", "delete", "DOC", "delete a document and everything stored for it", 1, 1, Delete},
+      {"", "reingest", "DOC",
+       "recompute a FAILED document's model state from its stored text (--wait: show progress)",
+       1, 1, Reingest},
       {"", "share", "DOC [TENANT_ID...]",
        "share a document read-only with exactly these tenants (--public: with everyone; no "
        "tenants and no --public: private again)",

@@ -18,6 +18,13 @@ ABSL_FLAG(std::string, api_key_file, "", "file holding the API key (or `api_key=
 ABSL_FLAG(std::string, admin_key, "",
           "admin key for `tome admin ...` (else $TOME_ADMIN_KEY, else --admin_key_file)");
 ABSL_FLAG(std::string, admin_key_file, "", "file holding the admin key (or `admin_key=KEY`)");
+ABSL_FLAG(bool, tls, false, "connect with TLS, verifying the server against the system roots");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA certificates that signed tomed's certificate (implies --tls)");
+ABSL_FLAG(std::string, tls_cert, "", "mutual TLS: this client's PEM certificate (implies --tls)");
+ABSL_FLAG(std::string, tls_key, "", "mutual TLS: the PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "name to verify in the server's certificate instead of --server's host");
 
 ABSL_FLAG(std::string, name, "",
           "`ingest`: document name (default: the file or directory name); `create-key`: label");

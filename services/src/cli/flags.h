@@ -17,6 +17,11 @@ ABSL_DECLARE_FLAG(std::string, api_key);
 ABSL_DECLARE_FLAG(std::string, api_key_file);
 ABSL_DECLARE_FLAG(std::string, admin_key);
 ABSL_DECLARE_FLAG(std::string, admin_key_file);
+ABSL_DECLARE_FLAG(bool, tls);
+ABSL_DECLARE_FLAG(std::string, tls_ca);
+ABSL_DECLARE_FLAG(std::string, tls_cert);
+ABSL_DECLARE_FLAG(std::string, tls_key);
+ABSL_DECLARE_FLAG(std::string, tls_server_name);
 // Documents and ingestion.
 ABSL_DECLARE_FLAG(std::string, name);
 ABSL_DECLARE_FLAG(bool, wait);

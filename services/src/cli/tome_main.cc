@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/credentials.h"
 #include "cli/flags.h"
+#include "tome/services/tls.h"
 
 namespace tome::cli {
 namespace {
@@ -105,7 +106,17 @@ int Run(const std::vector<char*>& argv) {
     }
     admin_key = *std::move(key);
   }
-  Client client(absl::GetFlag(FLAGS_server), *std::move(api_key), std::move(admin_key));
+  services::ClientTlsOptions tls;
+  tls.enabled = absl::GetFlag(FLAGS_tls);
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = services::NewChannel(absl::GetFlag(FLAGS_server), tls, channel_args);
+  if (!channel.ok()) return Usage(std::string(channel.status().message()));
+  Client client(*std::move(channel), *std::move(api_key), std::move(admin_key));
   return command->run(client, args);
 }
 

@@ -11,11 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 shift || true
-[ -x /usr/bin/clang++ ] || {
-  echo "tome: installing clang and libFuzzer"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    clang libclang-rt-14-dev >/dev/null
-}
+# clang, libFuzzer and clang's OpenMP come with the other dependencies.
+tools/install_deps.sh
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=None \
   -DCMAKE_C_FLAGS="-O1 -g1" -DCMAKE_CXX_FLAGS="-O1 -g1" -DTOME_FUZZ=ON \
   -DTOME_SANITIZE="address;undefined" -DTOME_CUDA=OFF -DTOME_BUILD_BENCH=OFF >/dev/null

@@ -8,6 +8,7 @@ packages=(
   librocksdb-dev libabsl-dev libopenblas-openmp-dev nlohmann-json3-dev libxxhash-dev
   libsentencepiece-dev sentencepiece libgoogle-glog-dev libssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev libomp-14-dev
   python3 python3-numpy python3-torch python3-grpcio python3-grpc-tools python3-protobuf
 )
 missing=()

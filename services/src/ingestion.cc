@@ -74,27 +74,42 @@ bool IngestionManager::Forgotten(DocumentId doc) {
 }
 
 uint64_t IngestionManager::Subscribe(DocumentId doc, Listener listener) {
+  auto entry = std::make_shared<Subscription>();
+  entry->doc = doc;
+  entry->listener = std::move(listener);
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t id = next_subscription_++;
-  listeners_[id] = {doc, std::move(listener)};
+  listeners_[id] = std::move(entry);
   return id;
 }
 
 void IngestionManager::Unsubscribe(uint64_t subscription) {
-  std::lock_guard<std::mutex> lock(mu_);
-  listeners_.erase(subscription);
+  std::shared_ptr<Subscription> entry;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = listeners_.find(subscription);
+    if (it == listeners_.end()) return;
+    entry = std::move(it->second);
+    listeners_.erase(it);
+  }
+  // The listener usually refers to its subscriber's stack: wait for a call in progress.
+  std::lock_guard<std::mutex> call_lock(entry->call_mu);
+  entry->active = false;
 }
 
 void IngestionManager::Publish(const IngestionProgress& progress) {
-  std::vector<Listener> targets;
+  std::vector<std::shared_ptr<Subscription>> targets;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, entry] : listeners_) {
-      if (entry.first == progress.record.id) targets.push_back(entry.second);
+      if (entry->doc == progress.record.id) targets.push_back(entry);
     }
   }
   progress_cv_.notify_all();
-  for (const Listener& listener : targets) listener(progress);
+  for (const auto& entry : targets) {
+    std::lock_guard<std::mutex> call_lock(entry->call_mu);
+    if (entry->active) entry->listener(progress);
+  }
 }
 
 absl::StatusOr<DocumentRecord> IngestionManager::WaitUntilIngested(

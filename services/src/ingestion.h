@@ -107,7 +107,15 @@ class IngestionManager {
   std::deque<std::pair<storage::TenantId, storage::DocumentId>> queue_;
   std::set<storage::DocumentId> queued_;
   std::set<storage::DocumentId> forgotten_;
-  std::map<uint64_t, std::pair<storage::DocumentId, Listener>> listeners_;
+  // A subscription. Publish calls `listener` holding `call_mu`, so Unsubscribe can wait out
+  // a call in progress and no call starts after it returns.
+  struct Subscription {
+    storage::DocumentId doc = 0;
+    Listener listener;
+    std::mutex call_mu;
+    bool active = true;
+  };
+  std::map<uint64_t, std::shared_ptr<Subscription>> listeners_;
   uint64_t next_subscription_ = 1;
   bool stop_ = false;
   std::thread thread_;

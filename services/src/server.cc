@@ -108,6 +108,8 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   core_options.checkpoint_tokens = options.checkpoint_tokens;
   core_options.max_document_bytes = options.max_document_bytes;
   core_options.sync_writes = options.sync_writes;
+  core_options.state_cache_bytes = options.state_cache_bytes;
+  core_options.session_states = static_cast<size_t>(options.session_states);
   core_options.resident_kv_limit_bytes = options.resident_kv_limit_bytes;
   core_options.block_cache_bytes = options.block_cache_bytes;
   core_options.host_block_cache_bytes = options.host_block_cache_bytes;

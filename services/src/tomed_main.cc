@@ -29,6 +29,9 @@ ABSL_FLAG(int64_t, max_message_mb, 4,
           "largest gRPC message accepted, MiB (a document streams in pieces of at most this)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "address:port of the Prometheus /metrics endpoint (empty disables it)");
+ABSL_FLAG(int64_t, state_cache_mb, 2048,
+          "memory for document states kept between questions, MiB (a cache over the store)");
+ABSL_FLAG(int32_t, session_states, 64, "sessions whose state is kept in memory (LRU)");
 ABSL_FLAG(int64_t, resident_kv_limit_mb, 4096,
           "document states with more KV than this (MiB) are loaded on demand: KV blocks stay "
           "in the store until a query selects them");
@@ -72,6 +75,8 @@ int main(int argc, char** argv) {
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   // Clamped before shifting so that no flag value overflows; negative values are refused below.
   auto mib = [](int64_t mb) { return std::min<int64_t>(mb, int64_t{1} << 40) << 20; };
+  options.state_cache_bytes = mib(absl::GetFlag(FLAGS_state_cache_mb));
+  options.session_states = absl::GetFlag(FLAGS_session_states);
   options.resident_kv_limit_bytes = mib(absl::GetFlag(FLAGS_resident_kv_limit_mb));
   options.block_cache_bytes = mib(absl::GetFlag(FLAGS_block_cache_mb));
   options.host_block_cache_bytes = mib(absl::GetFlag(FLAGS_host_block_cache_mb));
@@ -80,6 +85,10 @@ int main(int argc, char** argv) {
     options.dense_mode = tome::engine::DenseThresholdMode::kHf;
   } else if (mode != "always_sparse") {
     std::fprintf(stderr, "tomed: --dense_mode must be always_sparse or hf\n");
+    return 2;
+  }
+  if (options.state_cache_bytes < 0 || options.session_states < 0) {
+    std::fprintf(stderr, "tomed: --state_cache_mb and --session_states must not be negative\n");
     return 2;
   }
   if (options.resident_kv_limit_bytes < 0 || options.block_cache_bytes <= 0 ||

@@ -28,11 +28,12 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<Message> {
     return true;
   }
 
-  // Ends the call after the queued messages are written. Call exactly once, last.
+  // Ends the call after the queued messages are written. Call exactly once, last: the
+  // reactor may be deleted before this returns.
   void Finish(grpc::Status status) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     finish_ = std::move(status);
-    if (!writing_) FinishLocked();
+    if (!writing_) FinishUnlocking(lock);
   }
 
   bool cancelled() const {
@@ -41,7 +42,7 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<Message> {
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     writing_ = false;
     queue_.pop_front();
     if (!ok) cancelled_ = true;
@@ -49,7 +50,7 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<Message> {
     if (!queue_.empty() && !cancelled_) {
       StartNextLocked();
     } else if (finish_) {
-      FinishLocked();
+      FinishUnlocking(lock);
     }
   }
 
@@ -66,12 +67,16 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<Message> {
     writing_ = true;
     this->StartWrite(&queue_.front());
   }
-  void FinishLocked() {
+  // Ends the call (once). gRPC may run OnDone, which deletes this reactor, on another thread
+  // as soon as Finish is called, so the lock is released first and no member is touched
+  // after it.
+  void FinishUnlocking(std::unique_lock<std::mutex>& lock) {
     if (finished_) return;
     finished_ = true;
-    this->grpc::ServerWriteReactor<Message>::Finish(cancelled_ && finish_->ok()
-                                                        ? grpc::Status::CANCELLED
-                                                        : *finish_);
+    const grpc::Status status =
+        cancelled_ && finish_->ok() ? grpc::Status::CANCELLED : *finish_;
+    lock.unlock();
+    this->grpc::ServerWriteReactor<Message>::Finish(status);
   }
 
   const size_t max_queued_;

@@ -241,6 +241,11 @@ absl::Status RocksDbContextStore::OpenDb(bool read_only) {
   db_options.create_if_missing = options_.create_if_missing;
   db_options.create_missing_column_families = true;
   if (options_.env != nullptr) db_options.env = options_.env;
+  // Bounds for a long-running server: all families' memtables together (the largest is
+  // flushed beyond this), and the write-ahead log on disk (beyond it, the families holding
+  // the oldest log are flushed so that it can be deleted).
+  db_options.db_write_buffer_size = size_t{128} << 20;
+  db_options.max_total_wal_size = uint64_t{256} << 20;
 
   std::shared_ptr<rocksdb::Cache> cache =
       rocksdb::NewLRUCache(static_cast<size_t>(options_.block_cache_bytes));

@@ -27,6 +27,10 @@ struct ServerOptions {
   int64_t checkpoint_tokens = 0;  // 0: the default policy (DefaultCheckpointTokens)
   int64_t max_document_bytes = int64_t{1} << 30;
   bool sync_writes = true;
+  // Memory for document states at their last checkpoint, and sessions kept in memory
+  // (CoreOptions); both are caches over the store.
+  int64_t state_cache_bytes = int64_t{2} << 30;
+  int session_states = 64;
   // Storage-backed attention (CoreOptions): states with more KV than this load on demand.
   int64_t resident_kv_limit_bytes = int64_t{4} << 30;
   int64_t block_cache_bytes = int64_t{1} << 30;

@@ -27,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "random_tokens.h"
 #include "checkpoint/presets.h"
 #include "tome/engine/engine.h"
 
@@ -41,6 +42,8 @@ ABSL_FLAG(int64_t, host_cache_mb, 2048, "host-memory budget of the block cache, 
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
 
 namespace {
+
+using tome::bench::RandomTokens;
 
 using Clock = std::chrono::steady_clock;
 double Ms(Clock::time_point a, Clock::time_point b) {
@@ -109,14 +112,6 @@ double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint64_t x) {
-  std::vector<int32_t> tokens(n);
-  for (auto& t : tokens) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    t = 3 + static_cast<int32_t>(x % (vocab - 3));
-  }
-  return tokens;
-}
 
 }  // namespace
 

@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "random_tokens.h"
 #include "state_adapter.h"  // services/src
 #include "tome/engine/engine.h"
 #include "tome/storage/context_store.h"
@@ -33,19 +34,13 @@ ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
 
 namespace {
 
+using tome::bench::RandomTokens;
+
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint64_t x) {
-  std::vector<int32_t> tokens(n);
-  for (auto& t : tokens) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    t = 3 + static_cast<int32_t>(x % (vocab - 3));
-  }
-  return tokens;
-}
 
 int Fail(const absl::Status& status, const char* what) {
   std::fprintf(stderr, "%s: %s\n", what, status.ToString().c_str());

@@ -1,9 +1,6 @@
 // The real tomed binary, for what only a process shows: API keys never reach its log (or its
 // metrics), and its TLS flags serve TLS and mutual TLS.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/http_get.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/temp_dir.h"
 #include "tests/testutil/test_certs.h"
@@ -29,6 +27,8 @@
 namespace tome {
 namespace {
 
+using testing::HttpGet;
+
 using testing::ChildProcess;
 
 std::string ReadFile(const std::string& path) {
@@ -38,25 +38,6 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-  (void)write(fd, request.data(), request.size());
-  std::string response;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof buffer)) > 0) response.append(buffer, n);
-  close(fd);
-  return response;
-}
 
 class TomedSecurityTest : public ::testing::Test {
  protected:

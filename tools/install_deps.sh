@@ -5,11 +5,12 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev libabsl-dev libopenblas-openmp-dev nlohmann-json3-dev libxxhash-dev
+  librocksdb-dev libabsl-dev libopenblas-openmp-dev nlohmann-json3-dev libxxhash-dev libjemalloc-dev
   libsentencepiece-dev sentencepiece libgoogle-glog-dev libssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev libomp-14-dev
   python3 python3-numpy python3-torch python3-grpcio python3-grpc-tools python3-protobuf
+  etcd-server python3-yaml
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -34,10 +34,12 @@ cleanup() {
 trap cleanup EXIT
 
 tomed="$PWD/build/services/tomed"
+# A free port for tomed's metrics page, which the generator samples beside tomed's RSS.
+metrics_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 (
   if [ "${TOME_LOAD_KEEP:-0}" = 1 ]; then ulimit -c unlimited; cd "$work_dir"; fi
   exec "$tomed" --data_dir="$data_dir" --listen=127.0.0.1:0 --port_file="$port_file" \
-    --metrics_listen= ${TOME_LOAD_TOMED_FLAGS:-} 2>"$log"
+    --metrics_listen="127.0.0.1:$metrics_port" ${TOME_LOAD_TOMED_FLAGS:-} 2>"$log"
 ) &
 tomed_pid=$!
 for _ in $(seq 600); do
@@ -58,7 +60,8 @@ set -a
 set +a
 
 status=0
-build/tests/bench/tome_load_gen --server="$server" --server_pid="$tomed_pid" "$@" || status=$?
+build/tests/bench/tome_load_gen --server="$server" --server_pid="$tomed_pid" \
+  --metrics_port="$metrics_port" "$@" || status=$?
 
 # tomed should still be alive after the load; its errors are worth seeing with the report.
 if ! kill -0 "$tomed_pid" 2>/dev/null; then

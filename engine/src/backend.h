@@ -84,6 +84,20 @@ class Backend {
                                     absl::Span<const PagedBuffer> values, int64_t block_size,
                                     const Tensor& selected, int64_t topk_total, float scale,
                                     const Tensor& out) = 0;
+
+  // --- collectives (tensor parallelism, shard.h) ---------------------------------------------
+  // A backend that is one rank of a tensor-parallel group overrides these (the CUDA backend
+  // with NCCL, local_collective.h in process); every rank must call them in the same order.
+  // The defaults are those of a group of one.
+  // In place: x ← the sum of x over all ranks (same shape on every rank).
+  virtual void AllReduceSum(const Tensor& x) { (void)x; }
+  // full[:, r·c, (r+1)·c) ← rank r's `local` (c = local.cols; full.cols = ranks · c).
+  virtual void AllGatherCols(const Tensor& local, const Tensor& full) { Copy(full, local); }
+  // Ends this rank's collectives for good: those in flight return (their results are
+  // garbage) and later ones record an Aborted error instead of waiting. Called from any
+  // thread (the thread of a rank that failed while the others may wait in a collective for
+  // it); the group cannot be used afterwards.
+  virtual void AbortCollectives() {}
 };
 
 // The CPU backend (fp32 everywhere). `num_threads` <= 0 uses all cores.

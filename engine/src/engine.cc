@@ -10,6 +10,7 @@
 #include "cuda/cuda_backend.h"
 #endif
 #include "model.h"
+#include "parallel_model.h"
 #include "tome/base/status_macros.h"
 #include "tome/engine/safetensors.h"
 #include "tome/kernels/cpu/blas_env.h"
@@ -28,24 +29,39 @@ bool Sequence::on_demand() const { return state_->stored != nullptr; }
 
 int64_t Sequence::OwnedBytes() const {
   int64_t bytes = 0;
-  for (const LayerState& ls : state_->layers) {
-    bytes += ls.lightning.bytes();
-    for (const auto* group : {&ls.sparse.keys, &ls.sparse.values, &ls.sparse.k1, &ls.sparse.k2}) {
-      for (const PagedBuffer& b : *group) bytes += b.OwnedBytes();
+  auto add = [&](const SequenceState& state) {
+    for (const LayerState& ls : state.layers) {
+      bytes += ls.lightning.bytes();
+      for (const auto* group :
+           {&ls.sparse.keys, &ls.sparse.values, &ls.sparse.k1, &ls.sparse.k2}) {
+        for (const PagedBuffer& b : *group) bytes += b.OwnedBytes();
+      }
     }
-  }
+  };
+  add(*state_);
+  for (const auto& rank : state_->other_ranks) add(*rank);  // tensor parallelism
   return bytes;
 }
 
 Engine::Engine(EngineOptions options, std::unique_ptr<Backend> backend,
-               std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer)
+               std::unique_ptr<Model> model, std::unique_ptr<ParallelModel> parallel,
+               std::unique_ptr<Tokenizer> tokenizer)
     : options_(std::move(options)),
+      config_(parallel ? parallel->config() : model->config()),
       backend_(std::move(backend)),
       model_(std::move(model)),
+      parallel_(std::move(parallel)),
       tokenizer_(std::move(tokenizer)) {}
 
 Engine::~Engine() {
   model_.reset();  // frees weights through the backend before the backend goes
+  parallel_.reset();
+}
+
+absl::Status Engine::SingleRankOnly(const char* what) const {
+  if (!parallel_) return absl::OkStatus();
+  return absl::UnimplementedError(
+      absl::StrCat(what, " is not supported with tensor_parallel > 1 yet"));
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
@@ -68,7 +84,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
     TOME_ASSIGN_OR_RETURN(checkpoint, SafetensorsCheckpoint::Open(options.model_dir));
   }
   std::unique_ptr<Backend> backend;
-  switch (options.device) {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<ParallelModel> parallel;
+  if (options.tensor_parallel != 1) {
+    TOME_ASSIGN_OR_RETURN(parallel, ParallelModel::Create(config, checkpoint.get(), options));
+  } else switch (options.device) {
     case DeviceKind::kCpu:
       backend = NewCpuBackend(options.num_threads);
       break;
@@ -80,8 +100,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
       return absl::UnimplementedError("this build has no CUDA backend");
 #endif
   }
-  std::unique_ptr<Model> model;
-  if (random) {
+  if (parallel) {
+    // every rank's model is loaded
+  } else if (random) {
     TOME_ASSIGN_OR_RETURN(model, Model::CreateRandom(config, backend.get(), options,
                                                      *options.random_weights_seed));
   } else {
@@ -97,15 +118,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
     }
     tokenizer = NewByteTokenizer(static_cast<int32_t>(config.vocab_size));
   }
-  return std::unique_ptr<Engine>(
-      new Engine(options, std::move(backend), std::move(model), std::move(tokenizer)));
+  return std::unique_ptr<Engine>(new Engine(options, std::move(backend), std::move(model),
+                                            std::move(parallel), std::move(tokenizer)));
 }
 
-const ModelConfig& Engine::config() const { return model_->config(); }
+const ModelConfig& Engine::config() const { return config_; }
 
-StateSizes Engine::state_sizes() const {
+StateSizes Engine::state_sizes() const {  // all ranks together
   const ModelConfig& c = config();
-  const int64_t elem = DTypeSize(backend_->activation_dtype());
+  const Backend& b = parallel_ ? *parallel_->backend(0) : *backend_;
+  const int64_t elem = DTypeSize(b.activation_dtype());
   const int64_t kv_row = c.num_kv_heads * c.head_dim * elem;  // one token of one layer's K
   StateSizes sizes;
   sizes.lightning_bytes =
@@ -121,14 +143,16 @@ const Tokenizer& Engine::tokenizer() const { return *tokenizer_; }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::NewSequence() const {
   std::lock_guard<std::mutex> lock(forward_mu_);
-  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, model_->NewState());
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
+                        parallel_ ? parallel_->NewState() : model_->NewState());
   return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::Fork(const Sequence& sequence) const {
   std::lock_guard<std::mutex> lock(forward_mu_);
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
-                        model_->ForkState(*sequence.state_));
+                        parallel_ ? parallel_->ForkState(*sequence.state_)
+                                  : model_->ForkState(*sequence.state_));
   return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
 }
 
@@ -136,7 +160,13 @@ absl::StatusOr<std::vector<float>> Engine::Prefill(Sequence& sequence,
                                                    absl::Span<const int32_t> tokens,
                                                    const PrefillOptions& options) const {
   std::vector<float> logits;
-  TOME_RETURN_IF_ERROR(model_->Forward(*sequence.state_, tokens, options, &logits, &forward_mu_));
+  if (parallel_) {
+    TOME_RETURN_IF_ERROR(
+        parallel_->Forward(*sequence.state_, tokens, options, &logits, &forward_mu_));
+  } else {
+    TOME_RETURN_IF_ERROR(
+        model_->Forward(*sequence.state_, tokens, options, &logits, &forward_mu_));
+  }
   return logits;
 }
 
@@ -148,7 +178,11 @@ absl::StatusOr<std::vector<std::vector<float>>> Engine::DecodeBatch(
   for (Sequence* s : sequences) states.push_back(s->state_.get());
   std::vector<std::vector<float>> logits;
   std::lock_guard<std::mutex> lock(forward_mu_);
-  TOME_RETURN_IF_ERROR(model_->ForwardBatch(states, tokens, &logits, evidence));
+  if (parallel_) {
+    TOME_RETURN_IF_ERROR(parallel_->ForwardBatch(states, tokens, &logits, evidence));
+  } else {
+    TOME_RETURN_IF_ERROR(model_->ForwardBatch(states, tokens, &logits, evidence));
+  }
   return logits;
 }
 
@@ -194,12 +228,14 @@ absl::StatusOr<GenerateResult> Engine::Generate(Sequence& sequence, std::vector<
 
 absl::Status Engine::SaveState(const Sequence& sequence, int64_t saved_tokens,
                                StateSink& sink) const {
+  TOME_RETURN_IF_ERROR(SingleRankOnly("SaveState"));
   std::lock_guard<std::mutex> lock(forward_mu_);
   return model_->Save(*sequence.state_, saved_tokens, sink);
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadState(int64_t num_tokens,
                                                             StateSource& source) const {
+  TOME_RETURN_IF_ERROR(SingleRankOnly("LoadState"));
   std::lock_guard<std::mutex> lock(forward_mu_);
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, model_->Load(num_tokens, source));
   return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
@@ -207,12 +243,15 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadState(int64_t num_tokens,
 
 std::shared_ptr<BlockCache> Engine::NewBlockCache(int64_t device_budget_bytes,
                                                   int64_t host_budget_bytes) const {
-  return std::make_shared<BlockCache>(backend_.get(), device_budget_bytes, host_budget_bytes);
+  // Storage-backed attention is single-rank only (LoadStateOnDemand refuses otherwise).
+  Backend* backend = parallel_ ? parallel_->backend(0) : backend_.get();
+  return std::make_shared<BlockCache>(backend, device_budget_bytes, host_budget_bytes);
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
     int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
     std::string source_id) const {
+  TOME_RETURN_IF_ERROR(SingleRankOnly("LoadStateOnDemand"));
   if (source == nullptr || cache == nullptr) {
     return absl::InvalidArgumentError("LoadStateOnDemand needs a state source and a block cache");
   }

@@ -21,8 +21,9 @@ absl::Status MissingRecord(const StateRecordKey& key, absl::string_view what) {
 
 }  // namespace
 
-Model::Model(const ModelConfig& config, Backend* backend, const EngineOptions& options)
-    : config_(config), backend_(backend), options_(options) {
+Model::Model(const ModelConfig& config, Backend* backend, const EngineOptions& options,
+             ShardSpec shard, ShardDims dims)
+    : config_(config), backend_(backend), options_(options), shard_(shard), dims_(dims) {
   const SparseConfig& s = config.sparse;
   sparse_params_ = kernels::SparseParams{s.block_size, s.kernel_size, s.kernel_stride,
                                          s.init_blocks, s.local_blocks(), s.topk_total()};
@@ -32,9 +33,11 @@ Model::Model(const ModelConfig& config, Backend* backend, const EngineOptions& o
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const ModelConfig& config,
                                                    const SafetensorsCheckpoint& checkpoint,
                                                    Backend* backend,
-                                                   const EngineOptions& options) {
+                                                   const EngineOptions& options,
+                                                   ShardSpec shard) {
   TOME_RETURN_IF_ERROR(ValidateCheckpoint(config, checkpoint));
-  std::unique_ptr<Model> model(new Model(config, backend, options));
+  TOME_ASSIGN_OR_RETURN(const ShardDims dims, ComputeShardDims(config, shard));
+  std::unique_ptr<Model> model(new Model(config, backend, options, shard, dims));
   TOME_RETURN_IF_ERROR(model->LoadWeights(&checkpoint, 0));
   TOME_RETURN_IF_ERROR(model->AllocateWorkspace());
   return model;
@@ -43,9 +46,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const ModelConfig& config,
 absl::StatusOr<std::unique_ptr<Model>> Model::CreateRandom(const ModelConfig& config,
                                                            Backend* backend,
                                                            const EngineOptions& options,
-                                                           uint64_t seed) {
+                                                           uint64_t seed, ShardSpec shard) {
   TOME_RETURN_IF_ERROR(config.Validate());
-  std::unique_ptr<Model> model(new Model(config, backend, options));
+  TOME_ASSIGN_OR_RETURN(const ShardDims dims, ComputeShardDims(config, shard));
+  std::unique_ptr<Model> model(new Model(config, backend, options, shard, dims));
   TOME_RETURN_IF_ERROR(model->LoadWeights(nullptr, seed));
   TOME_RETURN_IF_ERROR(model->AllocateWorkspace());
   return model;
@@ -77,15 +81,47 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint* ckpt, uint64_t seed
   auto upload_norm = [&](const std::string& name, const Tensor& dst) {
     return fill(name, dst, true);
   };
+  // This rank's part of the [rows, cols] tensor `name`: rows [row0, row0 + dst.rows),
+  // columns [col0, col0 + dst.cols). Random weights are generated whole (a temporary) so
+  // that the part holds the unsharded model's values; a checkpoint's part is read alone.
+  std::vector<uint8_t> slice_storage;
+  auto upload_part = [&](const std::string& name, const Tensor& dst, int64_t rows, int64_t cols,
+                         int64_t row0, int64_t col0) -> absl::Status {
+    if (dst.rows == rows && dst.cols == cols) return upload(name, dst);
+    if (ckpt == nullptr) {
+      TOME_ASSIGN_OR_RETURN(Buffer tmp, backend_->Allocate(rows * cols * DTypeSize(dst.dtype)));
+      const Tensor whole = tmp.View(dst.dtype, rows, cols);
+      backend_->FillRandom(whole, kernels::NameSeed(seed, name.c_str()), 0.0f, 0.02f);
+      backend_->Copy(dst, whole.Rows(row0, dst.rows).Cols(col0, dst.cols));
+      return absl::OkStatus();  // the backend frees `tmp` after the copy (stream order)
+    }
+    TOME_ASSIGN_OR_RETURN(const TensorInfo* info, ckpt->Find(name));
+    TensorInfo part = SliceRows(*info, row0, dst.rows);
+    if (dst.cols != cols) part = SliceCols(part, col0, dst.cols, &slice_storage);
+    backend_->UploadTensor(part, dst);
+    ckpt->Release(*info);
+    return absl::OkStatus();
+  };
   const int64_t D = c.hidden_size, F = c.intermediate_size;
+  const ShardDims& sd = dims_;
+  const int64_t Fl = sd.intermediate, f0 = sd.intermediate0;
 
-  TOME_ASSIGN_OR_RETURN(embed_, alloc(c.vocab_size, D, wt));
+  TOME_ASSIGN_OR_RETURN(embed_, alloc(c.vocab_size, D, wt));  // replicated
   TOME_RETURN_IF_ERROR(upload("model.embed_tokens.weight", embed_));
-  if (c.tie_word_embeddings) {
+  if (c.tie_word_embeddings && !sharded()) {
     lm_head_ = embed_;
   } else {
-    TOME_ASSIGN_OR_RETURN(lm_head_, alloc(c.vocab_size, D, wt));
-    TOME_RETURN_IF_ERROR(upload("lm_head.weight", lm_head_));
+    // This rank's vocabulary rows; rows past the vocabulary (the last rank's padding) are 0.
+    TOME_ASSIGN_OR_RETURN(lm_head_, alloc(sd.vocab_rows, D, wt));
+    const Tensor valid = lm_head_.Rows(0, sd.vocab_valid);
+    if (c.tie_word_embeddings) {
+      backend_->Copy(valid, embed_.Rows(sd.vocab0, sd.vocab_valid));
+    } else {
+      TOME_RETURN_IF_ERROR(upload_part("lm_head.weight", valid, c.vocab_size, D, sd.vocab0, 0));
+    }
+    if (sd.vocab_valid < sd.vocab_rows) {
+      backend_->Fill(lm_head_.Rows(sd.vocab_valid, sd.vocab_rows - sd.vocab_valid), 0.0f);
+    }
   }
   // The final norm weight absorbs the logit divisor (y / (D / dim_model_base)).
   {
@@ -104,8 +140,9 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint* ckpt, uint64_t seed
   }
   {
     const std::vector<double> slopes = LightningSlopes(c.lightning_heads);
-    std::vector<float> f(slopes.begin(), slopes.end());
-    TOME_ASSIGN_OR_RETURN(slopes_, alloc(1, c.lightning_heads, DType::kF32));
+    std::vector<float> f(slopes.begin() + sd.lightning_head0,
+                         slopes.begin() + sd.lightning_head0 + sd.lightning_heads);
+    TOME_ASSIGN_OR_RETURN(slopes_, alloc(1, sd.lightning_heads, DType::kF32));
     backend_->CopyFromHost(slopes_, f.data());
   }
 
@@ -119,35 +156,44 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint* ckpt, uint64_t seed
     TOME_RETURN_IF_ERROR(upload_norm(p + "input_layernorm.weight", w.input_norm));
     TOME_ASSIGN_OR_RETURN(w.post_norm, alloc(1, D, DType::kF32));
     TOME_RETURN_IF_ERROR(upload_norm(p + "post_attention_layernorm.weight", w.post_norm));
-    TOME_ASSIGN_OR_RETURN(w.gate_up, alloc(2 * F, D, wt));
-    TOME_RETURN_IF_ERROR(upload(p + "mlp.gate_proj.weight", w.gate_up.Rows(0, F)));
-    TOME_RETURN_IF_ERROR(upload(p + "mlp.up_proj.weight", w.gate_up.Rows(F, F)));
-    TOME_ASSIGN_OR_RETURN(w.down, alloc(D, F, wt));
-    TOME_RETURN_IF_ERROR(upload(p + "mlp.down_proj.weight", w.down));
+    TOME_ASSIGN_OR_RETURN(w.gate_up, alloc(2 * Fl, D, wt));
+    TOME_RETURN_IF_ERROR(upload_part(p + "mlp.gate_proj.weight", w.gate_up.Rows(0, Fl), F, D, f0, 0));
+    TOME_RETURN_IF_ERROR(upload_part(p + "mlp.up_proj.weight", w.gate_up.Rows(Fl, Fl), F, D, f0, 0));
+    TOME_ASSIGN_OR_RETURN(w.down, alloc(D, Fl, wt));
+    TOME_RETURN_IF_ERROR(upload_part(p + "mlp.down_proj.weight", w.down, D, F, 0, f0));
     if (w.type == MixerType::kLightning) {
-      const int64_t q = c.lightning_heads * c.lightning_head_dim;
-      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(4 * q, D, wt));
-      TOME_RETURN_IF_ERROR(upload(a + "q_proj.weight", w.in_proj.Rows(0, q)));
-      TOME_RETURN_IF_ERROR(upload(a + "k_proj.weight", w.in_proj.Rows(q, q)));
-      TOME_RETURN_IF_ERROR(upload(a + "v_proj.weight", w.in_proj.Rows(2 * q, q)));
-      TOME_RETURN_IF_ERROR(upload(a + "z_proj.weight", w.in_proj.Rows(3 * q, q)));
-      TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, q, wt));
-      TOME_RETURN_IF_ERROR(upload(a + "o_proj.weight", w.o_proj));
-      TOME_ASSIGN_OR_RETURN(w.q_norm, alloc(1, c.lightning_head_dim, DType::kF32));
+      const int64_t ld = c.lightning_head_dim, q = c.lightning_heads * ld;
+      const int64_t ql = sd.lightning_heads * ld, q0 = sd.lightning_head0 * ld;
+      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(4 * ql, D, wt));
+      TOME_RETURN_IF_ERROR(upload_part(a + "q_proj.weight", w.in_proj.Rows(0, ql), q, D, q0, 0));
+      TOME_RETURN_IF_ERROR(upload_part(a + "k_proj.weight", w.in_proj.Rows(ql, ql), q, D, q0, 0));
+      TOME_RETURN_IF_ERROR(
+          upload_part(a + "v_proj.weight", w.in_proj.Rows(2 * ql, ql), q, D, q0, 0));
+      TOME_RETURN_IF_ERROR(
+          upload_part(a + "z_proj.weight", w.in_proj.Rows(3 * ql, ql), q, D, q0, 0));
+      TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, ql, wt));
+      TOME_RETURN_IF_ERROR(upload_part(a + "o_proj.weight", w.o_proj, D, q, 0, q0));
+      TOME_ASSIGN_OR_RETURN(w.q_norm, alloc(1, ld, DType::kF32));
       TOME_RETURN_IF_ERROR(upload_norm(a + "q_norm.weight", w.q_norm));
-      TOME_ASSIGN_OR_RETURN(w.k_norm, alloc(1, c.lightning_head_dim, DType::kF32));
+      TOME_ASSIGN_OR_RETURN(w.k_norm, alloc(1, ld, DType::kF32));
       TOME_RETURN_IF_ERROR(upload_norm(a + "k_norm.weight", w.k_norm));
-      TOME_ASSIGN_OR_RETURN(w.o_norm, alloc(1, q, DType::kF32));
+      TOME_ASSIGN_OR_RETURN(w.o_norm, alloc(1, q, DType::kF32));  // whole: spans all heads
       TOME_RETURN_IF_ERROR(upload_norm(a + "o_norm.weight", w.o_norm));
     } else {
-      const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
-      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(2 * q + 2 * kv, D, wt));
-      TOME_RETURN_IF_ERROR(upload(a + "q_proj.weight", w.in_proj.Rows(0, q)));
-      TOME_RETURN_IF_ERROR(upload(a + "k_proj.weight", w.in_proj.Rows(q, kv)));
-      TOME_RETURN_IF_ERROR(upload(a + "v_proj.weight", w.in_proj.Rows(q + kv, kv)));
-      TOME_RETURN_IF_ERROR(upload(a + "o_gate.weight", w.in_proj.Rows(q + 2 * kv, q)));
-      TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, q, wt));
-      TOME_RETURN_IF_ERROR(upload(a + "o_proj.weight", w.o_proj));
+      const int64_t d = c.head_dim;
+      const int64_t q = c.num_attention_heads * d, kv = c.num_kv_heads * d;
+      const int64_t ql = sd.q_heads * d, q0 = sd.q_head0 * d;
+      const int64_t kvl = sd.kv_heads * d, kv0 = sd.kv_head0 * d;
+      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(2 * ql + 2 * kvl, D, wt));
+      TOME_RETURN_IF_ERROR(upload_part(a + "q_proj.weight", w.in_proj.Rows(0, ql), q, D, q0, 0));
+      TOME_RETURN_IF_ERROR(
+          upload_part(a + "k_proj.weight", w.in_proj.Rows(ql, kvl), kv, D, kv0, 0));
+      TOME_RETURN_IF_ERROR(
+          upload_part(a + "v_proj.weight", w.in_proj.Rows(ql + kvl, kvl), kv, D, kv0, 0));
+      TOME_RETURN_IF_ERROR(
+          upload_part(a + "o_gate.weight", w.in_proj.Rows(ql + 2 * kvl, ql), q, D, q0, 0));
+      TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, ql, wt));
+      TOME_RETURN_IF_ERROR(upload_part(a + "o_proj.weight", w.o_proj, D, q, 0, q0));
     }
   }
   return backend_->Synchronize();
@@ -156,12 +202,13 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint* ckpt, uint64_t seed
 absl::Status Model::AllocateWorkspace() {
   const ModelConfig& c = config_;
   const DType act = backend_->activation_dtype();
-  const int64_t T = max_chunk_, D = c.hidden_size, F = c.intermediate_size;
-  const int64_t lq = c.lightning_heads * c.lightning_head_dim;
-  const int64_t sq = c.num_attention_heads * c.head_dim, skv = c.num_kv_heads * c.head_dim;
+  // This rank's heads, groups and MLP columns (all of them unsharded).
+  const int64_t T = max_chunk_, D = c.hidden_size, F = dims_.intermediate;
+  const int64_t lq = dims_.lightning_heads * c.lightning_head_dim;
+  const int64_t sq = dims_.q_heads * c.head_dim, skv = dims_.kv_heads * c.head_dim;
   const int64_t proj_cols = std::max({4 * lq, 2 * sq + 2 * skv, 2 * F});
   const int64_t mix_cols = std::max({lq, sq, F});
-  const int64_t sel_cols = c.num_kv_heads * sparse_params_.topk_total;
+  const int64_t sel_cols = dims_.kv_heads * sparse_params_.topk_total;
   auto alloc = [&](Buffer* b, int64_t rows, int64_t cols, DType dtype) -> absl::Status {
     TOME_ASSIGN_OR_RETURN(*b, backend_->Allocate(rows * cols * DTypeSize(dtype)));
     return absl::OkStatus();
@@ -175,19 +222,24 @@ absl::Status Model::AllocateWorkspace() {
   TOME_RETURN_IF_ERROR(alloc(&ws_scores_, T, sel_cols, DType::kF32));
   TOME_RETURN_IF_ERROR(alloc(&ws_summary_, T / c.sparse.kernel_stride + 2, c.head_dim, act));
   TOME_RETURN_IF_ERROR(alloc(&ws_logit_in_, 1, D, act));
-  TOME_RETURN_IF_ERROR(alloc(&ws_logits_, 1, c.vocab_size, DType::kF32));
+  TOME_RETURN_IF_ERROR(alloc(&ws_logits_, 1, shard_.world * dims_.vocab_rows, DType::kF32));
+  if (sharded()) {
+    TOME_RETURN_IF_ERROR(alloc(&ws_gather_, T, c.lightning_heads * c.lightning_head_dim, act));
+    TOME_RETURN_IF_ERROR(alloc(&ws_logits_local_, 1, dims_.vocab_rows, DType::kF32));
+    TOME_RETURN_IF_ERROR(alloc(&ws_flag_, 1, 1, DType::kF32));
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::NewState() {
   auto state = std::make_unique<SequenceState>();
   const DType act = backend_->activation_dtype();
-  const int64_t d = config_.head_dim, G = config_.num_kv_heads;
+  const int64_t d = config_.head_dim, G = dims_.kv_heads;  // this rank's groups and heads
   for (MixerType type : config_.mixer_types) {
     LayerState ls;
     ls.type = type;
     if (type == MixerType::kLightning) {
-      const int64_t H = config_.lightning_heads, ld = config_.lightning_head_dim;
+      const int64_t H = dims_.lightning_heads, ld = config_.lightning_head_dim;
       TOME_ASSIGN_OR_RETURN(ls.lightning, backend_->Allocate(H * ld * ld * 4));
       backend_->Fill(ls.lightning.View(DType::kF32, H * ld, ld), 0.0f);
     } else {
@@ -213,7 +265,7 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::ForkState(const SequenceSt
     if (from.type == MixerType::kLightning) {
       TOME_ASSIGN_OR_RETURN(ls.lightning, backend_->Allocate(from.lightning.bytes()));
       const int64_t ld = config_.lightning_head_dim;
-      const int64_t rows = config_.lightning_heads * ld;
+      const int64_t rows = dims_.lightning_heads * ld;
       backend_->Copy(ls.lightning.View(DType::kF32, rows, ld),
                      from.lightning.View(DType::kF32, rows, ld));
     } else {
@@ -226,7 +278,7 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::ForkState(const SequenceSt
 
 absl::Status Model::Forward(SequenceState& state, absl::Span<const int32_t> tokens,
                             const PrefillOptions& options, std::vector<float>* logits,
-                            std::mutex* chunk_lock) {
+                            std::mutex* chunk_lock, int64_t call_end_hint) {
   const int64_t T = static_cast<int64_t>(tokens.size());
   if (T == 0) return absl::InvalidArgumentError("no tokens to process");
   for (int32_t id : tokens) {
@@ -238,8 +290,8 @@ absl::Status Model::Forward(SequenceState& state, absl::Span<const int32_t> toke
   if (options.capture_hidden) options.capture_hidden->assign(config_.num_layers, {});
   if (options.capture_selection) options.capture_selection->assign(config_.num_layers, {});
   const int64_t V = config_.vocab_size, D = config_.hidden_size;
-  logits->assign(options.all_logits ? T * V : V, 0.0f);
-  const int64_t call_end = state.num_tokens + T;
+  if (logits) logits->assign(options.all_logits ? T * V : V, 0.0f);
+  const int64_t call_end = call_end_hint > 0 ? call_end_hint : state.num_tokens + T;
   for (int64_t c0 = 0; c0 < T; c0 += max_chunk_) {
     const int64_t n = std::min(max_chunk_, T - c0);
     std::unique_lock<std::mutex> lock;
@@ -279,7 +331,7 @@ absl::Status Model::ForwardBatch(absl::Span<SequenceState* const> states,
           absl::StrCat("token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")"));
     }
   }
-  logits->resize(n);
+  if (logits) logits->resize(n);
   const int64_t V = config_.vocab_size, D = config_.hidden_size;
   for (int64_t b0 = 0; b0 < n; b0 += max_chunk_) {
     const int64_t m = std::min(max_chunk_, n - b0);
@@ -293,8 +345,9 @@ absl::Status Model::ForwardBatch(absl::Span<SequenceState* const> states,
     TOME_RETURN_IF_ERROR(ForwardRows(segments, PrefillOptions{}, 0));
     const Tensor h = ws_h_.View(backend_->activation_dtype(), m, D);
     for (int64_t i = 0; i < m; ++i) {
-      (*logits)[b0 + i].assign(V, 0.0f);
-      TOME_RETURN_IF_ERROR(ComputeLogits(h.Rows(i, 1), &(*logits)[b0 + i], 0));
+      std::vector<float>* out = logits ? &(*logits)[b0 + i] : nullptr;
+      if (out) out->assign(V, 0.0f);
+      TOME_RETURN_IF_ERROR(ComputeLogits(h.Rows(i, 1), out, 0));
     }
   }
   return absl::OkStatus();
@@ -304,7 +357,7 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
                                 int64_t chunk_offset) {
   const ModelConfig& c = config_;
   const DType act = backend_->activation_dtype();
-  const int64_t D = c.hidden_size, F = c.intermediate_size;
+  const int64_t D = c.hidden_size, F = dims_.intermediate;  // this rank's MLP columns
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float alpha = static_cast<float>(c.residual_scale());
   batch_tokens_.clear();
@@ -324,6 +377,7 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
     } else {
       TOME_RETURN_IF_ERROR(SparseMixer(l, segments, a, options, chunk_offset, out));
     }
+    if (sharded()) backend_->AllReduceSum(out);  // the ranks' heads' o_proj parts
     backend_->AddScaled(h, out, alpha);
     backend_->Copy(a, h);
     backend_->RmsNorm(a, w.post_norm, 1, eps);
@@ -331,6 +385,7 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
     backend_->MatMul(a, w.gate_up, gate_up);
     backend_->SiluMul(gate_up.Cols(0, F), gate_up.Cols(F, F), mid);
     backend_->MatMul(mid, w.down, out);
+    if (sharded()) backend_->AllReduceSum(out);  // the ranks' MLP columns' down_proj parts
     backend_->AddScaled(h, out, alpha);
     if (options.capture_hidden) {
       std::vector<float>& dst = (*options.capture_hidden)[l];
@@ -339,7 +394,29 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
     }
   }
   for (Segment& s : segments) s.state->num_tokens += s.rows();
-  return backend_->Synchronize();
+  absl::Status status = backend_->Synchronize();
+  // A tensor-parallel rank whose ops failed (a kernel launch, a cuBLAS call) has still
+  // issued every collective of the chunk; the ranks agree here on whether any failed, so
+  // that all of them return the error together and none goes on alone into the next
+  // collective (the logits' gather), where it would wait forever.
+  if (sharded()) status = AgreeAcrossRanks(std::move(status));
+  return status;
+}
+
+absl::Status Model::AgreeAcrossRanks(absl::Status status) {
+  const Tensor flag = ws_flag_.View(DType::kF32, 1, 1);
+  backend_->Fill(flag, status.ok() ? 0.0f : 1.0f);
+  backend_->AllReduceSum(flag);
+  float failed = 0;
+  backend_->CopyToHost(flag, &failed);
+  absl::Status sync = backend_->Synchronize();
+  if (!status.ok()) return status;
+  if (!sync.ok()) return sync;
+  if (failed != 0) {
+    return absl::AbortedError(absl::StrCat("tensor-parallel rank ", shard_.rank,
+                                           ": another rank of the group failed this step"));
+  }
+  return absl::OkStatus();
 }
 
 void Model::LightningMixer(int64_t layer, const std::vector<Segment>& segments, const Tensor& a,
@@ -347,7 +424,7 @@ void Model::LightningMixer(int64_t layer, const std::vector<Segment>& segments, 
   const ModelConfig& c = config_;
   const LayerWeights& w = layers_[layer];
   const DType act = backend_->activation_dtype();
-  const int64_t H = c.lightning_heads, d = c.lightning_head_dim, q = H * d, T = a.rows;
+  const int64_t H = dims_.lightning_heads, d = c.lightning_head_dim, q = H * d, T = a.rows;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float theta = static_cast<float>(c.rope_theta);
   const Tensor proj = ws_proj_.View(act, T, 4 * q);
@@ -366,9 +443,19 @@ void Model::LightningMixer(int64_t layer, const std::vector<Segment>& segments, 
                         s.state->layers[layer].lightning.View(DType::kF32, H * d, d),
                         mix.Rows(s.row0, s.rows()));
   }
-  backend_->RmsNorm(mix, w.o_norm, 1, eps);
-  backend_->SigmoidMul(mix, Z);
-  backend_->MatMul(mix, w.o_proj, out);
+  // o_norm spans all heads: a sharded rank gathers every rank's heads, normalises the whole
+  // rows (as one rank would) and keeps its own columns.
+  Tensor normed = mix;
+  if (sharded()) {
+    const Tensor all = ws_gather_.View(act, T, c.lightning_heads * d);
+    backend_->AllGatherCols(mix, all);
+    backend_->RmsNorm(all, w.o_norm, 1, eps);
+    normed = all.Cols(dims_.lightning_head0 * d, q);
+  } else {
+    backend_->RmsNorm(mix, w.o_norm, 1, eps);
+  }
+  backend_->SigmoidMul(normed, Z);
+  backend_->MatMul(normed, w.o_proj, out);
 }
 
 absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segments,
@@ -377,7 +464,8 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
   const ModelConfig& c = config_;
   const LayerWeights& w = layers_[layer];
   const DType act = backend_->activation_dtype();
-  const int64_t Hq = c.num_attention_heads, G = c.num_kv_heads, d = c.head_dim, T = a.rows;
+  // This rank's query heads and the KV groups they read (all of them unsharded).
+  const int64_t Hq = dims_.q_heads, G = dims_.kv_heads, d = c.head_dim, T = a.rows;
   const int64_t q = Hq * d, kv = G * d, topk = sparse_params_.topk_total;
   const Tensor proj = ws_proj_.View(act, T, 2 * q + 2 * kv);
   backend_->MatMul(a, w.in_proj, proj);
@@ -510,9 +598,15 @@ absl::Status Model::ComputeLogits(const Tensor& h_row, std::vector<float>* logit
   const Tensor x = ws_logit_in_.View(backend_->activation_dtype(), 1, config_.hidden_size);
   backend_->Copy(x, h_row);
   backend_->RmsNorm(x, final_norm_, 1, static_cast<float>(config_.rms_norm_eps));
-  const Tensor out = ws_logits_.View(DType::kF32, 1, config_.vocab_size);
-  backend_->MatMul(x, lm_head_, out);
-  backend_->CopyToHost(out, logits->data() + offset);
+  const Tensor out = ws_logits_.View(DType::kF32, 1, shard_.world * dims_.vocab_rows);
+  if (sharded()) {  // this rank's vocabulary rows, then every rank's
+    const Tensor local = ws_logits_local_.View(DType::kF32, 1, dims_.vocab_rows);
+    backend_->MatMul(x, lm_head_, local);
+    backend_->AllGatherCols(local, out);
+  } else {
+    backend_->MatMul(x, lm_head_, out);
+  }
+  if (logits) backend_->CopyToHost(out.Cols(0, config_.vocab_size), logits->data() + offset);
   return backend_->Synchronize();
 }
 
@@ -527,6 +621,9 @@ void Model::ActivationsToHost(const Tensor& src, float* host) {
 }
 
 absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink) {
+  if (sharded()) {
+    return absl::UnimplementedError("saving a tensor-parallel sequence's state is not supported yet");
+  }
   const ModelConfig& c = config_;
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());
@@ -584,6 +681,9 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
 
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
     int64_t num_tokens, StateSource& source, std::shared_ptr<const StoredBlocks> stored) {
+  if (sharded()) {
+    return absl::UnimplementedError("loading a tensor-parallel sequence's state is not supported yet");
+  }
   const ModelConfig& c = config_;
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());

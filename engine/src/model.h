@@ -12,6 +12,7 @@
 #include "absl/types/span.h"
 #include "backend.h"
 #include "sequence_state.h"
+#include "shard.h"
 #include "tome/engine/config.h"
 #include "tome/engine/options.h"
 #include "tome/engine/safetensors.h"
@@ -35,37 +36,48 @@ struct LayerWeights {
   Tensor down;                      // [D, F]
 };
 
+// With a ShardSpec of world N > 1 the model is one rank of a tensor-parallel group
+// (shard.h): it holds its share of the weights and of every sequence state, and its
+// forward pass meets the other ranks' in Backend::AllReduceSum (after each mixer's and each
+// MLP's output projection) and Backend::AllGatherCols (the Lightning output norm, which
+// spans all heads, and the logits). Every rank must run the same calls with the same
+// tokens; only the ranks' own states differ.
 class Model {
  public:
   static absl::StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& config,
                                                      const SafetensorsCheckpoint& checkpoint,
                                                      Backend* backend,
-                                                     const EngineOptions& options);
+                                                     const EngineOptions& options,
+                                                     ShardSpec shard = {});
   // The model of `config` with random weights generated on the backend from `seed`
-  // (EngineOptions::random_weights_seed).
+  // (EngineOptions::random_weights_seed). A shard holds the same values as the matching
+  // slice of the unsharded model.
   static absl::StatusOr<std::unique_ptr<Model>> CreateRandom(const ModelConfig& config,
                                                              Backend* backend,
                                                              const EngineOptions& options,
-                                                             uint64_t seed);
+                                                             uint64_t seed, ShardSpec shard = {});
 
   const ModelConfig& config() const { return config_; }
+  const ShardSpec& shard() const { return shard_; }
 
   absl::StatusOr<std::unique_ptr<SequenceState>> NewState();
   absl::StatusOr<std::unique_ptr<SequenceState>> ForkState(const SequenceState& state);
 
   // Runs `tokens` (any count; chunked internally) and appends them to `state`. Writes the
-  // logits of the last token (or of all, per options) to `logits`. When `chunk_lock` is
-  // given it is held for each chunk, not for the whole call, so other work can run between
-  // chunks of a long prefill.
+  // logits of the last token (or of all, per options) to `logits` (not when it is null: the
+  // other ranks of a group). When `chunk_lock` is given it is held for each chunk, not for
+  // the whole call, so other work can run between chunks of a long prefill. `call_end`,
+  // when positive, is the sequence's length at the end of the caller's whole call (a caller
+  // that chunks itself; the HF dense rule reads it), else state.num_tokens + tokens.size().
   absl::Status Forward(SequenceState& state, absl::Span<const int32_t> tokens,
                        const PrefillOptions& options, std::vector<float>* logits,
-                       std::mutex* chunk_lock = nullptr);
+                       std::mutex* chunk_lock = nullptr, int64_t call_end = 0);
 
   // One token for each of `states` in one batched forward pass (continuous batching of
   // decode steps): the GEMMs run over all rows at once, attention and Lightning per
   // sequence. `logits[i]` receives the logits after tokens[i]. When `evidence[i]` is not
   // null, the pooled stage-1 score of every block that sequence i's sparse layers selected
-  // dynamically is added to (*evidence[i])[block].
+  // dynamically is added to (*evidence[i])[block]. `logits` may be null (other ranks).
   absl::Status ForwardBatch(absl::Span<SequenceState* const> states,
                             absl::Span<const int32_t> tokens,
                             std::vector<std::vector<float>>* logits,
@@ -79,7 +91,12 @@ class Model {
       std::shared_ptr<const StoredBlocks> stored = nullptr);
 
  private:
-  Model(const ModelConfig& config, Backend* backend, const EngineOptions& options);
+  Model(const ModelConfig& config, Backend* backend, const EngineOptions& options,
+        ShardSpec shard, ShardDims dims);
+  bool sharded() const { return shard_.world > 1; }
+  // Sharded: `status` if it is an error, else Aborted if another rank's was (one tiny
+  // all-reduce; every rank must call it at the same point).
+  absl::Status AgreeAcrossRanks(absl::Status status);
   // From `checkpoint`, or random from `seed` when it is null.
   absl::Status LoadWeights(const SafetensorsCheckpoint* checkpoint, uint64_t seed);
   absl::Status AllocateWorkspace();
@@ -120,6 +137,8 @@ class Model {
   ModelConfig config_;
   Backend* backend_;
   EngineOptions options_;
+  ShardSpec shard_;
+  ShardDims dims_;  // this rank's heads, groups, MLP columns and vocabulary rows
   kernels::SparseParams sparse_params_;
   int64_t max_chunk_;
 
@@ -130,6 +149,9 @@ class Model {
   // Workspace (max_chunk rows each).
   Buffer ws_h_, ws_a_, ws_proj_, ws_mix_, ws_out_, ws_selected_, ws_scores_, ws_summary_,
       ws_logit_in_, ws_logits_;
+  // Sharded only: all ranks' Lightning outputs (o_norm spans every head) and this rank's
+  // vocabulary rows of the logits.
+  Buffer ws_gather_, ws_logits_local_, ws_flag_;  // ws_flag_: AgreeAcrossRanks
   std::vector<float> host_hidden_;
   std::vector<int32_t> host_selected_;
   std::vector<float> host_scores_;

@@ -40,6 +40,9 @@ struct SequenceState {
   std::vector<LayerState> layers;
   // Set for sequences whose stored KV blocks stay in storage until selected.
   std::shared_ptr<const StoredBlocks> stored;
+  // Tensor parallelism: this object is rank 0's share of the state (its heads and KV
+  // groups); ranks 1 .. N-1 hold theirs here (parallel_model.h).
+  std::vector<std::unique_ptr<SequenceState>> other_ranks;
 };
 
 }  // namespace tome::engine

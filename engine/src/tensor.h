@@ -46,6 +46,12 @@ class Buffer {
   ~Buffer();
 
   void* data() const { return data_; }
+  // Gives up ownership without freeing (a wrapping backend re-homes the memory).
+  void* release() {
+    backend_ = nullptr;
+    bytes_ = 0;
+    return std::exchange(data_, nullptr);
+  }
   int64_t bytes() const { return bytes_; }
   // A dense [rows, cols] view of the start of the buffer.
   Tensor View(DType dtype, int64_t rows, int64_t cols) const {

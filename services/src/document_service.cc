@@ -25,8 +25,6 @@ void SetTimestamp(int64_t micros, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
 }
 
-namespace {
-
 void FillDocument(TomeCore* core, const Principal& caller, const DocumentView& view,
                   v1::Document* out) {
   const storage::DocumentRecord& r = view.record;
@@ -57,6 +55,8 @@ void FillDocument(TomeCore* core, const Principal& caller, const DocumentView& v
   auto sections = core->ListSections(caller, r.id);
   out->set_num_sections(sections.ok() ? static_cast<int64_t>(sections->size()) : 0);
 }
+
+namespace {
 
 // The caller of a document call with a concurrent-call slot held for its duration.
 struct Call {

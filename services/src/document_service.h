@@ -8,6 +8,9 @@ namespace tome::services {
 
 v1::DocumentStatus ToProto(storage::DocumentStatus status);
 void SetTimestamp(int64_t micros, google::protobuf::Timestamp* out);
+// The Document message of `view` as `caller` sees it.
+void FillDocument(TomeCore* core, const Principal& caller, const DocumentView& view,
+                  v1::Document* out);
 
 class DocumentServiceImpl final : public v1::DocumentService::CallbackService {
  public:

@@ -11,8 +11,10 @@
 #include "tome/services/bearer_interceptor.h"
 #include "tome/services/tls.h"
 #include "admin_service.h"
+#include "cluster/worker_service.h"
 #include "metrics/http_exporter.h"
 #include "metrics/metrics.h"
+#include "metrics/process_memory.h"
 #include "metrics/rpc_interceptor.h"
 #include "document_service.h"
 #include "query_service.h"
@@ -29,6 +31,7 @@ void RegisterGauges(TomeCore* core, Metrics* metrics) {
   using Samples = std::vector<std::pair<Metrics::Labels, double>>;
   metrics->Help("tome_requests_total", "RPCs by method and status code", "counter");
   metrics->Help("tome_request_seconds", "RPC latency in seconds", "histogram");
+  AddProcessMemoryGauges(*metrics);
   metrics->Gauge("tome_scheduler_queue_depth", "work waiting for the engine", [core] {
     const SchedulerStats s = core->scheduler().stats();
     return Samples{{{{"queue", "decode"}}, double(s.queued_decodes)},
@@ -86,6 +89,7 @@ struct TomeServer::Impl {
   std::unique_ptr<QueryServiceImpl> queries;
   std::unique_ptr<SessionServiceImpl> sessions;
   std::unique_ptr<AdminServiceImpl> admin;
+  std::unique_ptr<cluster::WorkerServiceImpl> worker;  // cluster workers only
   std::unique_ptr<grpc::Server> server;
   bool shut_down = false;
 };
@@ -113,6 +117,7 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   core_options.resident_kv_limit_bytes = options.resident_kv_limit_bytes;
   core_options.block_cache_bytes = options.block_cache_bytes;
   core_options.host_block_cache_bytes = options.host_block_cache_bytes;
+  core_options.peer_token = options.peer_token;
   TOME_ASSIGN_OR_RETURN(impl->core, TomeCore::Create(core_options));
   impl->documents = std::make_unique<DocumentServiceImpl>(impl->core.get());
   impl->queries = std::make_unique<QueryServiceImpl>(impl->core.get());
@@ -129,6 +134,10 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   builder.RegisterService(impl->queries.get());
   builder.RegisterService(impl->sessions.get());
   builder.RegisterService(impl->admin.get());
+  if (!options.peer_token.empty()) {
+    impl->worker = std::make_unique<cluster::WorkerServiceImpl>(impl->core.get());
+    builder.RegisterService(impl->worker.get());
+  }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(NewRpcMetricsInterceptor(&impl->metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -174,6 +183,7 @@ void TomeServer::Shutdown(absl::Duration grace) {
   impl_->shut_down = true;
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  if (impl_->worker) impl_->worker->Drain();  // take-overs use the core
   impl_->metrics_http.reset();  // its gauges read the core
   impl_->core.reset();          // stops ingestion, closes the store
 }

@@ -55,6 +55,10 @@ struct CoreOptions {
   int64_t default_session_ttl_seconds = 24 * 3600;
   size_t session_states = 64;  // sessions kept in memory
   bool sync_writes = true;
+  // Cluster worker (services/src/cluster): calls are authenticated by the router, which
+  // forwards the caller's principal with this shared token; API keys are not accepted.
+  // Empty: single-process mode (API keys from this store).
+  std::string peer_token;
 };
 
 // The default checkpoint spacing: Lightning checkpoints cost at most a tenth of the bytes
@@ -111,6 +115,9 @@ class TomeCore {
             options_.max_generated_tokens};
   }
   TenantRegistry& tenants() { return *tenants_; }
+  // The store itself (cluster workers keep replica text beside the documents).
+  storage::ContextStore& store() { return *store_; }
+  const std::string& peer_token() const { return options_.peer_token; }
   UsageTracker& usage() { return usage_; }
   IngestionManager& ingestion() { return *ingestion_; }
   BatchScheduler& scheduler() { return *scheduler_; }
@@ -126,7 +133,10 @@ class TomeCore {
   absl::StatusOr<std::unique_ptr<UsageTracker::CallSlot>> Admit(const Principal& caller);
 
   // --- documents ---------------------------------------------------------------------------
-  absl::StatusOr<DocumentView> CreateDocument(const Principal& caller, const std::string& name);
+  // `chosen_id` 0: the store's next id; else that id (cluster mode, see
+  // ContextStore::CreateDocumentWithId).
+  absl::StatusOr<DocumentView> CreateDocument(const Principal& caller, const std::string& name,
+                                              storage::DocumentId chosen_id = 0);
   absl::StatusOr<DocumentView> GetDocument(const Principal& caller, storage::DocumentId id);
   absl::StatusOr<std::vector<DocumentView>> ListDocuments(const Principal& caller,
                                                           storage::DocumentId after, int limit,

@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "tome/engine/engine.h"
 #include "tome/services/server.h"
+#include "cluster/cluster_main.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "address:port to serve gRPC on (port 0 = any)");
 ABSL_FLAG(std::string, data_dir, "tome-data", "directory of the context store (created if missing)");
@@ -110,6 +111,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // --role=router / --role=worker (services/src/cluster); -1: this single-process server.
+  if (int rc = tome::services::cluster::RunClusterRole(options, absl::GetFlag(FLAGS_port_file),
+                                                       signals);
+      rc >= 0) {
+    return rc;
+  }
   auto server = tome::services::TomeServer::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "tomed: %s\n", server.status().ToString().c_str());

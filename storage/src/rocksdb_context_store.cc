@@ -121,6 +121,11 @@ class RocksDbContextStore final : public ContextStore {
   ~RocksDbContextStore() override;
 
   absl::StatusOr<DocumentRecord> CreateDocument(TenantId tenant, absl::string_view name) override;
+  absl::StatusOr<DocumentRecord> CreateDocumentWithId(TenantId tenant, DocumentId id,
+                                                      absl::string_view name) override;
+  // chosen_id 0: the next id of the counter.
+  absl::StatusOr<DocumentRecord> NewDocument(TenantId tenant, DocumentId chosen_id,
+                                             absl::string_view name);
   absl::StatusOr<DocumentRecord> GetDocument(TenantId tenant, DocumentId id) override;
   absl::StatusOr<std::vector<DocumentRecord>> ListDocuments(TenantId tenant, DocumentId after_id,
                                                             int limit) override;
@@ -138,6 +143,8 @@ class RocksDbContextStore final : public ContextStore {
                                             absl::Span<const NewSection> sections) override;
   absl::StatusOr<std::vector<SectionInfo>> ListSections(TenantId tenant, DocumentId id) override;
   absl::StatusOr<std::string> ReadText(TenantId tenant, DocumentId id) override;
+  absl::StatusOr<std::string> ReadTextRange(TenantId tenant, DocumentId id, int64_t begin,
+                                            int64_t end) override;
   absl::StatusOr<std::vector<int32_t>> ReadTokens(TenantId tenant, DocumentId id, int64_t begin,
                                                   int64_t end) override;
   absl::Status SetStatus(TenantId tenant, DocumentId id, DocumentStatus status,
@@ -412,6 +419,22 @@ absl::Status RocksDbContextStore::CheckWritable() const {
 
 absl::StatusOr<DocumentRecord> RocksDbContextStore::CreateDocument(TenantId tenant,
                                                                    absl::string_view name) {
+  return NewDocument(tenant, 0, name);
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::CreateDocumentWithId(TenantId tenant,
+                                                                         DocumentId id,
+                                                                         absl::string_view name) {
+  if (id < kMinChosenDocumentId) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a chosen document id must be at least ", kMinChosenDocumentId));
+  }
+  return NewDocument(tenant, id, name);
+}
+
+absl::StatusOr<DocumentRecord> RocksDbContextStore::NewDocument(TenantId tenant,
+                                                                DocumentId chosen_id,
+                                                                absl::string_view name) {
   TOME_RETURN_IF_ERROR(RecoverIfNeeded());
   absl::ReaderMutexLock db_lock(&db_mu_);
   TOME_RETURN_IF_ERROR(CheckWritable());
@@ -432,15 +455,27 @@ absl::StatusOr<DocumentRecord> RocksDbContextStore::CreateDocument(TenantId tena
   // The counter and the record commit together, so an id is never handed out twice, even
   // across a crash. A failed write still burns its id: it may have reached the log.
   absl::MutexLock lock(&id_mu_);
-  record.id = next_id_++;
   rocksdb::WriteBatch batch;
-  TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
-  std::string counter;
-  AppendBigEndian64(next_id_, &counter);
-  TOME_RETURN_IF_ERROR(FromRocksDb(
-      batch.Put(cf(Cf::kMeta), rocksdb::Slice(kNextDocumentIdKey.data(), kNextDocumentIdKey.size()),
-                counter),
-      "adding the id counter to a batch"));
+  if (chosen_id != 0) {
+    std::string existing;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), cf(Cf::kMeta), DocumentOwnerKey(chosen_id), &existing);
+    if (s.ok()) return absl::AlreadyExistsError(absl::StrCat("document ", chosen_id, " exists"));
+    if (!s.IsNotFound()) {
+      TOME_RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("looking up document ", chosen_id)));
+    }
+    record.id = chosen_id;
+    TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
+  } else {
+    record.id = next_id_++;
+    TOME_RETURN_IF_ERROR(PutRecord(record, &batch));
+    std::string counter;
+    AppendBigEndian64(next_id_, &counter);
+    TOME_RETURN_IF_ERROR(FromRocksDb(
+        batch.Put(cf(Cf::kMeta),
+                  rocksdb::Slice(kNextDocumentIdKey.data(), kNextDocumentIdKey.size()), counter),
+        "adding the id counter to a batch"));
+  }
   std::string owner;
   AppendBigEndian64(tenant, &owner);
   TOME_RETURN_IF_ERROR(FromRocksDb(batch.Put(cf(Cf::kMeta), DocumentOwnerKey(record.id), owner),
@@ -616,6 +651,53 @@ absl::StatusOr<std::string> RocksDbContextStore::ReadText(TenantId tenant, Docum
   if (static_cast<int64_t>(text.size()) != record.text_bytes) {
     return absl::DataLossError(absl::StrCat("the text of ", DocName(tenant, id), " has ",
                                             text.size(), " bytes; its record says ",
+                                            record.text_bytes));
+  }
+  return text;
+}
+
+absl::StatusOr<std::string> RocksDbContextStore::ReadTextRange(TenantId tenant, DocumentId id,
+                                                               int64_t begin, int64_t end) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
+  if (begin < 0 || end < begin) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid byte range [", begin, ", ", end, ")"));
+  }
+  rocksdb::ManagedSnapshot managed(db_.get());
+  const rocksdb::Snapshot* snapshot = managed.snapshot();
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id, snapshot));
+  end = std::min(end, record.text_bytes);
+  std::string text;
+  if (begin >= end) return text;
+  const std::string lower_key = DocumentPrefix(tenant, id);
+  const std::string upper_key = DocumentPrefixEnd(tenant, id);
+  rocksdb::Slice lower(lower_key);
+  rocksdb::Slice upper(upper_key);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  read_options.iterate_lower_bound = &lower;
+  read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(Cf::kText)));
+  // The chunk holding `begin` is the last one starting at or before it.
+  it->SeekForPrev(ChunkKey(tenant, id, begin));
+  if (!it->Valid()) it->Seek(lower_key);
+  int64_t next = begin;  // the first byte not yet copied
+  for (; it->Valid() && next < end; it->Next()) {
+    const int64_t start = ChunkOffset(absl::string_view(it->key().data(), it->key().size()));
+    const int64_t chunk_end = start + static_cast<int64_t>(it->value().size());
+    if (start < 0 || start > next) {
+      return absl::DataLossError(
+          absl::StrCat("the text of ", DocName(tenant, id), " is damaged near byte ", next));
+    }
+    if (chunk_end <= next) continue;
+    const int64_t copy_end = std::min(end, chunk_end);
+    text.append(it->value().data() + (next - start), static_cast<size_t>(copy_end - next));
+    next = copy_end;
+  }
+  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "reading text"));
+  if (next < end) {
+    return absl::DataLossError(absl::StrCat("the text of ", DocName(tenant, id),
+                                            " ends at byte ", next, "; its record says ",
                                             record.text_bytes));
   }
   return text;

@@ -2,6 +2,7 @@
 //
 //   tome_bench --preset=bench5m --lengths=4096,32768,131072 --decode_tokens=32
 //   tome_bench --device=cuda --preset=sala-9b --random_weights --lengths=32768,131072
+//   tome_bench --device=cuda --preset=sala-9b --random_weights --tensor_parallel=2 ...
 //
 // Writes a random checkpoint of the preset (or uses --model; or, with --random_weights,
 // generates the weights on the backend without a checkpoint), then for each length: prefills
@@ -9,8 +10,10 @@
 // one at a time (timed). Prints a Markdown table; on CUDA with the GPU memory in use after
 // each length (cudaMemGetInfo; the backend's pool keeps what it once held, so this is the
 // peak so far).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -36,6 +39,8 @@ ABSL_FLAG(int64_t, chunk, 2048, "prefill chunk (tokens per forward call)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(bool, random_weights, false,
           "generate the preset's weights on the backend (no checkpoint written)");
+ABSL_FLAG(int, tensor_parallel, 1,
+          "ranks of tensor parallelism (CUDA: GPUs 0..N-1 over NCCL; CPU: in process)");
 
 namespace {
 
@@ -43,14 +48,22 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
-// GiB of GPU memory in use on the current device (0 without CUDA).
-double GpuGiBInUse() {
+// GiB of GPU memory in use on the most loaded of devices 0 .. ranks-1 (0 without CUDA).
+double GpuGiBInUse(int ranks = 1) {
+  double most = 0;
 #ifdef TOME_BENCH_CUDA
-  size_t free = 0, total = 0;
-  if (cudaMemGetInfo(&free, &total) == cudaSuccess) return (total - free) / double(1 << 30);
-  cudaGetLastError();
+  int current = 0;
+  cudaGetDevice(&current);
+  for (int d = 0; d < ranks; ++d) {
+    size_t free = 0, total = 0;
+    if (cudaSetDevice(d) == cudaSuccess && cudaMemGetInfo(&free, &total) == cudaSuccess) {
+      most = std::max(most, (total - free) / double(1 << 30));
+    }
+    cudaGetLastError();
+  }
+  cudaSetDevice(current);  // a one-rank engine runs on this thread's device
 #endif
-  return 0;
+  return most;
 }
 
 }  // namespace
@@ -58,6 +71,12 @@ double GpuGiBInUse() {
 int main(int argc, char** argv) {
   tome::engine::PrepareCpuProcess(argv);
   absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_tensor_parallel) > 1) {
+    // Before CUDA starts: eager kernel loading (a lazy first launch can deadlock against
+    // NCCL kernels, engine/src/cuda/cuda_backend.cc) and no NVLink multicast.
+    setenv("CUDA_MODULE_LOADING", "EAGER", 0);
+    setenv("NCCL_NVLS_ENABLE", "0", 1);
+  }
   using namespace tome;
   std::string model_dir = absl::GetFlag(FLAGS_model);
   std::string temp_dir;
@@ -94,6 +113,8 @@ int main(int argc, char** argv) {
   }
   options.num_threads = absl::GetFlag(FLAGS_threads);
   options.max_chunk_tokens = absl::GetFlag(FLAGS_chunk);
+  options.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
+  const int ranks = cuda ? options.tensor_parallel : 1;
   const auto t_load = std::chrono::steady_clock::now();
   auto engine = engine::Engine::Create(options);
   if (!engine.ok()) {
@@ -101,9 +122,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const engine::ModelConfig& c = (*engine)->config();
-  std::printf("device: %s, model ready in %.1f s", cuda ? "cuda" : "cpu",
-              Seconds(t_load, std::chrono::steady_clock::now()));
-  if (cuda) std::printf(", GPU memory in use %.2f GiB", GpuGiBInUse());
+  std::printf("device: %s, tensor_parallel %d, model ready in %.1f s", cuda ? "cuda" : "cpu",
+              options.tensor_parallel, Seconds(t_load, std::chrono::steady_clock::now()));
+  if (cuda) std::printf(", GPU memory in use %.2f GiB (most loaded GPU)", GpuGiBInUse(ranks));
   std::printf(", chunk %lld\n", static_cast<long long>(options.max_chunk_tokens));
   std::printf("model: %s, %lld parameters, %lld layers (%lld sparse), hidden %lld, vocab %lld\n",
               model_dir.c_str(), static_cast<long long>(c.NumParameters()),
@@ -153,7 +174,7 @@ int main(int argc, char** argv) {
     const auto t3 = std::chrono::steady_clock::now();
     std::printf("| %lld | %.2f | %.0f | %.2f | %.2f |\n", static_cast<long long>(n),
                 Seconds(t0, t1), n / Seconds(t0, t1),
-                1000 * Seconds(t2, t3) / std::max<int64_t>(steps, 1), GpuGiBInUse());
+                1000 * Seconds(t2, t3) / std::max<int64_t>(steps, 1), GpuGiBInUse(ranks));
     std::fflush(stdout);
   }
   if (!temp_dir.empty()) std::filesystem::remove_all(temp_dir);

@@ -58,6 +58,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tests/testutil/http_get.h"
 #include "tome/services/bearer_interceptor.h"
 #include "tome/v1/documents.grpc.pb.h"
 #include "tome/v1/query.grpc.pb.h"
@@ -71,6 +72,11 @@ ABSL_FLAG(std::string, mix, "ingest=1,append=2,ask=6,fork=1,delete=1",
           "relative weights of the operations ingest, append, ask, fork, delete");
 ABSL_FLAG(int, server_pid, 0, "pid of tomed, to sample its VmRSS (0: no memory table)");
 ABSL_FLAG(double, sample_s, 10, "seconds between RSS samples and progress lines");
+ABSL_FLAG(int, metrics_port, 0,
+          "tomed's metrics port on 127.0.0.1, to sample its state cache and allocator bytes "
+          "beside its RSS (0: RSS only)");
+ABSL_FLAG(double, warmup_s, -1,
+          "seconds of warm-up excluded from the RSS trend (default: a fifth of the run)");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the clients' random choices and texts");
 ABSL_FLAG(int, max_tokens, 16, "answer tokens per Ask");
 ABSL_FLAG(int, document_kb, 3, "text of an ingested document, KiB");
@@ -694,20 +700,45 @@ double ReadLoadAverage() {
   return load;
 }
 
+// Values of the series named exactly `series` (name plus labels, as rendered) in a
+// Prometheus text page, or -1 if absent.
+double MetricValue(const std::string& page, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (!absl::ConsumePrefix(&line, series) || !absl::ConsumePrefix(&line, " ")) continue;
+    double value = -1;
+    if (absl::SimpleAtod(line, &value)) return value;
+  }
+  return -1;
+}
+
 struct RssSample {
   double elapsed_s = 0;
   int64_t rss_kib = -1;
   double load = -1;
   std::string note;
+  // From the metrics page (--metrics_port), MiB; -1 when not sampled.
+  double state_cache_mib = -1;
+  double allocated_mib = -1;
 };
+
+// The server's own accounting of its memory, from its metrics page.
+void ReadServerMetrics(int port, RssSample& s) {
+  if (port <= 0) return;
+  const std::string page = tome::testing::HttpGet(port, "/metrics");
+  const double mib = 1 << 20;
+  const double cache = MetricValue(page, "tome_state_cache_bytes");
+  const double allocated = MetricValue(page, "tome_allocator_bytes{kind=\"allocated\"}");
+  if (cache >= 0) s.state_cache_mib = cache / mib;
+  if (allocated >= 0) s.allocated_mib = allocated / mib;
+}
 
 // Samples the server's RSS every `period` from Start() to Stop() (and once at each end), and
 // prints a progress line to stderr with each sample. When the server process is gone it tells
 // the clients to stop.
 class Sampler {
  public:
-  Sampler(int pid, absl::Duration period, Progress* progress)
-      : pid_(pid), period_(period), progress_(progress) {}
+  Sampler(int pid, int metrics_port, absl::Duration period, Progress* progress)
+      : pid_(pid), metrics_port_(metrics_port), period_(period), progress_(progress) {}
 
   void Start(absl::Time start) {
     start_ = start;
@@ -726,6 +757,7 @@ class Sampler {
     absl::MutexLock lock(&mu_);
     RssSample s{absl::ToDoubleSeconds(absl::Now() - start_), pid_ > 0 ? ReadVmRssKib(pid_) : -1,
                 ReadLoadAverage(), note};
+    ReadServerMetrics(metrics_port_, s);
     samples_.push_back(s);
     if (pid_ > 0 && s.rss_kib < 0 && server_gone_s_ < 0) {
       server_gone_s_ = s.elapsed_s;
@@ -749,6 +781,7 @@ class Sampler {
 
  private:
   const int pid_;
+  const int metrics_port_;
   const absl::Duration period_;
   Progress* progress_;
   absl::Time start_;
@@ -821,16 +854,21 @@ void PrintErrors(const Stats& stats) {
 }
 
 // `seconds`: the load phase (the samples after it are of the cleanup).
-void PrintMemory(const std::vector<RssSample>& samples, int pid, double seconds) {
+// `warmup`: seconds left out of the trend.
+void PrintMemory(const std::vector<RssSample>& samples, int pid, double seconds, double warmup) {
   absl::PrintF("### Server memory (VmRSS of pid %d)\n\n", pid);
-  absl::PrintF("| elapsed s | RSS MiB | host load (1 min) | |\n|---:|---:|---:|---|\n");
+  absl::PrintF(
+      "State cache and allocated (bytes in live allocations, jemalloc) come from tomed's "
+      "metrics.\n\n| elapsed s | RSS MiB | state cache MiB | allocated MiB | host load (1 min) "
+      "| |\n|---:|---:|---:|---:|---:|---|\n");
+  const auto mib = [](double v) { return v < 0 ? std::string("-") : absl::StrFormat("%.1f", v); };
   for (const RssSample& s : samples) {
     const std::string rss =
         s.rss_kib < 0 ? "(unreadable)" : absl::StrFormat("%.1f", s.rss_kib / 1024.0);
-    absl::PrintF("| %.1f | %s | %.2f | %s |\n", s.elapsed_s, rss, s.load, s.note);
+    absl::PrintF("| %.1f | %s | %s | %s | %.2f | %s |\n", s.elapsed_s, rss,
+                 mib(s.state_cache_mib), mib(s.allocated_mib), s.load, s.note);
   }
-  // Growth after warm-up (the first fifth of the load): least-squares slope of RSS over time.
-  const double warmup = seconds / 5;
+  // Growth after warm-up: least-squares slope of RSS over time.
   std::vector<RssSample> late;
   for (const RssSample& s : samples) {
     if (s.elapsed_s >= warmup && s.elapsed_s <= seconds + 0.01 && s.rss_kib >= 0) {
@@ -922,7 +960,7 @@ int main(int argc, char** argv) {
                                                &progress));
   }
   const int pid = absl::GetFlag(FLAGS_server_pid);
-  Sampler sampler(pid, absl::Seconds(sample_s), &progress);
+  Sampler sampler(pid, absl::GetFlag(FLAGS_metrics_port), absl::Seconds(sample_s), &progress);
   absl::FPrintF(stderr, "tome_load_gen: %d clients for %.0f s against %s, mix %s\n", clients,
                 duration_s, server, absl::GetFlag(FLAGS_mix));
   const absl::Time start = absl::Now();
@@ -950,7 +988,10 @@ int main(int argc, char** argv) {
                clients, seconds, absl::GetFlag(FLAGS_mix), options.max_tokens, seed);
   PrintOperations(total, seconds);
   PrintErrors(total);
-  if (pid > 0) PrintMemory(sampler.samples(), pid, seconds);
+  const double warmup_s = absl::GetFlag(FLAGS_warmup_s);
+  if (pid > 0) {
+    PrintMemory(sampler.samples(), pid, seconds, warmup_s >= 0 ? warmup_s : seconds / 5);
+  }
   if (sampler.server_gone_s() >= 0) {
     absl::PrintF("**The server process (pid %d) was gone at t = %.1f s; the run stopped early.**\n\n",
                  pid, sampler.server_gone_s());

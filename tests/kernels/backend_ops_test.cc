@@ -243,6 +243,34 @@ void CopyCase(Harness& h) {
   }
 }
 
+// Collectives of a backend that is a group of one: the all-reduce leaves the data as it is,
+// the column gather is a copy (several ranks: tp_cuda_test.cc).
+void CollectivesAloneCase(Harness& h) {
+  const std::vector<float> v = RandomValues(7 * 5, 13);
+  for (DType dt : {DType::kBF16, DType::kF32}) {
+    Mat x(h.gpu, dt, 7, 5), full(h.gpu, dt, 7, 5, 8, 3);
+    x.Set(v);
+    h.gpu.AllReduceSum(x.t());
+    h.gpu.AllGatherCols(x.t(), full.t());
+    h.Sync();
+    EXPECT_EQ(x.Get(), v);
+    EXPECT_EQ(full.Get(), v);
+  }
+}
+
+// Aborting the collectives of a group of one ends nothing: there is no communicator, and
+// ordinary ops and the (trivial) collectives keep working (several ranks:
+// TensorParallelAbortTest on the CPU).
+void AbortAloneCase(Harness& h) {
+  h.gpu.AbortCollectives();
+  const std::vector<float> v = RandomValues(3 * 4, 17);
+  Mat x(h.gpu, DType::kF32, 3, 4);
+  x.Set(v);
+  h.gpu.AllReduceSum(x.t());
+  h.Sync();
+  EXPECT_EQ(x.Get(), v);
+}
+
 void FillCase(Harness& h) {
   for (DType dt : {DType::kF32, DType::kBF16, DType::kI32}) {
     Mat m(h.gpu, dt, 5, 7, 11, 4);
@@ -611,6 +639,8 @@ std::vector<OpCase> MakeCases() {
   add({"Allocate", "Free", "CopyFromHost", "CopyToHost", "Synchronize"}, "Memory", MemoryCase);
   add({"Copy"}, "Copy", CopyCase);
   add({"Fill"}, "Fill", FillCase);
+  add({"AllReduceSum", "AllGatherCols"}, "CollectivesAlone", CollectivesAloneCase);
+  add({"AbortCollectives"}, "AbortAlone", AbortAloneCase);
   add({"FillRandom"}, "FillRandom", FillRandomCase);
   add({"UploadTensor"}, "UploadTensor", UploadCase);
   for (int64_t t : {1, 37}) {

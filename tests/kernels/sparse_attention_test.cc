@@ -252,6 +252,108 @@ TEST(SparseAttentionTest, BlockSparseAttentionMatchesMaskedSoftmax) {
   }
 }
 
+// The shipped model's shapes (d = 64, two heads per group, 4 local blocks, top 20) and
+// summary pages of 100 rows, so that score tiles straddle pages: the tiled stage 1 and the
+// thresholded top-k must pick exactly the blocks of the direct rules, with and without the
+// optional scores output.
+TEST(SparseAttentionTest, SelectBlocksMatchesDirectRulesAtModelShapes) {
+  SparseParams sp;
+  sp.local_blocks = 4;
+  sp.topk_total = 20;
+  const int64_t N = 6000, d = 64, Hq = 4, G = 2, hg = Hq / G;
+  const float scale = 1.0f / std::sqrt(float(d));
+  std::vector<std::vector<float>> k1(G), k2(G);
+  std::vector<Paged> p1, p2;
+  std::vector<PagedRows<float>> v1, v2;
+  for (int64_t g = 0; g < G; ++g) {
+    const auto keys = Random(N * d, 50 + g, 0.5f);
+    k1[g] = Means(keys, N, d, 32, 16);
+    k2[g] = Means(keys, N, d, 128, 64);
+    p1.emplace_back(k1[g], k1[g].size() / d, d, 100);
+    p2.emplace_back(k2[g], k2[g].size() / d, d, 100);
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    v1.push_back(p1[g].view);
+    v2.push_back(p2[g].view);
+  }
+  const int64_t T = 260, first = N - T;
+  const auto q = Random(T * Hq * d, 60);
+  for (bool with_scores : {false, true}) {
+    std::vector<int32_t> selected(T * G * sp.topk_total);
+    std::vector<float> scores(with_scores ? selected.size() : 0);
+    SelectBlocks(q.data(), T, Hq, G, d, Hq * d, first, v1.data(), v2.data(), sp, scale,
+                 selected.data(), with_scores ? scores.data() : nullptr);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t g = 0; g < G; ++g) {
+        std::vector<const float*> qs;
+        for (int64_t hh = 0; hh < hg; ++hh) qs.push_back(q.data() + t * Hq * d + (g * hg + hh) * d);
+        const auto expected = NaiveSelect(qs, k1[g], k2[g], d, first + t, sp, scale);
+        const std::vector<int32_t> got(selected.begin() + (t * G + g) * sp.topk_total,
+                                       selected.begin() + (t * G + g + 1) * sp.topk_total);
+        ASSERT_EQ(got, expected) << "position " << first + t << " group " << g;
+      }
+    }
+  }
+}
+
+// Model shapes, with selections that mix blocks every query reads (block 0, the local ones)
+// with blocks read by a few or a single query, chunks starting mid-block; 3 queries take the
+// one-query path (decode).
+TEST(SparseAttentionTest, BlockSparseAttentionMatchesMaskedSoftmaxAtModelShapes) {
+  const int64_t N = 3000, d = 64, Hq = 4, G = 2, hg = Hq / G, B = 64, topk = 8;
+  const float scale = 0.125f;
+  std::vector<std::vector<float>> keys(G), values(G);
+  std::vector<Paged> pk, pv;
+  for (int64_t g = 0; g < G; ++g) {
+    keys[g] = Random(N * d, 70 + g);
+    values[g] = Random(N * d, 80 + g);
+    pk.emplace_back(keys[g], N, d, B);
+    pv.emplace_back(values[g], N, d, B);
+  }
+  std::vector<PagedRows<float>> vk, vv;
+  for (int64_t g = 0; g < G; ++g) {
+    vk.push_back(pk[g].view);
+    vv.push_back(pv[g].view);
+  }
+  for (int64_t T : {200, 3}) {
+    const int64_t first = N - T - 37;
+    const auto q = Random(T * Hq * d, 90 + T);
+    std::vector<int32_t> selected(T * G * topk, -1);
+    std::mt19937 rng(9);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t bp = (first + t) / B;
+        std::vector<int32_t> s = {0, int32_t(bp - 2), int32_t(bp - 1), int32_t(bp),
+                                  int32_t(1 + rng() % 4), int32_t(1 + rng() % (bp - 3))};
+        std::sort(s.begin(), s.end());
+        s.erase(std::unique(s.begin(), s.end()), s.end());
+        std::copy(s.begin(), s.end(), selected.begin() + (t * G + g) * topk);
+      }
+    }
+    std::vector<float> out(T * Hq * d);
+    BlockSparseAttention(q.data(), T, Hq, G, d, Hq * d, first, vk.data(), vv.data(), B,
+                         selected.data(), topk, scale, out.data(), Hq * d);
+    double max_err = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t p = first + t;
+      for (int64_t h = 0; h < Hq; ++h) {
+        const int64_t g = h / hg;
+        const int32_t* sel = selected.data() + (t * G + g) * topk;
+        std::vector<int64_t> visible;
+        for (int64_t tau = 0; tau <= p; ++tau) {
+          if (std::find(sel, sel + topk, int32_t(tau / B)) != sel + topk) visible.push_back(tau);
+        }
+        const auto expected = NaiveAttention(q.data() + t * Hq * d + h * d, keys[g], values[g],
+                                             d, visible, scale);
+        for (int64_t i = 0; i < d; ++i) {
+          max_err = std::max(max_err, std::abs(out[t * Hq * d + h * d + i] - expected[i]));
+        }
+      }
+    }
+    EXPECT_LT(max_err, 1e-5) << T << " queries";
+  }
+}
+
 TEST(SparseAttentionTest, LocalWindowOnlySelectionIsNotTheRealOne) {
   // With many candidate blocks, the data-dependent top-k must pick blocks outside the
   // init + local window for some queries; a window-only port would never do so.

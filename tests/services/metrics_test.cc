@@ -1,5 +1,11 @@
 // The Prometheus endpoint: scraped over HTTP after some traffic.
+#include <fstream>
+#include <string>
+
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/http_get.h"
 #include "tests/testutil/server_fixture.h"
@@ -9,6 +15,25 @@ namespace {
 
 using testing::HttpGet;
 
+// The value of `series` (name and labels as rendered) on a metrics page, or -1.
+double Value(const std::string& page, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    double value = -1;
+    if (absl::ConsumePrefix(&line, series + " ") && absl::SimpleAtod(line, &value)) return value;
+  }
+  return -1;
+}
+
+// This process's VmRSS in bytes (the server under test runs in it).
+double VmRssBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  double kib = -1;
+  while (in >> key) {
+    if (key == "VmRSS:" && in >> kib) return kib * 1024;
+  }
+  return -1;
+}
 
 class MetricsTest : public testing::ServerTest {
  protected:
@@ -42,6 +67,28 @@ TEST_F(MetricsTest, ScrapeShowsTrafficTokensAndQueues) {
   EXPECT_TRUE(absl::StrContains(body, "tome_ingested_tokens 701"));
   EXPECT_TRUE(absl::StrContains(body, "tome_tenant_stored_bytes{tenant=\"1\"}"));
   EXPECT_TRUE(absl::StrContains(body, "tome_state_cache_hits{result=\"hit\"}"));
+}
+
+TEST_F(MetricsTest, ReportsTheServersMemory) {
+  Ingest(std::string(700, 'r'));
+  const std::string body = HttpGet(server_->metrics_port(), "/metrics");
+  const double rss = Value(body, "tome_process_resident_bytes");
+  const double vm_rss = VmRssBytes();
+  ASSERT_GT(vm_rss, 0);
+  // The same quantity read moments apart: equal up to what the scrape itself allocates.
+  EXPECT_GT(rss, 0.5 * vm_rss) << body;
+  EXPECT_LT(rss, 2.0 * vm_rss) << body;
+#ifdef TOME_WITH_JEMALLOC
+  const double allocated = Value(body, "tome_allocator_bytes{kind=\"allocated\"}");
+  const double active = Value(body, "tome_allocator_bytes{kind=\"active\"}");
+  const double resident = Value(body, "tome_allocator_bytes{kind=\"resident\"}");
+  EXPECT_GT(allocated, 1 << 20) << body;  // at least the model and the server's tables
+  EXPECT_LE(allocated, active);
+  EXPECT_LE(active, resident);
+  EXPECT_LE(resident, rss * 1.5);
+#else
+  EXPECT_FALSE(absl::StrContains(body, "tome_allocator_bytes")) << body;
+#endif
 }
 
 }  // namespace

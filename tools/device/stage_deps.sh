@@ -14,11 +14,15 @@
 #   tools/device/stage_deps.sh --with-binaries build-cuda
 # also copies that build's backend_ops_test, tome_bench and tome_on_demand_bench (and libgomp) to .devdeps/bin, so
 # a device run needs no build (tools/device/cuda_checks.sh uses them when they run there).
+# backend_ops_test holds the tensor-parallel tests too (tp_cuda_test.cc; NCCL itself is the
+# device's own libnccl.so.2, too large to carry). DEVDEPS_DIR=.devdeps-tp stages into another
+# folder (so that two people's staged binaries do not overwrite each other).
 set -euo pipefail
 build=""
 if [[ "${1:-}" == "--with-binaries" ]]; then build="$2"; fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-out="$root/.devdeps"
+dir="${DEVDEPS_DIR:-.devdeps}"
+out="$root/$dir"
 arch_lib=lib/x86_64-linux-gnu
 rm -rf "$out"
 mkdir -p "$out/prefix/include" "$out/prefix/$arch_lib/cmake" "$out/prefix/share/cmake"
@@ -31,10 +35,13 @@ cp -a /usr/src/googletest "$out/googletest"
 if [[ -n "$build" ]]; then
   mkdir -p "$out/bin"
   cp "$root/$build/tests/kernels/backend_ops_test" "$root/$build/tests/bench/tome_bench" \
-    "$root/$build/tests/bench/tome_on_demand_bench" \
     "$out/bin/"
+  # Built only where needed (a TP-only build may lack it).
+  if [[ -f "$root/$build/tests/bench/tome_on_demand_bench" ]]; then
+    cp "$root/$build/tests/bench/tome_on_demand_bench" "$out/bin/"
+  fi
   cp -L /usr/$arch_lib/libgomp.so.1 "$out/prefix/$arch_lib/"
 fi
-grep -qx '/.devdeps/' "$root/.git/info/exclude" 2>/dev/null ||
-  { mkdir -p "$root/.git/info"; echo '/.devdeps/' >>"$root/.git/info/exclude"; }
+grep -qx "/$dir/" "$root/.git/info/exclude" 2>/dev/null ||
+  { mkdir -p "$root/.git/info"; echo "/$dir/" >>"$root/.git/info/exclude"; }
 du -sh "$out"

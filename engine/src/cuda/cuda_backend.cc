@@ -8,12 +8,19 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#ifdef TOME_HAVE_NCCL
+#include <nccl.h>
+#endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <numeric>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -29,7 +36,31 @@
 #include "tome/kernels/cuda/sparse_attention.h"
 
 namespace tome::engine {
+
+struct NcclGroup {
+#ifdef TOME_HAVE_NCCL
+  ~NcclGroup() {
+    for (ncclComm_t c : comms) {
+      if (c) ncclCommAbort(c);  // a rank whose backend was never created
+    }
+  }
+  std::vector<ncclComm_t> comms;  // rank i's; each owned by its backend once created
+#endif
+  int world = 0;
+  int first_device = 0;
+};
+
 namespace {
+
+#ifdef TOME_HAVE_NCCL
+absl::Status NcclStatus(ncclResult_t r, const char* what) {
+  if (r == ncclSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("NCCL ", what, ": ", ncclGetErrorString(r)));
+}
+ncclDataType_t NcclType(DType t) {
+  return t == DType::kBF16 ? ncclBfloat16 : t == DType::kF32 ? ncclFloat32 : ncclInt32;
+}
+#endif
 
 namespace kc = ::tome::kernels::cuda;
 using kc::bf16;
@@ -38,7 +69,8 @@ bf16* B16(const Tensor& t) { return static_cast<bf16*>(t.data); }
 
 class CudaBackend final : public Backend {
  public:
-  static absl::StatusOr<std::unique_ptr<Backend>> Create(int device) {
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(
+      int device, std::shared_ptr<NcclGroup> group = nullptr, int rank = 0) {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count) {
       cudaGetLastError();
@@ -46,13 +78,29 @@ class CudaBackend final : public Backend {
           absl::StrCat("CUDA device ", device, " is not available (", count, " found)"));
     }
     std::unique_ptr<CudaBackend> b(new CudaBackend(device));
+#ifdef TOME_HAVE_NCCL
+    if (group) {
+      b->comm_ = std::exchange(group->comms[rank], nullptr);
+      b->world_ = group->world;
+      b->first_device_ = group->first_device;
+    }
+#endif
     TOME_RETURN_IF_ERROR(b->Init());
     return std::unique_ptr<Backend>(std::move(b));
   }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
+#ifdef TOME_HAVE_NCCL
+    if (comm_) {
+      if (stream_) cudaStreamSynchronize(stream_);
+      std::lock_guard<std::mutex> lock(comm_mu_);
+      if (!comm_aborted_and_freed_) ncclCommDestroy(comm_);
+      comm_ = nullptr;
+    }
+#endif
     if (stream_) cudaStreamSynchronize(stream_);
+    if (cublas_workspace_) cudaFree(cublas_workspace_);
     timer_.reset();
     tables_.reset();
     if (scratch_) cudaFreeAsync(scratch_, stream_);
@@ -71,10 +119,12 @@ class CudaBackend final : public Backend {
   // --- memory -------------------------------------------------------------------------------
   absl::StatusOr<Buffer> Allocate(int64_t bytes) override {
     if (bytes <= 0) return Buffer(this, nullptr, 0);
+    const DeviceScope bound = Bind();
     if (static_cast<uint64_t>(bytes) > total_memory_) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "allocating ", bytes, " bytes: more than the GPU's ", total_memory_, " bytes"));
     }
+    if (world_ > 1) ReserveBeforeAllocating(static_cast<size_t>(bytes));
     void* p = nullptr;
     // Stream-ordered pool: pages (16 KiB each for 64 x 128 bf16) come without a device sync.
     const cudaError_t e = cudaMallocAsync(&p, static_cast<size_t>(bytes), stream_);
@@ -84,7 +134,10 @@ class CudaBackend final : public Backend {
     }
     return Buffer(this, p, bytes);
   }
-  void Free(void* data) override { Check(cudaFreeAsync(data, stream_), "free"); }
+  void Free(void* data) override {
+    const DeviceScope bound = Bind();  // sequences may be freed from any thread
+    Check(cudaFreeAsync(data, stream_), "free");
+  }
 
   void UploadTensor(const TensorInfo& src, const Tensor& dst) override {
     ScopedOp op(*timer_, "UploadTensor");
@@ -107,6 +160,7 @@ class CudaBackend final : public Backend {
 
   void CopyFromHost(const Tensor& dst, const void* host) override {
     if (dst.num_elements() == 0) return;
+    Drain();  // pageable memory: see Drain
     const size_t row = dst.cols * DTypeSize(dst.dtype);
     // From pageable memory the source is staged before the call returns.
     Check(cudaMemcpy2DAsync(dst.data, dst.stride * DTypeSize(dst.dtype), host, row, row,
@@ -115,6 +169,7 @@ class CudaBackend final : public Backend {
   }
   void CopyToHost(const Tensor& src, void* host) override {
     if (src.num_elements() == 0) return;
+    Drain();  // pageable memory: see Drain
     const size_t row = src.cols * DTypeSize(src.dtype);
     Check(cudaMemcpy2DAsync(host, row, src.data, src.stride * DTypeSize(src.dtype), row,
                             src.rows, cudaMemcpyDeviceToHost, stream_),
@@ -169,6 +224,7 @@ class CudaBackend final : public Backend {
     }
   }
   absl::Status Synchronize() override {
+    const DeviceScope bound = Bind();
     Check(cudaStreamSynchronize(stream_), "Synchronize");
     return std::exchange(error_, absl::OkStatus());
   }
@@ -182,6 +238,7 @@ class CudaBackend final : public Backend {
     auto scratch = Scratch(n * sizeof(int32_t));
     if (!scratch.ok()) return Check(scratch.status());
     int32_t* dev_ids = static_cast<int32_t*>(*scratch);
+    Drain();  // pageable memory: see Drain
     Check(cudaMemcpyAsync(dev_ids, ids.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice,
                           stream_),
           "Embedding ids");
@@ -375,8 +432,106 @@ class CudaBackend final : public Backend {
     Check(kc::BlockSparseAttention(a, stream_), "BlockSparseAttention");
   }
 
+  // --- collectives (NCCL; a group of one without a communicator) ----------------------------
+  void AllReduceSum(const Tensor& x) override {
+#ifdef TOME_HAVE_NCCL
+    if (comm_ == nullptr || x.num_elements() == 0) return;
+    ScopedOp op(*timer_, "AllReduceSum");
+    if (!Expect(x.contiguous(), "AllReduceSum: tensor must be contiguous")) return;
+    std::lock_guard<std::mutex> lock(comm_mu_);
+    if (!CheckNotAborted()) return;
+    Check(NcclStatus(ncclAllReduce(x.data, x.data, static_cast<size_t>(x.num_elements()),
+                                   NcclType(x.dtype), ncclSum, comm_, stream_),
+                     "all-reduce"));
+#else
+    (void)x;
+#endif
+  }
+
+  void AllGatherCols(const Tensor& local, const Tensor& full) override {
+#ifdef TOME_HAVE_NCCL
+    if (comm_ == nullptr) return Copy(full, local);
+    ScopedOp op(*timer_, "AllGatherCols");
+    const int64_t c = local.cols, rows = local.rows, es = DTypeSize(local.dtype);
+    if (!Expect(local.contiguous() && local.dtype == full.dtype && full.rows == rows &&
+                    full.cols == c * world_,
+                "AllGatherCols: shapes")) {
+      return;
+    }
+    const size_t count = static_cast<size_t>(rows * c);
+    if (rows == 1 && full.contiguous()) {  // rank-major blocks are the row itself
+      std::lock_guard<std::mutex> lock(comm_mu_);
+      if (!CheckNotAborted()) return;
+      Check(NcclStatus(ncclAllGather(local.data, full.data, count, NcclType(local.dtype), comm_,
+                                     stream_),
+                       "all-gather"));
+      return;
+    }
+    // NCCL gathers rank-major blocks [rank][rows][c]; they become column blocks of `full`.
+    auto scratch = Scratch(count * world_ * es);
+    if (!scratch.ok()) return Check(scratch.status());
+    std::unique_lock<std::mutex> lock(comm_mu_);
+    if (!CheckNotAborted()) return;
+    Check(NcclStatus(ncclAllGather(local.data, *scratch, count, NcclType(local.dtype), comm_,
+                                   stream_),
+                     "all-gather"));
+    lock.unlock();
+    for (int r = 0; r < world_; ++r) {
+      Check(cudaMemcpy2DAsync(static_cast<char*>(full.data) + r * c * es, full.stride * es,
+                              static_cast<char*>(*scratch) + r * count * es, c * es, c * es,
+                              rows, cudaMemcpyDeviceToDevice, stream_),
+            "AllGatherCols");
+    }
+#else
+    Copy(full, local);
+#endif
+  }
+
+  void AbortCollectives() override {
+#ifdef TOME_HAVE_NCCL
+    if (comm_ == nullptr || aborted_.exchange(true)) return;
+    // Waits for an enqueue in progress on the rank's own thread (never for a collective to
+    // complete: the lock covers enqueueing only), then ends the communicator's in-flight
+    // kernels and frees it (ncclCommAbort). Collectives after this record an error instead
+    // of running.
+    std::lock_guard<std::mutex> lock(comm_mu_);
+    int current = -1;
+    cudaGetDevice(&current);  // the caller may be another rank's thread: keep its device
+    cudaSetDevice(device_);
+    ncclCommAbort(comm_);
+    comm_aborted_and_freed_ = true;
+    if (current >= 0) cudaSetDevice(current);
+#endif
+  }
+
  private:
   explicit CudaBackend(int device) : device_(device) {}
+
+  // Makes this backend's device the calling thread's current one until the returned scope
+  // ends (memory calls may come from threads other than the one driving the backend, e.g.
+  // a tensor-parallel sequence freed on the caller's thread: its device is restored, so a
+  // one-GPU engine driven from that thread keeps launching on its own device).
+  class [[nodiscard]] DeviceScope {
+   public:
+    explicit DeviceScope(int device) {
+      if (cudaGetDevice(&previous_) != cudaSuccess) {
+        cudaGetLastError();
+        previous_ = -1;
+      }
+      if (previous_ != device) cudaSetDevice(device);
+      restore_ = previous_ >= 0 && previous_ != device;
+    }
+    ~DeviceScope() {
+      if (restore_) cudaSetDevice(previous_);
+    }
+    DeviceScope(const DeviceScope&) = delete;
+    DeviceScope& operator=(const DeviceScope&) = delete;
+
+   private:
+    int previous_ = -1;
+    bool restore_ = false;
+  };
+  DeviceScope Bind() const { return DeviceScope(device_); }
 
   absl::Status Init() {
     TOME_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device_), "cudaSetDevice"));
@@ -391,12 +546,73 @@ class CudaBackend final : public Backend {
     TOME_RETURN_IF_ERROR(CudaStatus(
         cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold),
         "memory pool"));
+    pool_ = pool;
+    // Tensor parallelism: no peer access is granted to this pool. NCCL never reads or writes
+    // another GPU's user buffers (NCCL_P2P_DIRECT_DISABLE=1, NewNcclGroup), and a pool that
+    // peers may access maps every growth into their page tables too, from this rank's
+    // thread, while their NCCL kernels run (see Drain).
     size_t free_bytes = 0, total_bytes = 0;
     TOME_RETURN_IF_ERROR(CudaStatus(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
     total_memory_ = total_bytes;
-    tables_ = std::make_unique<PageTableCache>(stream_);
+    if (world_ > 1) {
+      // cuBLAS gets its workspace now: left to itself it may allocate (cudaMalloc, which can
+      // wait for the device) at a first GEMM of some shape, between two collectives.
+      TOME_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes),
+                                      "cuBLAS workspace"));
+      TOME_RETURN_IF_ERROR(CublasStatus(
+          cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes),
+          "cublasSetWorkspace"));
+      ReserveBeforeAllocating(kPoolReserveBytes);
+    }
+    // A rank of a group drains its stream before uploading a page table (see Drain).
+    tables_ = std::make_unique<PageTableCache>(stream_, /*drain_before_upload=*/world_ > 1);
     timer_ = std::make_unique<OpTimer>(stream_);
     return absl::OkStatus();
+  }
+
+  // --- tensor parallelism: no driver call that can block on the device while a collective
+  // is in flight ---------------------------------------------------------------------------
+  // Single-process multi-GPU NCCL deadlocks when a rank's thread makes a CUDA call that
+  // holds a driver lock while it waits for that rank's device (a copy from or to pageable
+  // host memory waits for the stream; growing the memory pool or cudaMalloc maps memory
+  // under the page-table lock) while that device runs an NCCL kernel, which waits for the
+  // other rank, whose thread needs the same lock before it can launch its side of the
+  // collective. A rank of a group therefore first waits for its stream to be idle
+  // (cudaStreamSynchronize holds no such lock): the call then waits for nothing that
+  // depends on another rank. A group of one never waits here.
+  void Drain() {
+    if (world_ > 1) Check(cudaStreamSynchronize(stream_), "tensor-parallel drain");
+  }
+  // Before an allocation of `bytes`: when the pool might have to grow for it, drains the
+  // stream and grows the pool by kPoolReserveBytes at least (allocated and freed at once;
+  // the pool keeps what it once held), so that the many small allocations that follow (KV
+  // pages) come from reserved memory without new mappings.
+  void ReserveBeforeAllocating(size_t bytes) {
+    uint64_t reserved = 0, used = 0;
+    if (cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemCurrent, &reserved) !=
+            cudaSuccess ||
+        cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemCurrent, &used) != cudaSuccess) {
+      cudaGetLastError();
+      reserved = used = 0;
+    }
+    // Large requests may need a new contiguous range even when enough is free in pieces.
+    if (bytes < kPoolLargeBytes && reserved >= used + bytes + kPoolHeadroomBytes) return;
+    Drain();
+    const size_t grow = std::max<size_t>(bytes, kPoolReserveBytes);
+    if (total_memory_ != 0 && grow > total_memory_ / 4) return;  // no pre-growth that large
+    void* p = nullptr;
+    if (cudaMallocAsync(&p, grow, stream_) != cudaSuccess) {
+      cudaGetLastError();  // the allocation itself reports running out of memory
+      return;
+    }
+    cudaFreeAsync(p, stream_);
+  }
+  // False (with an error recorded) once AbortCollectives ran. Called with comm_mu_ held.
+  bool CheckNotAborted() {
+    if (!aborted_.load()) return true;
+    Check(absl::AbortedError(
+        "tensor-parallel collectives were aborted (another rank of the group failed)"));
+    return false;
   }
 
   // Keeps the first error; Synchronize() returns it.
@@ -439,6 +655,7 @@ class CudaBackend final : public Backend {
       f[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
     }
     void* p = nullptr;
+    Drain();  // a new allocation and a pageable copy: see Drain
     if (const cudaError_t e = cudaMallocAsync(&p, f.size() * sizeof(float) + 4, stream_);
         e != cudaSuccess) {
       cudaGetLastError();
@@ -455,6 +672,7 @@ class CudaBackend final : public Backend {
   absl::StatusOr<void*> Scratch(size_t bytes) {
     if (bytes > scratch_bytes_) {
       const size_t size = std::max(bytes, scratch_bytes_ + scratch_bytes_ / 2);
+      if (world_ > 1) ReserveBeforeAllocating(size);
       void* p = nullptr;
       if (const cudaError_t e = cudaMallocAsync(&p, size, stream_); e != cudaSuccess) {
         cudaGetLastError();
@@ -468,6 +686,21 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+#ifdef TOME_HAVE_NCCL
+  ncclComm_t comm_ = nullptr;
+  bool comm_aborted_and_freed_ = false;
+#endif
+  // Enqueueing a collective and AbortCollectives (from another thread) exclude each other.
+  std::mutex comm_mu_;
+  std::atomic<bool> aborted_{false};
+  static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+  static constexpr size_t kPoolReserveBytes = size_t{256} << 20;
+  static constexpr size_t kPoolHeadroomBytes = size_t{64} << 20;
+  static constexpr size_t kPoolLargeBytes = size_t{1} << 20;
+  cudaMemPool_t pool_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  int world_ = 1;
+  int first_device_ = 0;  // the group's devices: first_device_ .. first_device_ + world_ - 1
   uint64_t total_memory_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -489,6 +722,63 @@ class CudaBackend final : public Backend {
 
 absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend(int device) {
   return CudaBackend::Create(device);
+}
+
+absl::StatusOr<std::shared_ptr<NcclGroup>> NewNcclGroup(int first_device, int world) {
+#ifdef TOME_HAVE_NCCL
+  // NVLink multicast (NVLS) stays off: it can take a shared host's GPUs out of service.
+  setenv("NCCL_NVLS_ENABLE", "0", 1);
+  // With lazy module loading, a rank's first launch of a kernel (ours or cuBLAS's) can wait
+  // for its GPU to go idle while an NCCL kernel there waits for the other rank, which waits
+  // to load its own kernel: a hang seen on the first 9.48B TP=2 runs. Eager loading avoids
+  // it; this only takes effect if CUDA is not initialised yet (programs set it first thing,
+  // as tome_bench does; tools/device/tp_checks.sh exports it).
+  setenv("CUDA_MODULE_LOADING", "EAGER", 0);
+  // Our activations come from cudaMallocAsync's pool, which peer GPUs cannot access (Init
+  // grants them no access: see there). NCCL's direct access to user buffers of another GPU
+  // of the same process is therefore turned off (forced: it would fault), so that it only
+  // ever moves data through its own buffers.
+  setenv("NCCL_P2P_DIRECT_DISABLE", "1", 1);
+  // Every connection at ncclCommInitAll rather than at the first collective that needs it
+  // (NCCL >= 2.22 connects lazily: the first large all-reduce, whose algorithm and protocol
+  // differ from the small ones', would allocate, map and exchange with the peer's thread in
+  // the middle of a forward pass; see CudaBackend::Drain for why that is a hazard here).
+  setenv("NCCL_RUNTIME_CONNECT", "0", 0);
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) cudaGetLastError();
+  if (world < 1 || first_device < 0 || first_device + world > count) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("tensor_parallel=", world, " needs CUDA devices ", first_device, "..",
+                     first_device + world - 1, " but ", count, " are visible"));
+  }
+  auto group = std::make_shared<NcclGroup>();
+  group->world = world;
+  group->first_device = first_device;
+  group->comms.resize(world);
+  std::vector<int> devices(world);
+  std::iota(devices.begin(), devices.end(), first_device);
+  int current = 0;
+  cudaGetDevice(&current);
+  const ncclResult_t r = ncclCommInitAll(group->comms.data(), world, devices.data());
+  cudaSetDevice(current);
+  TOME_RETURN_IF_ERROR(NcclStatus(r, "communicator setup"));
+  return group;
+#else
+  (void)first_device;
+  (void)world;
+  return absl::UnimplementedError(
+      "this build has no NCCL: tensor parallelism on CUDA needs it (nccl.h and libnccl at "
+      "configure time)");
+#endif
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend(int device,
+                                                        std::shared_ptr<NcclGroup> group,
+                                                        int rank) {
+  if (!group || rank < 0 || rank >= group->world) {
+    return absl::InvalidArgumentError(absl::StrCat("no NCCL rank ", rank, " in the group"));
+  }
+  return CudaBackend::Create(device, std::move(group), rank);
 }
 
 }  // namespace tome::engine

@@ -25,6 +25,13 @@ absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedB
   if (tables_.size() >= kMaxTables && !tables_.count(&buffer)) Clear();
   Table& t = tables_[&buffer];
   const std::vector<const void*>& pages = buffer.page_pointers();
+  size_t first = 0;
+  while (first < pages.size() && first < t.uploaded.size() && t.uploaded[first] == pages[first]) {
+    ++first;
+  }
+  if (drain_ && (pages.size() > t.capacity || first < pages.size())) {
+    TOME_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_), "page table (drain)"));
+  }
   if (pages.size() > t.capacity) {
     const size_t capacity = std::max<size_t>({pages.size(), 2 * t.capacity, 64});
     void* device = nullptr;
@@ -37,10 +44,7 @@ absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedB
     t.device = device;
     t.capacity = capacity;
     t.uploaded.clear();
-  }
-  size_t first = 0;
-  while (first < pages.size() && first < t.uploaded.size() && t.uploaded[first] == pages[first]) {
-    ++first;
+    first = 0;
   }
   if (first < pages.size()) {
     // From pageable memory: the source is staged before the call returns, so `pages` may

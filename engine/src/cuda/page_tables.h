@@ -18,7 +18,11 @@ namespace tome::engine {
 
 class PageTableCache {
  public:
-  explicit PageTableCache(cudaStream_t stream) : stream_(stream) {}
+  // `drain_before_upload`: wait for the stream to be idle before each upload or table
+  // allocation (tensor-parallel ranks: a pageable copy or a new mapping must not wait for
+  // an NCCL kernel in flight; cuda_backend.cc, Drain).
+  explicit PageTableCache(cudaStream_t stream, bool drain_before_upload = false)
+      : stream_(stream), drain_(drain_before_upload) {}
   ~PageTableCache();
   PageTableCache(const PageTableCache&) = delete;
   PageTableCache& operator=(const PageTableCache&) = delete;
@@ -35,6 +39,7 @@ class PageTableCache {
   void Clear();
 
   cudaStream_t stream_;
+  bool drain_;
   std::unordered_map<const PagedBuffer*, Table> tables_;
 };
 

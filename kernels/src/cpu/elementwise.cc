@@ -11,8 +11,12 @@ void SiluMul(const float* gate, const float* up, int64_t in_stride, float* out,
     const float* g = gate + r * in_stride;
     const float* u = up + r * in_stride;
     float* o = out + r * out_stride;
-#pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) o[c] = g[c] / (1.0f + FastExp(-g[c])) * u[c];
+    int64_t c = 0;
+    for (; c + kLanes <= cols; c += kLanes) {
+      const F16 gv = Load16(g + c);
+      Store16(o + c, gv / (1.0f + FastExp(-gv)) * Load16(u + c));
+    }
+    for (; c < cols; ++c) o[c] = g[c] / (1.0f + FastExp(-g[c])) * u[c];
   }
 }
 
@@ -22,8 +26,11 @@ void SigmoidMul(float* x, int64_t x_stride, const float* z, int64_t z_stride, in
   for (int64_t r = 0; r < rows; ++r) {
     float* xr = x + r * x_stride;
     const float* zr = z + r * z_stride;
-#pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) xr[c] *= 1.0f / (1.0f + FastExp(-zr[c]));
+    int64_t c = 0;
+    for (; c + kLanes <= cols; c += kLanes) {
+      Store16(xr + c, Load16(xr + c) * (1.0f / (1.0f + FastExp(-Load16(zr + c)))));
+    }
+    for (; c < cols; ++c) xr[c] *= 1.0f / (1.0f + FastExp(-zr[c]));
   }
 }
 

@@ -5,10 +5,42 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 
 #include "tome/kernels/cuda/types.h"
 
 namespace tome::kernels::cuda {
+
+// The most dynamic shared memory `Kernel` may use on the current device (the device's opt-in
+// limit less the kernel's static shared memory), after raising the kernel's limit to it; -1
+// if CUDA refuses. Function attributes belong to the device that is current when they are
+// set, so with several GPUs in one process (tensor parallelism) this must run once per
+// device: a once-per-process setting leaves the second GPU at the 48 KiB default, and its
+// launches fail.
+template <auto Kernel>
+int OptInDynamicSmem() {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  static int limit[kMaxDevices];
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return -1;
+  std::call_once(once[device], [device] {
+    int optin = 0;
+    cudaFuncAttributes attr{};
+    limit[device] = -1;
+    if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+            cudaSuccess ||
+        cudaFuncGetAttributes(&attr, Kernel) != cudaSuccess) {
+      return;
+    }
+    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes);
+    if (cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic) ==
+        cudaSuccess) {
+      limit[device] = dynamic;
+    }
+  });
+  return limit[device];
+}
 
 __device__ __forceinline__ float ToFloat(float x) { return x; }
 __device__ __forceinline__ float ToFloat(bf16 x) { return __bfloat162float(x); }

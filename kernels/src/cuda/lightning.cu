@@ -103,9 +103,9 @@ cudaError_t Launch(const bf16* q, const bf16* k, const bf16* v, int64_t num_toke
                    int64_t num_heads, int64_t row_stride, const float* slopes, float scale,
                    float* state, bf16* out, int64_t out_stride, cudaStream_t stream) {
   constexpr size_t kSmem = SmemFloats<D>() * sizeof(float);
-  static const cudaError_t attr = cudaFuncSetAttribute(
-      LightningKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
-  if (attr != cudaSuccess) return attr;
+  if (OptInDynamicSmem<LightningKernel<D>>() < static_cast<int>(kSmem)) {
+    return cudaErrorInvalidValue;
+  }
   const dim3 grid(static_cast<unsigned>(num_heads), D / ValueSlice<D>());
   LightningKernel<D><<<grid, kThreads, kSmem, stream>>>(q, k, v, num_tokens, row_stride, slopes,
                                                         scale, state, out, out_stride);

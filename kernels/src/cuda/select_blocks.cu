@@ -209,20 +209,8 @@ Plan MakePlan(const SelectBlocksArgs& a) {
   return p;
 }
 
-// Dynamic shared memory the select kernel may use (device opt-in limit less static use).
-int MaxSelectSmem() {
-  static const int limit = [] {
-    int device = 0, optin = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    cudaFuncAttributes attr{};
-    cudaFuncGetAttributes(&attr, SelectKernel);
-    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes);
-    cudaFuncSetAttribute(SelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic);
-    return dynamic;
-  }();
-  return limit;
-}
+// Dynamic shared memory the select kernel may use on the current device.
+int MaxSelectSmem() { return OptInDynamicSmem<SelectKernel>(); }
 
 }  // namespace
 
@@ -241,7 +229,8 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
     return cudaErrorInvalidValue;
   }
   const size_t smem = sizeof(uint32_t) * (plan.all_selected ? 1 : nb_max);
-  if (smem > static_cast<size_t>(MaxSelectSmem())) return cudaErrorInvalidValue;
+  const int max_smem = MaxSelectSmem();
+  if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
 
   char* base = static_cast<char*>(scratch);
   bf16* k1 = reinterpret_cast<bf16*>(base + plan.k1_off);

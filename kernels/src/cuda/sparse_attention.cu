@@ -330,20 +330,10 @@ __global__ void CombineKernel(const float* part_o, const float* part_ml, int spl
 
 template <int D, int kRpt>
 cudaError_t Launch(const Params& p, int64_t num_tiles, cudaStream_t stream) {
-  static const int max_smem = [] {  // opt-in limit less the kernel's static shared memory
-    int device = 0, optin = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    cudaFuncAttributes attr{};
-    cudaFuncGetAttributes(&attr, SparseAttentionKernel<D, kRpt>);
-    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes);
-    cudaFuncSetAttribute(SparseAttentionKernel<D, kRpt>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic);
-    return dynamic;
-  }();
+  const int max_smem = OptInDynamicSmem<SparseAttentionKernel<D, kRpt>>();
   const size_t smem =
       SmemFloats<D, kRpt>() * sizeof(float) + sizeof(uint32_t) * (p.tq + 1) * p.words;
-  if (smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
+  if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(p.num_groups),
                   static_cast<unsigned>(p.splits));
   SparseAttentionKernel<D, kRpt><<<grid, kThreads, smem, stream>>>(p);

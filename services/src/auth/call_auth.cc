@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "cluster/peer_auth.h"
 #include "tome/base/status_macros.h"
 #include "tome_core.h"
 
@@ -10,6 +11,9 @@ namespace tome::services {
 absl::StatusOr<Principal> AuthenticateCall(TomeCore& core,
                                            const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
+  if (!core.peer_token().empty()) {  // a cluster worker: the router authenticated the caller
+    return cluster::AuthenticatePeer(core.tenants(), core.peer_token(), metadata);
+  }
   auto it = metadata.find("authorization");
   absl::string_view secret;
   if (it != metadata.end()) {

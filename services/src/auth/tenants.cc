@@ -43,12 +43,12 @@ absl::StatusOr<std::string> TenantRegistry::NewSecret() {
 }
 
 absl::Status TenantRegistry::PutTenant(const TenantInfo& t) {
-  return store_->PutRecord(RecordKind::kTenant, absl::StrCat(t.id), EncodeTenantRecord(t));
+  return store_->Put(RecordKind::kTenant, absl::StrCat(t.id), EncodeTenantRecord(t));
 }
 
 absl::Status TenantRegistry::Bootstrap(const std::string& credentials_path) {
   {
-    TOME_ASSIGN_OR_RETURN(auto tenants, store_->ListRecords(RecordKind::kTenant, ""));
+    TOME_ASSIGN_OR_RETURN(auto tenants, store_->List(RecordKind::kTenant));
     if (!tenants.empty()) return absl::OkStatus();
   }
   TOME_ASSIGN_OR_RETURN(TenantInfo tenant, CreateTenant("default", Quotas{}));
@@ -58,7 +58,7 @@ absl::Status TenantRegistry::Bootstrap(const std::string& credentials_path) {
   TOME_ASSIGN_OR_RETURN(std::string admin_secret, NewSecret());
   TOME_ASSIGN_OR_RETURN(auto key, CreateApiKey(tenant.id, "bootstrap"));
   TOME_RETURN_IF_ERROR(
-      store_->PutRecord(RecordKind::kServer, kAdminKeyHash, HashSecret(admin_secret)));
+      store_->Put(RecordKind::kServer, kAdminKeyHash, HashSecret(admin_secret)));
   const std::string tmp = credentials_path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -82,22 +82,30 @@ absl::StatusOr<TenantInfo> TenantRegistry::CreateTenant(absl::string_view name,
   }
   TOME_RETURN_IF_ERROR(ValidateQuotas(quotas));
   std::lock_guard<std::mutex> lock(mu_);
-  if (store_->GetRecord(RecordKind::kTenantName, name).ok()) {
+  if (store_->Get(RecordKind::kTenantName, name).ok()) {
     return absl::AlreadyExistsError(absl::StrCat("a tenant named '", name, "' exists"));
   }
-  storage::TenantId id = 1;
-  if (auto next = store_->GetRecord(RecordKind::kServer, kNextTenantId); next.ok()) {
-    if (!absl::SimpleAtoi(*next, &id)) return absl::DataLossError("the tenant counter is damaged");
-  }
-  TOME_RETURN_IF_ERROR(store_->PutRecord(RecordKind::kServer, kNextTenantId, absl::StrCat(id + 1)));
+  TOME_ASSIGN_OR_RETURN(int64_t next, store_->NextId(kNextTenantId, 1));
+  const storage::TenantId id = static_cast<storage::TenantId>(next);
   TenantInfo t{id, std::string(name), quotas, NowMicros()};
   TOME_RETURN_IF_ERROR(PutTenant(t));
-  TOME_RETURN_IF_ERROR(store_->PutRecord(RecordKind::kTenantName, name, absl::StrCat(id)));
+  TOME_RETURN_IF_ERROR(store_->Put(RecordKind::kTenantName, name, absl::StrCat(id)));
   return t;
 }
 
+absl::Status TenantRegistry::UpsertTenant(const TenantInfo& tenant) {
+  const std::string value = EncodeTenantRecord(tenant);
+  if (auto stored = store_->Get(RecordKind::kTenant, absl::StrCat(tenant.id));
+      stored.ok() && *stored == value) {
+    return absl::OkStatus();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  TOME_RETURN_IF_ERROR(store_->Put(RecordKind::kTenant, absl::StrCat(tenant.id), value));
+  return store_->Put(RecordKind::kTenantName, tenant.name, absl::StrCat(tenant.id));
+}
+
 absl::StatusOr<TenantInfo> TenantRegistry::GetTenant(storage::TenantId id) {
-  auto value = store_->GetRecord(RecordKind::kTenant, absl::StrCat(id));
+  auto value = store_->Get(RecordKind::kTenant, absl::StrCat(id));
   if (absl::IsNotFound(value.status())) {
     return absl::NotFoundError(absl::StrCat("tenant ", id, " not found"));
   }
@@ -106,7 +114,7 @@ absl::StatusOr<TenantInfo> TenantRegistry::GetTenant(storage::TenantId id) {
 }
 
 absl::StatusOr<std::vector<TenantInfo>> TenantRegistry::ListTenants() {
-  TOME_ASSIGN_OR_RETURN(auto records, store_->ListRecords(RecordKind::kTenant, ""));
+  TOME_ASSIGN_OR_RETURN(auto records, store_->List(RecordKind::kTenant));
   std::vector<TenantInfo> out;
   for (const auto& [id, value] : records) {
     TOME_ASSIGN_OR_RETURN(TenantInfo t, DecodeTenantRecord(value));
@@ -134,13 +142,13 @@ absl::StatusOr<std::pair<ApiKeyInfo, std::string>> TenantRegistry::CreateApiKey(
   ApiKeyInfo info{hash.substr(0, 16), tenant, std::string(name), NowMicros(), false};
   std::lock_guard<std::mutex> lock(mu_);
   TOME_RETURN_IF_ERROR(
-      store_->PutRecord(storage::RecordKind::kApiKey, hash, EncodeApiKeyRecord(info)));
-  TOME_RETURN_IF_ERROR(store_->PutRecord(storage::RecordKind::kApiKeyId, info.key_id, hash));
+      store_->Put(storage::RecordKind::kApiKey, hash, EncodeApiKeyRecord(info)));
+  TOME_RETURN_IF_ERROR(store_->Put(storage::RecordKind::kApiKeyId, info.key_id, hash));
   return std::make_pair(info, secret);
 }
 
 absl::StatusOr<std::vector<ApiKeyInfo>> TenantRegistry::ListApiKeys(storage::TenantId tenant) {
-  TOME_ASSIGN_OR_RETURN(auto records, store_->ListRecords(RecordKind::kApiKey, ""));
+  TOME_ASSIGN_OR_RETURN(auto records, store_->List(RecordKind::kApiKey));
   std::vector<ApiKeyInfo> out;
   for (const auto& [hash, value] : records) {
     TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeApiKeyRecord(value));
@@ -151,15 +159,15 @@ absl::StatusOr<std::vector<ApiKeyInfo>> TenantRegistry::ListApiKeys(storage::Ten
 
 absl::Status TenantRegistry::RevokeApiKey(absl::string_view key_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto hash = store_->GetRecord(RecordKind::kApiKeyId, key_id);
+  auto hash = store_->Get(RecordKind::kApiKeyId, key_id);
   if (absl::IsNotFound(hash.status())) {
     return absl::NotFoundError(absl::StrCat("API key ", key_id, " not found"));
   }
   TOME_RETURN_IF_ERROR(hash.status());
-  TOME_ASSIGN_OR_RETURN(std::string value, store_->GetRecord(RecordKind::kApiKey, *hash));
+  TOME_ASSIGN_OR_RETURN(std::string value, store_->Get(RecordKind::kApiKey, *hash));
   TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeApiKeyRecord(value));
   k.revoked = true;
-  return store_->PutRecord(RecordKind::kApiKey, *hash, EncodeApiKeyRecord(k));
+  return store_->Put(RecordKind::kApiKey, *hash, EncodeApiKeyRecord(k));
 }
 
 absl::StatusOr<Principal> TenantRegistry::Authenticate(absl::string_view secret) {
@@ -168,10 +176,10 @@ absl::StatusOr<Principal> TenantRegistry::Authenticate(absl::string_view secret)
       "AdminService.CreateApiKey (or <data_dir>/bootstrap-credentials)");
   if (secret.empty() || secret.size() > 256) return unauthenticated;
   const std::string hash = HashSecret(secret);
-  if (auto admin = store_->GetRecord(RecordKind::kServer, kAdminKeyHash); admin.ok()) {
+  if (auto admin = store_->Get(RecordKind::kServer, kAdminKeyHash); admin.ok()) {
     if (*admin == hash) return Principal{0, true};
   }
-  auto value = store_->GetRecord(RecordKind::kApiKey, hash);
+  auto value = store_->Get(RecordKind::kApiKey, hash);
   if (!value.ok()) return unauthenticated;
   TOME_ASSIGN_OR_RETURN(ApiKeyInfo k, DecodeApiKeyRecord(*value));
   if (k.revoked) return unauthenticated;

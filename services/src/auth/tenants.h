@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "auth/record_store.h"
 #include "tome/storage/context_store.h"
 
 namespace tome::services {
@@ -59,7 +60,11 @@ absl::StatusOr<ApiKeyInfo> DecodeApiKeyRecord(absl::string_view value);
 
 class TenantRegistry {
  public:
-  explicit TenantRegistry(storage::ContextStore* store) : store_(store) {}
+  // Records in `store` (not owned).
+  explicit TenantRegistry(storage::ContextStore* store)
+      : owned_records_(ContextStoreRecords(store)), store_(owned_records_.get()) {}
+  // Records in `records` (not owned): etcd for the routers of a cluster.
+  explicit TenantRegistry(RecordStore* records) : store_(records) {}
 
   // On a store without tenants: creates tenant "default" (id 1, the owner of documents
   // written before tenancy existed), an admin key and a key of that tenant, and writes
@@ -71,6 +76,9 @@ class TenantRegistry {
   absl::StatusOr<TenantInfo> GetTenant(storage::TenantId id);
   absl::StatusOr<std::vector<TenantInfo>> ListTenants();
   absl::StatusOr<TenantInfo> SetQuotas(storage::TenantId id, const Quotas& quotas);
+  // Writes `tenant` as given (id included): a cluster worker mirrors the tenants of the
+  // calls the router forwards, so that quotas apply. Does nothing when already identical.
+  absl::Status UpsertTenant(const TenantInfo& tenant);
 
   // Returns the new key and its secret (shown once).
   absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateApiKey(storage::TenantId tenant,
@@ -86,7 +94,8 @@ class TenantRegistry {
   absl::Status PutTenant(const TenantInfo& tenant);
   absl::StatusOr<std::string> NewSecret();
 
-  storage::ContextStore* store_;
+  std::unique_ptr<RecordStore> owned_records_;
+  RecordStore* store_;
   std::mutex mu_;  // serialises read-modify-write of tenants and keys
 };
 

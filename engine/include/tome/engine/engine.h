@@ -28,6 +28,7 @@ void PrepareCpuProcess(char** argv);
 
 class Backend;
 class Model;
+class ParallelModel;
 struct SequenceState;
 
 class Sequence {
@@ -66,7 +67,9 @@ struct GenerateResult {
 class Engine {
  public:
   // Loads config, weights and tokenizer from options.model_dir. NotFound / InvalidArgument /
-  // DataLoss name the file and the first problem found.
+  // DataLoss name the file and the first problem found. With options.tensor_parallel > 1
+  // the model is split over that many ranks (options.h); SaveState, LoadState and
+  // LoadStateOnDemand then answer Unimplemented.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   ~Engine();
 
@@ -126,11 +129,17 @@ class Engine {
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Model> model,
-         std::unique_ptr<Tokenizer> tokenizer);
+         std::unique_ptr<ParallelModel> parallel, std::unique_ptr<Tokenizer> tokenizer);
+  // An Unimplemented error for `what` when this engine is tensor-parallel, else OK.
+  absl::Status SingleRankOnly(const char* what) const;
 
   EngineOptions options_;
+  ModelConfig config_;
+  // One rank: backend_ and model_. Tensor parallelism (options.tensor_parallel > 1):
+  // parallel_ holds every rank's backend and model.
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
+  std::unique_ptr<ParallelModel> parallel_;
   std::unique_ptr<Tokenizer> tokenizer_;
   mutable std::mutex forward_mu_;
 };

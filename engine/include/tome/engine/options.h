@@ -19,8 +19,15 @@ struct EngineOptions {
   // Directory holding config.json, the safetensors weights and the tokenizer.
   std::string model_dir;
   DeviceKind device = DeviceKind::kCpu;
-  // CUDA device index (device == kCuda).
+  // CUDA device index (device == kCuda); with tensor_parallel = N, ranks use devices
+  // cuda_device .. cuda_device + N - 1.
   int cuda_device = 0;
+  // Tensor parallelism inside this engine: N ranks, each holding 1/N of the attention heads
+  // (sparse layers: whole KV groups), of the MLP columns and of the vocabulary, joined by
+  // all-reduces (NCCL on CUDA; an in-process all-reduce on the CPU, which runs the same
+  // sharded forward pass for tests). The config's Lightning heads, KV heads and
+  // intermediate size must divide by N (docs/CUDA.md, "Tensor parallelism").
+  int tensor_parallel = 1;
   // CPU threads for kernels and BLAS; <= 0 uses every core.
   int num_threads = 0;
   // Prefill processes at most this many tokens per forward call (bounds activation memory).

@@ -46,6 +46,9 @@ struct ServerOptions {
   // Prometheus metrics over HTTP at http://<address>/metrics; empty disables them. Always
   // plaintext: keep it on loopback or a private network.
   std::string metrics_address;
+  // Cluster worker (tomed --role=worker): accept only calls forwarded by routers holding this
+  // shared token, and serve the internal WorkerService. Empty: single-process mode.
+  std::string peer_token;
 };
 
 class TomeServer {

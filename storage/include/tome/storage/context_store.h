@@ -30,6 +30,9 @@ using DocumentId = uint64_t;
 // Tenant of every document until tenancy exists (issue 5).
 inline constexpr TenantId kDefaultTenant = 1;
 
+// The smallest id CreateDocumentWithId accepts (2^32): the store's own counter stays below.
+inline constexpr DocumentId kMinChosenDocumentId = DocumentId{1} << 32;
+
 struct StoreOptions {
   bool create_if_missing = true;
   // Identifies the model (hash of its config and weights). Stored in every state value;
@@ -129,6 +132,11 @@ class ContextStore {
   // InvalidArgument for an empty or over-long (> 256 bytes) name.
   virtual absl::StatusOr<DocumentRecord> CreateDocument(TenantId tenant,
                                                         absl::string_view name) = 0;
+  // As CreateDocument, under an id the caller chose (cluster mode: routers pick cluster-wide
+  // ids, at least kMinChosenDocumentId so that they never meet the store's own counter).
+  // InvalidArgument for a smaller id, AlreadyExists if a document has that id.
+  virtual absl::StatusOr<DocumentRecord> CreateDocumentWithId(TenantId tenant, DocumentId id,
+                                                              absl::string_view name) = 0;
   // NotFound if absent (or deleted).
   virtual absl::StatusOr<DocumentRecord> GetDocument(TenantId tenant, DocumentId id) = 0;
   // The tenant's documents with id > after_id, in id order, at most `limit`.
@@ -156,6 +164,10 @@ class ContextStore {
                                                                 DocumentId id) = 0;
   // The whole text appended so far.
   virtual absl::StatusOr<std::string> ReadText(TenantId tenant, DocumentId id) = 0;
+  // Bytes [begin, end) of the text (end clamped to text_bytes): copies a large document in
+  // pieces without reading it whole each time.
+  virtual absl::StatusOr<std::string> ReadTextRange(TenantId tenant, DocumentId id,
+                                                    int64_t begin, int64_t end) = 0;
   // Token ids [begin, end) (end clamped to num_tokens).
   virtual absl::StatusOr<std::vector<int32_t>> ReadTokens(TenantId tenant, DocumentId id,
                                                           int64_t begin, int64_t end) = 0;

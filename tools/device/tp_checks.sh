@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs on a 2-GPU machine (device tool, kind nvidia-h100-x2), from the repository root:
+# the tensor-parallel tests (TpCudaTest.*: NCCL collectives, tiny model and the 9.48B model
+# at TP=2 vs TP=1) and tome_bench at TP=2 and TP=1 (sala-9b shapes, random weights). Logs
+# go to $OUT. Uses the binaries staged by
+#   DEVDEPS_DIR=.devdeps-tp tools/device/stage_deps.sh --with-binaries build-cuda-tp
+#
+#   tools/device/tp_checks.sh [lengths, default 262144,1048576] [seconds for the TP=1 bench]
+set -uo pipefail
+# NVLink multicast stays off (it can take a shared host's GPUs out of service); the engine
+# sets NCCL_NVLS_ENABLE=0 itself too.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# Lazy kernel loading can deadlock against in-flight NCCL kernels (docs/CUDA.md).
+export CUDA_MODULE_LOADING=EAGER
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+OUT="${OUT:-/tmp/tome-out}"
+mkdir -p "$OUT"
+lengths="${1:-262144,1048576}"
+tp1_seconds="${2:-300}"
+deps="${DEVDEPS_DIR:-.devdeps-tp}"
+export LD_LIBRARY_PATH="$root/$deps/prefix/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64"
+bin="$deps/bin"
+start=$SECONDS
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nvidia-smi topo -m
+} 2>&1 | tee "$OUT/gpu.txt"
+if ! "$bin/backend_ops_test" --gtest_list_tests >/dev/null 2>&1; then
+  echo "staged backend_ops_test does not run here:"
+  ldd "$bin/backend_ops_test" | grep -E "not found|nccl"
+  exit 1
+fi
+ldd "$bin/tome_bench" | grep -E "nccl" | tee -a "$OUT/gpu.txt"
+
+export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+# Runs "$@" for at most $1 seconds; past that, prints every thread's stack (gdb, when the
+# machine has it) before killing it, so that a hang says where it is.
+bounded() {
+  local limit="$1"
+  shift
+  "$@" &
+  local pid=$! waited=0
+  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$limit" ]; do
+    sleep 1
+    waited=$((waited + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "!! still running after ${limit} s: stacks follow"
+    if command -v gdb >/dev/null; then
+      timeout 60 gdb -p "$pid" -batch -ex "thread apply all bt 12" 2>&1 | grep -E "^Thread|^#" | head -200
+    fi
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 124
+  fi
+  wait "$pid"
+}
+
+echo "== TP tests ($((SECONDS - start)) s)"
+bounded 200 "$bin/backend_ops_test" \
+  --gtest_filter='TpCudaTest.*:*CollectivesAlone*:BackendOpsCoverage.*' >"$OUT/tp_test.log" 2>&1
+echo "exit $?"
+grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK)|^\[==========\]| rel |Failure|Expected|Which is|actual|sala-9b TP|still running" \
+  "$OUT/tp_test.log" | head -60
+
+echo "== tome_bench sala-9b TP=2 ($((SECONDS - start)) s)"
+bounded 240 stdbuf -oL "$bin/tome_bench" --device=cuda --preset=sala-9b --random_weights --tensor_parallel=2 \
+  --lengths="$lengths" --decode_tokens=16 --chunk=8192 2>&1 | tee "$OUT/bench_tp2.log"
+echo "== tome_bench sala-9b TP=1 ($((SECONDS - start)) s)"
+timeout "$tp1_seconds" "$bin/tome_bench" --device=cuda --preset=sala-9b --random_weights \
+  --tensor_parallel=1 --lengths="$lengths" --decode_tokens=16 --chunk=8192 2>&1 |
+  tee "$OUT/bench_tp1.log"
+echo "== done ($((SECONDS - start)) s)"

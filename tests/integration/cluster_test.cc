@@ -527,6 +527,27 @@ TEST_F(ClusterTest, ARouterRestartLosesNothing) {
   // The bootstrap tenant's key still works, and the restarted router did not bootstrap again.
   Client first = Connect("r1", Credential("r1", "TOME_API_KEY"));
   EXPECT_TRUE(Listed(first).empty());
+
+  // No secret reaches a router's or worker's log, or etcd (which holds key hashes only).
+  const std::vector<std::string> secrets = {key, admin_key, Credential("r1", "TOME_API_KEY"),
+                                            "cluster-test-peer-token-0123456789abcdef"};
+  for (const std::string name : {"r1", "r2", "w1", "w2"}) {
+    std::ifstream in(dir_.Sub(name + ".log"));
+    const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_FALSE(log.empty()) << name;
+    for (const std::string& secret : secrets) {
+      EXPECT_FALSE(absl::StrContains(log, secret)) << "a secret is in " << name << "'s log";
+    }
+  }
+  services::cluster::EtcdClient etcd(etcd_endpoint_);
+  auto everything = etcd.GetPrefix("/");
+  ASSERT_TRUE(everything.ok()) << everything.status();
+  EXPECT_FALSE(everything->kvs.empty());
+  for (const auto& kv : everything->kvs) {
+    for (const std::string& secret : secrets) {
+      EXPECT_FALSE(absl::StrContains(kv.value, secret)) << "a secret is in etcd at " << kv.key;
+    }
+  }
 }
 
 TEST_F(ClusterTest, RouterReachesWorkersOverMutualTls) {

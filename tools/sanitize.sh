@@ -52,11 +52,11 @@ tsan() {
   configure build-tsan thread
   # The tests whose code runs on several threads: the server (scheduler, ingestion,
   # sessions, streams, quotas) and the store (concurrent appends and commits).
-  ninja -C build-tsan -j "$jobs" services_test storage_test tomed
+  ninja -C build-tsan -j "$jobs" services_test storage_test cluster_test tomed
   # One OpenMP thread: libgomp is not TSan-instrumented, so its barriers would look like
   # missing synchronisation inside every parallel kernel. Tome's own threads stay many.
   OMP_NUM_THREADS=1 taskset -c 0 ctest --test-dir build-tsan --output-on-failure -j 1 \
-    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest)\."
+    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest|ClusterTest)\."
 }
 
 # CI's subset: the targets that need no gRPC server code (build time), each fully sanitized.

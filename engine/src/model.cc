@@ -183,15 +183,17 @@ absl::Status Model::LoadWeights(const SafetensorsCheckpoint* ckpt, uint64_t seed
       const int64_t d = c.head_dim;
       const int64_t q = c.num_attention_heads * d, kv = c.num_kv_heads * d;
       const int64_t ql = sd.q_heads * d, q0 = sd.q_head0 * d;
+      const int64_t qs = sd.select_heads * d, qs0 = sd.select_head0 * d;
       const int64_t kvl = sd.kv_heads * d, kv0 = sd.kv_head0 * d;
-      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(2 * ql + 2 * kvl, D, wt));
-      TOME_RETURN_IF_ERROR(upload_part(a + "q_proj.weight", w.in_proj.Rows(0, ql), q, D, q0, 0));
+      // [q of the selecting heads; k; v; o_gate of the attending heads] (shard.h)
+      TOME_ASSIGN_OR_RETURN(w.in_proj, alloc(qs + 2 * kvl + ql, D, wt));
+      TOME_RETURN_IF_ERROR(upload_part(a + "q_proj.weight", w.in_proj.Rows(0, qs), q, D, qs0, 0));
       TOME_RETURN_IF_ERROR(
-          upload_part(a + "k_proj.weight", w.in_proj.Rows(ql, kvl), kv, D, kv0, 0));
+          upload_part(a + "k_proj.weight", w.in_proj.Rows(qs, kvl), kv, D, kv0, 0));
       TOME_RETURN_IF_ERROR(
-          upload_part(a + "v_proj.weight", w.in_proj.Rows(ql + kvl, kvl), kv, D, kv0, 0));
+          upload_part(a + "v_proj.weight", w.in_proj.Rows(qs + kvl, kvl), kv, D, kv0, 0));
       TOME_RETURN_IF_ERROR(
-          upload_part(a + "o_gate.weight", w.in_proj.Rows(ql + 2 * kvl, ql), q, D, q0, 0));
+          upload_part(a + "o_gate.weight", w.in_proj.Rows(qs + 2 * kvl, ql), q, D, q0, 0));
       TOME_ASSIGN_OR_RETURN(w.o_proj, alloc(D, ql, wt));
       TOME_RETURN_IF_ERROR(upload_part(a + "o_proj.weight", w.o_proj, D, q, 0, q0));
     }
@@ -206,7 +208,8 @@ absl::Status Model::AllocateWorkspace() {
   const int64_t T = max_chunk_, D = c.hidden_size, F = dims_.intermediate;
   const int64_t lq = dims_.lightning_heads * c.lightning_head_dim;
   const int64_t sq = dims_.q_heads * c.head_dim, skv = dims_.kv_heads * c.head_dim;
-  const int64_t proj_cols = std::max({4 * lq, 2 * sq + 2 * skv, 2 * F});
+  const int64_t sel_q = dims_.select_heads * c.head_dim;
+  const int64_t proj_cols = std::max({4 * lq, sel_q + 2 * skv + sq, 2 * F});
   const int64_t mix_cols = std::max({lq, sq, F});
   const int64_t sel_cols = dims_.kv_heads * sparse_params_.topk_total;
   auto alloc = [&](Buffer* b, int64_t rows, int64_t cols, DType dtype) -> absl::Status {
@@ -465,12 +468,15 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
   const LayerWeights& w = layers_[layer];
   const DType act = backend_->activation_dtype();
   // This rank's query heads and the KV groups they read (all of them unsharded).
-  const int64_t Hq = dims_.q_heads, G = dims_.kv_heads, d = c.head_dim, T = a.rows;
-  const int64_t q = Hq * d, kv = G * d, topk = sparse_params_.topk_total;
-  const Tensor proj = ws_proj_.View(act, T, 2 * q + 2 * kv);
+  // Hs (selecting) = Hq (attending) unless more ranks than KV groups share a group (shard.h).
+  const int64_t Hq = dims_.q_heads, Hs = dims_.select_heads, G = dims_.kv_heads;
+  const int64_t d = c.head_dim, T = a.rows;
+  const int64_t q = Hq * d, qs = Hs * d, kv = G * d, topk = sparse_params_.topk_total;
+  const Tensor proj = ws_proj_.View(act, T, qs + 2 * kv + q);
   backend_->MatMul(a, w.in_proj, proj);
-  const Tensor Q = proj.Cols(0, q), K = proj.Cols(q, kv), V = proj.Cols(q + kv, kv);
-  const Tensor gate = proj.Cols(q + 2 * kv, q);
+  const Tensor Qsel = proj.Cols(0, qs), K = proj.Cols(qs, kv), V = proj.Cols(qs + kv, kv);
+  const Tensor Q = Qsel.Cols((dims_.q_head0 - dims_.select_head0) * d, q);
+  const Tensor gate = proj.Cols(qs + 2 * kv, q);
   const Tensor mix = ws_mix_.View(act, T, q);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   const bool capture = options.capture_selection != nullptr;
@@ -486,12 +492,12 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
     const bool dense =
         options_.dense_mode == DenseThresholdMode::kHf && seg.call_end < c.sparse.dense_len;
     const bool select = !dense && !sparse_params_.SelectsAll(p0 + n - 1);
-    const bool evidence = !dense && seg.evidence != nullptr;
+    const bool evidence = !dense && seg.evidence != nullptr && dims_.reports_evidence;
     const Tensor selected = ws_selected_.View(DType::kI32, T, G * topk).Rows(seg.row0, n);
     const Tensor scores = ws_scores_.View(DType::kF32, T, G * topk).Rows(seg.row0, n);
     if (!dense && (select || capture || evidence)) {
-      backend_->SelectBlocks(Qs, Hq, d, p0, s.k1, s.k2, sparse_params_, scale, selected,
-                             evidence ? scores : Tensor{});
+      backend_->SelectBlocks(Qsel.Rows(seg.row0, n), Hs, d, p0, s.k1, s.k2, sparse_params_,
+                             scale, selected, evidence ? scores : Tensor{});
     }
     absl::Span<const PagedBuffer> keys = s.keys, values = s.values;
     if (seg.state->stored) {  // storage-backed: bring in the blocks these queries read

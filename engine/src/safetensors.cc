@@ -265,6 +265,7 @@ absl::StatusOr<const TensorInfo*> SafetensorsCheckpoint::Find(const std::string&
 
 void SafetensorsCheckpoint::ToFloat32(const TensorInfo& tensor, float* out) {
   const int64_t n = tensor.num_elements();
+  if (n == 0) return;  // an empty tensor's pointers may be null: memcpy must not see them
   switch (tensor.dtype) {
     case TensorDType::kF32:
       std::memcpy(out, tensor.data, n * sizeof(float));

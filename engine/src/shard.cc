@@ -30,10 +30,15 @@ absl::Status ValidateShard(const ModelConfig& c, const ShardSpec& s) {
     return Divisible(c.lightning_heads, "lightning_nh", s.world,
                      " (each rank owns whole Lightning heads)");
   }
+  const int64_t group = c.num_attention_heads / c.num_kv_heads;
   if (c.num_kv_heads % s.world != 0) {
-    return Divisible(c.num_kv_heads, "num_key_value_heads", s.world,
-                     " (each rank owns whole KV groups, whose block selection is shared by "
-                     "the group's query heads)");
+    // More ranks than groups: R ranks share a group, each with group/R of its query heads.
+    if (s.world % c.num_kv_heads != 0 || group % (s.world / c.num_kv_heads) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor_parallel=", s.world, " does not divide num_key_value_heads=", c.num_kv_heads,
+          " and is not a multiple of it that splits each group's ", group,
+          " query heads evenly (ranks own whole KV groups, or equal parts of one)"));
+    }
   }
   if (c.intermediate_size % s.world != 0) {
     return Divisible(c.intermediate_size, "intermediate_size", s.world,
@@ -52,11 +57,22 @@ absl::StatusOr<ShardDims> ComputeShardDims(const ModelConfig& c, const ShardSpec
   const int64_t r = s.rank, n = s.world;
   d.lightning_heads = c.lightning_heads / n;
   d.lightning_head0 = r * d.lightning_heads;
-  d.kv_heads = c.num_kv_heads / n;
-  d.kv_head0 = r * d.kv_heads;
   const int64_t group = c.num_attention_heads / c.num_kv_heads;
-  d.q_heads = d.kv_heads * group;
-  d.q_head0 = d.kv_head0 * group;
+  if (c.num_kv_heads % n == 0) {  // whole groups
+    d.kv_heads = c.num_kv_heads / n;
+    d.kv_head0 = r * d.kv_heads;
+    d.q_heads = d.kv_heads * group;
+    d.q_head0 = d.kv_head0 * group;
+  } else {  // R = n / G ranks per group, each with group / R of its query heads
+    const int64_t ranks_per_group = n / c.num_kv_heads, part = r % ranks_per_group;
+    d.kv_heads = 1;
+    d.kv_head0 = r / ranks_per_group;
+    d.q_heads = group / ranks_per_group;
+    d.q_head0 = d.kv_head0 * group + part * d.q_heads;
+    d.reports_evidence = part == 0;
+  }
+  d.select_heads = d.kv_heads * group;
+  d.select_head0 = d.kv_head0 * group;
   d.intermediate = c.intermediate_size / n;
   d.intermediate0 = r * d.intermediate;
   d.vocab_rows = (c.vocab_size + n - 1) / n;

@@ -7,7 +7,12 @@
 //     recurrent states and decay slopes;
 //   * sparse KV groups [r·G/N, (r+1)·G/N) with their 16 (= Hq/G) query heads each: rows of
 //     q_proj/o_gate (those heads) and k/v_proj (those groups), columns of o_proj, the
-//     groups' KV pages, block summaries and block selection;
+//     groups' KV pages, block summaries and block selection. With more ranks than groups
+//     (N = R·G), the R ranks of group r/R each attend with 1/R of its query heads (their
+//     o_gate rows and o_proj columns) but all hold the group's K/V and compute its block
+//     selection from all of its query heads (every q_proj row of the group): the selection
+//     needs the whole group's scores, and recomputing them costs less than an all-reduce of
+//     score tiles before every top-k;
 //   * MLP columns [r·F/N, (r+1)·F/N): rows of gate/up_proj, columns of down_proj;
 //   * vocabulary rows [r·Vp, (r+1)·Vp) of lm_head with Vp = ⌈V/N⌉ (rows past V are zero).
 // Everything else (embedding, norms) is replicated.
@@ -30,8 +35,12 @@ struct ShardSpec {
 // One rank's share of the model's dimensions: counts and the first global index.
 struct ShardDims {
   int64_t lightning_heads = 0, lightning_head0 = 0;
-  int64_t q_heads = 0, q_head0 = 0;    // sparse-layer query heads
+  int64_t q_heads = 0, q_head0 = 0;    // sparse-layer query heads this rank attends with
   int64_t kv_heads = 0, kv_head0 = 0;  // sparse-layer KV groups
+  // Query heads whose scores select this rank's blocks: all heads of its groups (= q_heads
+  // unless N > G). Only the first rank of a shared group reports selection evidence.
+  int64_t select_heads = 0, select_head0 = 0;
+  bool reports_evidence = true;
   int64_t intermediate = 0, intermediate0 = 0;
   int64_t vocab_rows = 0, vocab0 = 0;  // padded rows of lm_head (equal on every rank)
   int64_t vocab_valid = 0;             // rows of them inside the vocabulary

@@ -79,6 +79,31 @@ TEST(ShardTest, RanksTileEveryDimension) {
   }
 }
 
+// sala-9b at TP=4: 2 KV groups, so ranks 0-1 share group 0 and ranks 2-3 group 1; each
+// attends with 8 of its group's 16 query heads and selects blocks with all 16.
+TEST(ShardTest, Sala9bOverFourRanksSplitsEachGroupsHeads) {
+  const ModelConfig c = Sala();
+  std::set<int64_t> attending;
+  for (int r = 0; r < 4; ++r) {
+    const ShardDims d = ComputeShardDims(c, {r, 4}).value();
+    EXPECT_EQ(d.kv_heads, 1);
+    EXPECT_EQ(d.kv_head0, r / 2);
+    EXPECT_EQ(d.q_heads, 8);
+    EXPECT_EQ(d.q_head0, 8 * r);
+    EXPECT_EQ(d.select_heads, 16);
+    EXPECT_EQ(d.select_head0, 16 * (r / 2));
+    EXPECT_EQ(d.reports_evidence, r % 2 == 0);  // one report per group
+    EXPECT_EQ(d.lightning_heads, 8);
+    EXPECT_EQ(d.intermediate, 4096);
+    for (int64_t h = 0; h < d.q_heads; ++h) attending.insert(d.q_head0 + h);
+  }
+  EXPECT_EQ(attending.size(), 32u);  // every query head attends on exactly one rank
+  const ShardDims two = ComputeShardDims(c, {1, 2}).value();
+  EXPECT_EQ(two.select_heads, two.q_heads);  // whole groups: selection = attention heads
+  EXPECT_EQ(two.select_head0, two.q_head0);
+  EXPECT_TRUE(two.reports_evidence);
+}
+
 TEST(ShardTest, LastRankPadsTheVocabulary) {
   const ModelConfig c = tools::PresetConfig("tiny").value();  // vocab 259
   const ShardDims r0 = ComputeShardDims(c, {0, 2}).value();
@@ -92,9 +117,21 @@ TEST(ShardTest, LastRankPadsTheVocabulary) {
 TEST(ShardTest, ErrorsNameTheDimension) {
   const ModelConfig c = Sala();
   auto err = [&](int rank, int world) { return ValidateShard(c, {rank, world}); };
-  EXPECT_THAT(std::string(err(0, 4).message()),
-              HasSubstr("tensor_parallel=4 does not divide num_key_value_heads=2"));
-  EXPECT_THAT(std::string(err(0, 4).message()), HasSubstr("whole KV groups"));
+  EXPECT_TRUE(err(3, 4).ok());  // 2 ranks per KV group
+  EXPECT_THAT(std::string(err(0, 64).message()),
+              HasSubstr("tensor_parallel=64 does not divide lightning_nh=32"));
+  ModelConfig odd_groups = c;
+  odd_groups.num_kv_heads = 4;
+  odd_groups.lightning_heads = 48;  // divisible by 6: the group rule is what fails
+  EXPECT_THAT(std::string(ValidateShard(odd_groups, {0, 6}).message()),
+              HasSubstr("tensor_parallel=6 does not divide num_key_value_heads=4"));
+  EXPECT_THAT(std::string(ValidateShard(odd_groups, {0, 6}).message()),
+              HasSubstr("whole KV groups, or equal parts"));
+  odd_groups.lightning_heads = 64;  // 16 ranks would split a group's 8 query heads 4 ways
+  EXPECT_TRUE(ValidateShard(odd_groups, {0, 16}).ok());
+  odd_groups.num_attention_heads = 8;  // but not its 2 heads 4 ways
+  EXPECT_THAT(std::string(ValidateShard(odd_groups, {0, 16}).message()),
+              HasSubstr("splits each group's 2 query heads evenly"));
   EXPECT_THAT(std::string(err(0, 3).message()),
               HasSubstr("tensor_parallel=3 does not divide lightning_nh=32"));
   EXPECT_THAT(std::string(err(0, 0).message()), HasSubstr("at least 1"));
@@ -103,9 +140,9 @@ TEST(ShardTest, ErrorsNameTheDimension) {
   odd.intermediate_size = 16385;
   EXPECT_THAT(std::string(ValidateShard(odd, {0, 2}).message()),
               HasSubstr("does not divide intermediate_size=16385"));
-  EXPECT_EQ(err(0, 4).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(err(0, 64).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(err(1, 2).ok());
-  EXPECT_FALSE(ComputeShardDims(c, {0, 4}).ok());
+  EXPECT_FALSE(ComputeShardDims(c, {0, 64}).ok());
 }
 
 TEST(ShardTest, CheckpointSlices) {

@@ -58,8 +58,15 @@ class TensorParallelTest : public ::testing::Test {
   ModelConfig config_;
 };
 
-TEST_F(TensorParallelTest, PrefillLogitsAndHiddenStatesMatchOneRank) {
-  auto one = Make(1, 4096), two = Make(2, 128);  // the TP engine chunks 700 tokens 6 ways
+// TP=2: each rank owns one of the tiny model's 2 KV groups; TP=4: two ranks share a group,
+// each attending with one of its 2 query heads and selecting with both (shard.h).
+class TensorParallelWorldTest : public TensorParallelTest,
+                                public ::testing::WithParamInterface<int> {};
+
+INSTANTIATE_TEST_SUITE_P(Ranks, TensorParallelWorldTest, ::testing::Values(2, 4));
+
+TEST_P(TensorParallelWorldTest, PrefillLogitsAndHiddenStatesMatchOneRank) {
+  auto one = Make(1, 4096), two = Make(GetParam(), 128);  // TP chunks 700 tokens 6 ways
   ASSERT_TRUE(one && two);
   const auto tokens = testing::RandomTokens(700, config_.vocab_size, 1);
   PrefillOptions o1, o2;
@@ -72,7 +79,7 @@ TEST_F(TensorParallelTest, PrefillLogitsAndHiddenStatesMatchOneRank) {
   auto got = two->Prefill(*s2, tokens, o2);
   ASSERT_TRUE(got.ok()) << got.status();
   const double rel = NormRel(*got, want);
-  std::printf("    TP=2 vs TP=1, 700 positions: rel %.3g\n", rel);
+  std::printf("    TP=%d vs TP=1, 700 positions: rel %.3g\n", GetParam(), rel);
   EXPECT_LE(rel, kTol);
   ExpectSameArgmax(*got, want, config_.vocab_size);
   ASSERT_EQ(h1.size(), h2.size());
@@ -81,10 +88,10 @@ TEST_F(TensorParallelTest, PrefillLogitsAndHiddenStatesMatchOneRank) {
   EXPECT_GT(s2->OwnedBytes(), 0);
 }
 
-TEST_F(TensorParallelTest, BatchedDecodeForkAndEvidenceMatchOneRank) {
+TEST_P(TensorParallelWorldTest, BatchedDecodeForkAndEvidenceMatchOneRank) {
   config_.sparse.topk = 4;  // dynamic slots (the tiny preset's 3 blocks are all forced)
   testing::WriteModel(config_, dir_.path(), 42);
-  auto one = Make(1, 256), two = Make(2, 256);
+  auto one = Make(1, 256), two = Make(GetParam(), 256);
   ASSERT_TRUE(one && two);
   const auto a = testing::RandomTokens(520, config_.vocab_size, 7);
   const auto b = testing::RandomTokens(300, config_.vocab_size, 8);
@@ -108,8 +115,8 @@ TEST_F(TensorParallelTest, BatchedDecodeForkAndEvidenceMatchOneRank) {
       ExpectSameArgmax((*l2)[i], (*l1)[i], config_.vocab_size);
     }
   }
-  // Evidence: the pooled scores of dynamically selected blocks, summed over both ranks'
-  // KV groups, equals one rank's.
+  // Evidence: the pooled scores of dynamically selected blocks, summed over the ranks' KV
+  // groups (each group counted once, also when two ranks share it), equals one rank's.
   ASSERT_EQ(e1a.size(), e2a.size());
   ASSERT_FALSE(e1a.empty());
   for (size_t i = 0; i < e1a.size(); ++i) EXPECT_NEAR(e2a[i], e1a[i], 1e-4 * (1 + std::abs(e1a[i])));
@@ -146,7 +153,11 @@ TEST(TensorParallelRandomTest, RandomWeightsShardTheSameModel) {
 // tome_bench --random_weights), several chunks, and a dense threshold short enough that the
 // later chunks take the sparse path with dynamic block selection. Every rank must issue the
 // same collectives in the same order: a divergence deadlocks or mismatches here.
-TEST(TensorParallelRandomTest, Sala9bStructureSeveralChunksSparsePath) {
+class Sala9bStructureTest : public ::testing::TestWithParam<int> {};
+
+INSTANTIATE_TEST_SUITE_P(Ranks, Sala9bStructureTest, ::testing::Values(2, 4));
+
+TEST_P(Sala9bStructureTest, SeveralChunksSparsePath) {
   ModelConfig c = testing::TinyConfig();
   c.hidden_size = 64;
   c.intermediate_size = 128;
@@ -169,7 +180,7 @@ TEST(TensorParallelRandomTest, Sala9bStructureSeveralChunksSparsePath) {
   options.config_override = c;
   options.max_chunk_tokens = 512;
   auto one = Engine::Create(options);
-  options.tensor_parallel = 2;
+  options.tensor_parallel = GetParam();  // 4: two ranks per KV group, 8 query heads each
   auto two = Engine::Create(options);
   ASSERT_TRUE(one.ok() && two.ok()) << two.status();
   const auto tokens = testing::RandomTokens(1800, c.vocab_size, 3);  // 4 chunks, last partial
@@ -225,12 +236,12 @@ TEST(TensorParallelAbortTest, FailingRankReleasesTheOthers) {
 TEST_F(TensorParallelTest, ClearErrors) {
   EngineOptions options;
   options.model_dir = dir_.path();
-  options.tensor_parallel = 4;  // tiny has 2 KV groups
-  auto four = Engine::Create(options);
-  ASSERT_FALSE(four.ok());
-  EXPECT_EQ(four.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(four.status().message()),
-              ::testing::HasSubstr("does not divide num_key_value_heads=2"));
+  options.tensor_parallel = 8;  // tiny has 4 Lightning heads and 2 KV groups of 2 heads
+  auto eight = Engine::Create(options);
+  ASSERT_FALSE(eight.ok());
+  EXPECT_EQ(eight.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(eight.status().message()),
+              ::testing::HasSubstr("tensor_parallel=8 does not divide lightning_nh=4"));
   options.tensor_parallel = 0;
   EXPECT_FALSE(Engine::Create(options).ok());
 

@@ -2,14 +2,18 @@
 // to catch, fed to the fixed code: each must now give a clean error. docs/RELIABILITY.md
 // lists them with how they were found.
 #include <cstdint>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "auth/tenants.h"
 #include "document_codec.h"
 #include "gtest/gtest.h"
 #include "session_record.h"
+#include "tests/testutil/temp_dir.h"
 #include "tome/engine/config.h"
+#include "tome/engine/safetensors.h"
 
 namespace tome {
 namespace {
@@ -87,6 +91,31 @@ TEST(FuzzRegressionTest, SessionExpiryCannotOverflow) {
   EXPECT_EQ(services::ValidateQuotas(quotas).code(), absl::StatusCode::kInvalidArgument);
   quotas.session_ttl_seconds = 3600;
   EXPECT_TRUE(services::ValidateQuotas(quotas).ok());
+}
+
+// safetensors_fuzz (the 10-minute run of 2026-11-28): a checkpoint with an F32 tensor of
+// shape [0] made ToFloat32 call memcpy with null pointers (undefined behaviour, UBSan) when
+// the caller's buffer for zero elements was empty. Empty tensors now convert to nothing.
+TEST(FuzzRegressionTest, EmptySafetensorsTensorConvertsToNothing) {
+  const std::string header =
+      R"({"empty":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+      R"("one":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}})";
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  file += header;
+  file += std::string("\x80\x3f", 2);  // bf16 1.0
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/model.safetensors";
+  std::ofstream(path, std::ios::binary) << file;
+  auto checkpoint = engine::SafetensorsCheckpoint::OpenFile(path);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  const engine::TensorInfo* empty = (*checkpoint)->Find("empty").value();
+  EXPECT_EQ(empty->num_elements(), 0);
+  std::vector<float> none;
+  engine::SafetensorsCheckpoint::ToFloat32(*empty, none.data());  // null out: nothing written
+  std::vector<float> one(1);
+  engine::SafetensorsCheckpoint::ToFloat32(*(*checkpoint)->Find("one").value(), one.data());
+  EXPECT_EQ(one[0], 1.0f);
 }
 
 // config_fuzz: a config with hidden_size 2^62 validated, and the parameter count the

@@ -2,8 +2,9 @@
 //   * the NCCL collectives of two CudaBackend ranks (one thread each);
 //   * the whole tiny model at TP=2 against TP=1 on the GPU and against the CPU (fp32);
 //   * the 9.48B model (sala-9b shapes, random bf16 weights; 8192 tokens so that the sparse
-//     layers select blocks) at TP=2 against TP=1.
-// Logit tolerances are cuda_engine_test's for the whole model: norm-wise relative error
+//     layers select blocks) at TP=2 (and TP=4 on 4 GPUs) against TP=1, layer by layer (its
+//     tolerances below).
+// Tiny-model logit tolerances are cuda_engine_test's for the whole model: norm-wise relative error
 // ‖tp2 − tp1‖ / ‖tp1‖ ≤ 2e-2 over all positions (bf16 activations, the TP ranks round each
 // partial o_proj / down_proj sum to bf16 before the all-reduce), ≤ 0.15 at any one position.
 #include <cstdlib>
@@ -166,6 +167,17 @@ TEST(TpCudaTest, TinyModelTp2MatchesTp1AndCpu) {
 }
 
 // Tensor parallelism on the real shapes: 16 query heads and one KV group per rank.
+//
+// bf16 rounding compounds over 32 layers of a random-weight model, so the whole-model
+// tolerance cannot be the tiny model's: on 2 x H200 the hidden states drift apart smoothly,
+// rel 0.0041 after layer 0, 0.0081 after layer 1, then +0.001..0.002 per layer to 0.052 after
+// layer 31 (logits 0.057). The CPU ranks show the sharding itself exact (rel 2e-7 in fp32,
+// tensor_parallel_test); here a broken collective or rank would show as a jump: the first
+// layer and every layer's increase must stay under kStepTol, everything under kDeepTol
+// (unrelated outputs are ~1.4 apart).
+constexpr double kStepTol = 1e-2;
+constexpr double kDeepTol = 0.1;
+
 TEST(TpCudaTest, Sala9bTp2MatchesTp1) {
   if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs";
   const int64_t n = std::getenv("TOME_TP_TEST_TOKENS") ? std::atoll(std::getenv("TOME_TP_TEST_TOKENS")) : 8192;
@@ -176,9 +188,11 @@ TEST(TpCudaTest, Sala9bTp2MatchesTp1) {
   options.max_chunk_tokens = 4096;
   const int64_t V = options.config_override->vocab_size;
   const auto tokens = testing::RandomTokens(n, V, 3);
-  std::vector<float> one, two;
-  std::vector<std::vector<float>> dec1, dec2;
-  for (int tp : {1, 2}) {  // one engine at a time: both fit, but the GPU memory is shared
+  std::vector<int> worlds = {1, 2};
+  if (GpuCount() >= 4) worlds.push_back(4);  // 2 ranks per KV group (shard.h)
+  std::vector<float> logits[5];
+  std::vector<std::vector<float>> hidden[5], decoded[5];
+  for (int tp : worlds) {  // one engine at a time: all fit, but the GPU memory is shared
     options.tensor_parallel = tp;
     auto engine = Engine::Create(options);
     if (tp == 2 && engine.status().code() == absl::StatusCode::kUnimplemented) {
@@ -189,25 +203,47 @@ TEST(TpCudaTest, Sala9bTp2MatchesTp1) {
                 static_cast<long long>(n));
     std::fflush(stdout);  // a hang shows how far it got
     auto seq = (*engine)->NewSequence().value();
-    PrefillOptions progress;
-    progress.on_progress = [tp](int64_t done) {
+    PrefillOptions prefill;
+    prefill.capture_hidden = &hidden[tp];
+    prefill.on_progress = [tp](int64_t done) {
       std::printf("    sala-9b TP=%d: %lld tokens done\n", tp, static_cast<long long>(done));
       std::fflush(stdout);
       return true;
     };
-    auto logits = (*engine)->Prefill(*seq, tokens, progress);
-    ASSERT_TRUE(logits.ok()) << logits.status();
-    (tp == 1 ? one : two) = *logits;
+    auto out = (*engine)->Prefill(*seq, tokens, prefill);
+    ASSERT_TRUE(out.ok()) << out.status();
+    logits[tp] = *std::move(out);
     for (int i = 0; i < 8; ++i) {
       const int32_t t = tokens[i];
       auto step = (*engine)->Prefill(*seq, absl::MakeConstSpan(&t, 1));
       ASSERT_TRUE(step.ok()) << step.status();
-      (tp == 1 ? dec1 : dec2).push_back(*step);
+      decoded[tp].push_back(*step);
+      std::printf("    sala-9b TP=%d: decode step %d done\n", tp, i);
+      std::fflush(stdout);
     }
+    std::printf("    sala-9b TP=%d: releasing the engine\n", tp);
+    std::fflush(stdout);
   }
-  ExpectClose(two, one, kLogitTol, "sala-9b: TP=2 vs TP=1 logits after " + std::to_string(n));
-  for (size_t i = 0; i < dec1.size(); ++i) {
-    ExpectClose(dec2[i], dec1[i], kLogitTol, "sala-9b: decode step " + std::to_string(i));
+  const ModelConfig& c = *options.config_override;
+  ASSERT_EQ(hidden[1].size(), static_cast<size_t>(c.num_layers));
+  for (size_t k = 1; k < worlds.size(); ++k) {
+    const int tp = worlds[k];
+    ASSERT_EQ(hidden[tp].size(), hidden[1].size());
+    std::printf("    sala-9b: TP=%d vs TP=1 hidden states after each layer (rel):", tp);
+    double before = 0;
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const double rel = testing::Measure(hidden[tp][l], hidden[1][l]).rel;
+      std::printf("%s %.2g", l % 8 == 0 ? "\n     " : "", rel);
+      EXPECT_LE(rel - before, kStepTol) << "TP=" << tp << " layer " << l;
+      EXPECT_LE(rel, kDeepTol) << "TP=" << tp << " layer " << l;
+      before = rel;
+    }
+    std::printf("\n");
+    const std::string what = "sala-9b: TP=" + std::to_string(tp) + " vs TP=1 ";
+    ExpectClose(logits[tp], logits[1], kDeepTol, what + "logits after " + std::to_string(n));
+    for (size_t i = 0; i < decoded[1].size(); ++i) {
+      ExpectClose(decoded[tp][i], decoded[1][i], kDeepTol, what + "decode step " + std::to_string(i));
+    }
   }
 }
 

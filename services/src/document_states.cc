@@ -15,6 +15,12 @@ std::shared_ptr<const engine::Sequence> DocumentStateCache::Get(storage::Documen
   return it->second.state;
 }
 
+bool DocumentStateCache::Contains(storage::DocumentId doc, int64_t num_tokens) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(doc);
+  return it != entries_.end() && it->second.state->num_tokens() == num_tokens;
+}
+
 void DocumentStateCache::Put(storage::DocumentId doc,
                              std::shared_ptr<const engine::Sequence> state) {
   std::lock_guard<std::mutex> lock(mu_);

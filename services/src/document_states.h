@@ -21,6 +21,8 @@ class DocumentStateCache {
 
   // The cached state of `doc` if it holds exactly `num_tokens` tokens, else null.
   std::shared_ptr<const engine::Sequence> Get(storage::DocumentId doc, int64_t num_tokens);
+  // Whether Get would find it (no effect on recency or the hit counters).
+  bool Contains(storage::DocumentId doc, int64_t num_tokens) const;
   void Put(storage::DocumentId doc, std::shared_ptr<const engine::Sequence> state);
   void Erase(storage::DocumentId doc);
   int64_t bytes() const;

@@ -66,6 +66,20 @@ void RegisterGauges(TomeCore* core, Metrics* metrics) {
     return Samples{{{{"tier", "device"}}, double(s.device_bytes)},
                    {{{"tier", "host"}}, double(s.host_bytes)}};
   });
+  metrics->Gauge("tome_admission_bytes",
+                 "engine memory reserved by running questions (in_use) and their limit",
+                 [core] {
+    const MemoryAdmission& a = core->admission();
+    return Samples{{{{"kind", "in_use"}}, double(a.in_use_bytes())},
+                   {{{"kind", "limit"}}, double(a.budget_bytes())}};
+  });
+  metrics->Gauge("tome_admission_waiting", "questions waiting for engine memory",
+                 [core] { return Samples{{{}, double(core->admission().waiting())}}; });
+  metrics->Gauge("tome_admission_waited", "questions admitted after waiting for engine memory",
+                 [core] { return Samples{{{}, double(core->admission().waited())}}; });
+  metrics->Gauge("tome_admission_refused",
+                 "questions refused for engine memory since start (too large or timed out)",
+                 [core] { return Samples{{{}, double(core->admission().refused())}}; });
   metrics->Gauge("tome_tenant_stored_bytes", "estimated bytes each tenant stores", [core] {
     Samples out;
     if (auto tenants = core->tenants().ListTenants(); tenants.ok()) {
@@ -117,6 +131,8 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   core_options.resident_kv_limit_bytes = options.resident_kv_limit_bytes;
   core_options.block_cache_bytes = options.block_cache_bytes;
   core_options.host_block_cache_bytes = options.host_block_cache_bytes;
+  core_options.ask_memory_bytes = options.ask_memory_bytes;
+  core_options.admission_wait = absl::Milliseconds(options.admission_wait_ms);
   core_options.peer_token = options.peer_token;
   TOME_ASSIGN_OR_RETURN(impl->core, TomeCore::Create(core_options));
   impl->documents = std::make_unique<DocumentServiceImpl>(impl->core.get());

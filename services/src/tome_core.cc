@@ -69,6 +69,7 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   core->sessions_ = std::make_unique<SessionStore>(core->store_.get());
   core->session_states_ = std::make_unique<SessionStates>(options.session_states);
   core->cache_ = std::make_unique<DocumentStateCache>(options.state_cache_bytes);
+  core->admission_ = std::make_unique<MemoryAdmission>(options.ask_memory_bytes, "--ask_memory_mb");
   core->block_cache_ =
       core->engine_->NewBlockCache(options.block_cache_bytes, options.host_block_cache_bytes);
   IngestionOptions ingestion_options;
@@ -563,6 +564,27 @@ absl::StatusOr<std::vector<Citation>> TomeCore::Cite(const DocumentRecord& recor
   return out;
 }
 
+absl::StatusOr<MemoryAdmission::Ticket> TomeCore::AdmitQuestion(
+    const AskParams& params, int64_t prompt_tokens, int64_t open_tokens,
+    const std::function<bool()>& cancelled) {
+  const engine::StateSizes sizes = engine_->state_sizes();
+  const int64_t per_token = sizes.kv_bytes_per_token + sizes.summary_bytes_per_token;
+  const int64_t answer_tokens =
+      params.max_tokens > 0 ? params.max_tokens : options_.default_max_tokens;
+  // The fork's own Lightning states and the tokens it adds; a state opened from the store:
+  // all of its KV when it is held whole, its summaries when its KV stays in the store
+  // (whose blocks come through the separately bounded block cache).
+  int64_t bytes = sizes.lightning_bytes + (prompt_tokens + answer_tokens) * per_token;
+  if (open_tokens > 0) {
+    const bool on_demand =
+        open_tokens * sizes.kv_bytes_per_token > options_.resident_kv_limit_bytes;
+    bytes += sizes.lightning_bytes +
+             open_tokens * (on_demand ? sizes.summary_bytes_per_token : per_token);
+  }
+  return admission_->Acquire(bytes, std::min(params.deadline, absl::Now() + options_.admission_wait),
+                             cancelled);
+}
+
 absl::StatusOr<AskResult> TomeCore::Ask(const Principal& caller, const AskParams& params,
                                         const std::function<bool(const std::string&)>& on_delta,
                                         const std::function<bool()>& cancelled) {
@@ -597,6 +619,11 @@ absl::StatusOr<AskResult> TomeCore::Ask(const Principal& caller, const AskParams
     TOME_ASSIGN_OR_RETURN(record, ingestion_->WaitUntilIngested(record.tenant, id,
                                                                  params.deadline, cancelled));
   }
+  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, prompt_->Question(params.question));
+  TOME_ASSIGN_OR_RETURN(
+      MemoryAdmission::Ticket memory,
+      AdmitQuestion(params, static_cast<int64_t>(prompt.size()),
+                    cache_->Contains(id, target) ? 0 : target, cancelled));
   const absl::Time queued = absl::Now();
   int64_t recomputed = 0;
   TOME_ASSIGN_OR_RETURN(std::shared_ptr<const engine::Sequence> base,
@@ -607,7 +634,6 @@ absl::StatusOr<AskResult> TomeCore::Ask(const Principal& caller, const AskParams
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<engine::Sequence> sequence, engine_->Fork(*base));
   const absl::Time loaded = absl::Now();
 
-  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, prompt_->Question(params.question));
   TOME_ASSIGN_OR_RETURN(Quotas quotas, QuotasOf(caller.tenant));
   TOME_RETURN_IF_ERROR(usage_.ChargeTokens(caller.tenant, static_cast<int64_t>(prompt.size()), quotas));
   TOME_ASSIGN_OR_RETURN(std::vector<float> logits,
@@ -638,12 +664,24 @@ absl::StatusOr<AskResult> TomeCore::AskInSession(
   TOME_ASSIGN_OR_RETURN(SessionInfo session,
                         sessions_->Get(caller.tenant, params.session_id, NowMicros()));
   TOME_ASSIGN_OR_RETURN(DocumentView view, Readable(caller, session.document));
-  const absl::Time queued = absl::Now();
   AskResult result;
   result.session_id = session.id;
   const int64_t context_tokens = session.doc_tokens + static_cast<int64_t>(session.tail.size());
   std::shared_ptr<engine::Sequence> sequence =
       session_states_->Get(session.id, context_tokens);
+  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
+                        session.turns == 0 ? prompt_->Question(params.question)
+                                           : prompt_->FollowUp(params.question));
+  // A session rebuilt from the store opens its document's state and re-reads its own turns.
+  const int64_t open_tokens =
+      sequence ? 0
+               : static_cast<int64_t>(session.tail.size()) +
+                     (cache_->Contains(view.record.id, session.doc_tokens) ? 0
+                                                                           : session.doc_tokens);
+  TOME_ASSIGN_OR_RETURN(MemoryAdmission::Ticket memory,
+                        AdmitQuestion(params, static_cast<int64_t>(prompt.size()), open_tokens,
+                                      cancelled));
+  const absl::Time queued = absl::Now();
   result.state_source = "memory";
   if (!sequence) {
     // Rebuild: the document's stored state, then the session's own turns.
@@ -660,9 +698,6 @@ absl::StatusOr<AskResult> TomeCore::AskInSession(
     sequence = std::move(fork);
   }
   const absl::Time loaded = absl::Now();
-  TOME_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
-                        session.turns == 0 ? prompt_->Question(params.question)
-                                           : prompt_->FollowUp(params.question));
   TOME_ASSIGN_OR_RETURN(Quotas quotas, QuotasOf(caller.tenant));
   TOME_RETURN_IF_ERROR(usage_.ChargeTokens(caller.tenant, static_cast<int64_t>(prompt.size()), quotas));
   TOME_ASSIGN_OR_RETURN(std::vector<float> logits,

@@ -20,6 +20,7 @@
 #include "auth/usage.h"
 #include "document_states.h"
 #include "ingestion.h"
+#include "memory_admission.h"
 #include "request_validation.h"
 #include "scheduler.h"
 #include "sessions.h"
@@ -48,6 +49,11 @@ struct CoreOptions {
   int64_t resident_kv_limit_bytes = int64_t{4} << 30;
   int64_t block_cache_bytes = int64_t{1} << 30;
   int64_t host_block_cache_bytes = int64_t{2} << 30;
+  // Admission control: the engine memory all running questions may reserve together (the
+  // states they open, their prompt and answer tokens; 0: no limit), and how long a question
+  // waits for memory before RESOURCE_EXHAUSTED (never past its own deadline).
+  int64_t ask_memory_bytes = 0;
+  absl::Duration admission_wait = absl::Seconds(30);
   int64_t max_document_bytes = int64_t{1} << 30;  // per AppendText call
   int64_t max_question_bytes = 16 << 10;
   int32_t default_max_tokens = 256;
@@ -122,6 +128,7 @@ class TomeCore {
   IngestionManager& ingestion() { return *ingestion_; }
   BatchScheduler& scheduler() { return *scheduler_; }
   const DocumentStateCache& state_cache() const { return *cache_; }
+  const MemoryAdmission& admission() const { return *admission_; }
   engine::BlockCacheStats block_cache_stats() const { return block_cache_->stats(); }
   int64_t generated_tokens() const { return generated_tokens_.load(); }
   // Estimated bytes a tenant stores (from its document records).
@@ -200,6 +207,12 @@ class TomeCore {
   // After loading the stored state of `record` failed with `error`: if the error means the
   // state is damaged (not a transient I/O error), marks the document FAILED saying so.
   void MarkStateDamaged(const storage::DocumentRecord& record, const absl::Status& error);
+  // Reserves engine memory for a question: its prompt and answer tokens on a fork, plus
+  // opening `open_tokens` of stored state (0: the state is already in memory).
+  absl::StatusOr<MemoryAdmission::Ticket> AdmitQuestion(const AskParams& params,
+                                                        int64_t prompt_tokens,
+                                                        int64_t open_tokens,
+                                                        const std::function<bool()>& cancelled);
   absl::StatusOr<AskResult> AskInSession(const Principal& caller, const AskParams& params,
                                          const std::function<bool(const std::string&)>& on_delta,
                                          const std::function<bool()>& cancelled);
@@ -227,6 +240,7 @@ class TomeCore {
   std::unique_ptr<TenantRegistry> tenants_;
   UsageTracker usage_;
   std::unique_ptr<DocumentStateCache> cache_;
+  std::unique_ptr<MemoryAdmission> admission_;
   std::unique_ptr<BatchScheduler> scheduler_;
   std::unique_ptr<IngestionManager> ingestion_;
   std::unique_ptr<SessionStore> sessions_;

@@ -39,6 +39,12 @@ ABSL_FLAG(int64_t, resident_kv_limit_mb, 4096,
 ABSL_FLAG(int64_t, block_cache_mb, 1024, "engine memory for KV blocks of on-demand documents, MiB");
 ABSL_FLAG(int64_t, host_block_cache_mb, 2048,
           "host memory caching KV blocks read from the store for on-demand documents, MiB");
+ABSL_FLAG(int64_t, ask_memory_mb, 0,
+          "engine memory (GPU memory on CUDA) all running questions may reserve together, "
+          "MiB: the states they open plus their prompt and answer tokens; past it questions "
+          "queue, and one larger than all of it is refused (0 = no limit)");
+ABSL_FLAG(int64_t, admission_wait_ms, 30000,
+          "how long a question waits for engine memory before RESOURCE_EXHAUSTED, ms");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain: serve gRPC over TLS (empty = plaintext)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
@@ -81,11 +87,17 @@ int main(int argc, char** argv) {
   options.resident_kv_limit_bytes = mib(absl::GetFlag(FLAGS_resident_kv_limit_mb));
   options.block_cache_bytes = mib(absl::GetFlag(FLAGS_block_cache_mb));
   options.host_block_cache_bytes = mib(absl::GetFlag(FLAGS_host_block_cache_mb));
+  options.ask_memory_bytes = mib(absl::GetFlag(FLAGS_ask_memory_mb));
+  options.admission_wait_ms = absl::GetFlag(FLAGS_admission_wait_ms);
   const std::string mode = absl::GetFlag(FLAGS_dense_mode);
   if (mode == "hf") {
     options.dense_mode = tome::engine::DenseThresholdMode::kHf;
   } else if (mode != "always_sparse") {
     std::fprintf(stderr, "tomed: --dense_mode must be always_sparse or hf\n");
+    return 2;
+  }
+  if (options.ask_memory_bytes < 0 || options.admission_wait_ms < 0) {
+    std::fprintf(stderr, "tomed: --ask_memory_mb and --admission_wait_ms must not be negative\n");
     return 2;
   }
   if (options.state_cache_bytes < 0 || options.session_states < 0) {

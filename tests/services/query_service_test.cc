@@ -1,4 +1,8 @@
 // QueryService over an in-process channel.
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/server_fixture.h"
 #include "tome_core.h"
@@ -62,6 +66,56 @@ TEST_F(QueryServiceTest, SameAnswerWhenTheStateIsOpenedOnDemand) {
   EXPECT_GT(stats.source_reads, 0);
   EXPECT_GT(stats.device_evictions, 0);
   EXPECT_LE(stats.device_bytes, options.block_cache_bytes);
+}
+
+// Admission control (--ask_memory_mb): a question larger than the whole budget is refused
+// with RESOURCE_EXHAUSTED and the reason; concurrent questions within it queue and all run;
+// every reservation is returned afterwards.
+TEST_F(QueryServiceTest, QuestionsWaitForEngineMemoryOrAreRefused) {
+  const std::string id = Ingest(std::string(700, 'w') + " The code word is heron.");
+  services::ServerOptions options = Options();
+  options.ask_memory_bytes = 1024;  // far below one question of the tiny model
+  StartServer(options);
+  std::string deltas;
+  v1::AskSummary summary;
+  const grpc::Status refused = Ask(id, "What is the code word?", &deltas, &summary);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), ::testing::HasSubstr("--ask_memory_mb"));
+  EXPECT_THAT(refused.error_message(), ::testing::HasSubstr("of engine memory"));
+  EXPECT_EQ(server_->core()->admission().refused(), 1);
+
+  // Room for one question at a time once the document's state is cached: each reserves a
+  // fork's Lightning states and its prompt and answer tokens (max_tokens 16).
+  options.ask_memory_bytes = 0;
+  StartServer(options);
+  std::string want;
+  ASSERT_TRUE(Ask(id, "What is the code word?", &want, &summary).ok());
+  const engine::StateSizes sizes = server_->core()->engine().state_sizes();
+  const int64_t one = sizes.lightning_bytes + (summary.prompt_tokens() + 16) *
+                                                  (sizes.kv_bytes_per_token +
+                                                   sizes.summary_bytes_per_token);
+  options.ask_memory_bytes = one + one / 2;
+  StartServer(options);
+  // Ingested here, so its state is in memory and a question opens nothing.
+  const std::string cached = Ingest(std::string(700, 'w') + " The code word is heron.");
+  std::vector<std::thread> clients;
+  std::vector<std::string> answers(4);
+  std::vector<grpc::Status> codes(4);
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      v1::AskSummary s;
+      codes[i] = Ask(cached, "What is the code word?", &answers[i], &s);
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(codes[i].ok()) << codes[i].error_message();
+    EXPECT_EQ(answers[i], want);
+  }
+  EXPECT_EQ(server_->core()->admission().in_use_bytes(), 0);
+  EXPECT_EQ(server_->core()->admission().refused(), 0);
+  EXPECT_EQ(server_->core()->admission().budget_bytes(), one + one / 2);
+  EXPECT_GT(server_->core()->admission().waited(), 0);  // they did queue
 }
 
 TEST_F(QueryServiceTest, BadQuestionsGetClearErrors) {

@@ -35,6 +35,10 @@ struct ServerOptions {
   int64_t resident_kv_limit_bytes = int64_t{4} << 30;
   int64_t block_cache_bytes = int64_t{1} << 30;
   int64_t host_block_cache_bytes = int64_t{2} << 30;
+  // Admission control (CoreOptions): engine memory all running questions may reserve
+  // (0: no limit), and how long one waits for it.
+  int64_t ask_memory_bytes = 0;
+  int64_t admission_wait_ms = 30000;
   // Network. Port 0 picks a free port (see TomeServer::port()).
   std::string listen_address = "127.0.0.1:7070";
   int max_message_bytes = 4 << 20;

@@ -13,6 +13,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -175,6 +176,15 @@ class RocksDbContextStore final : public ContextStore {
   absl::StatusOr<DocumentRecord> ReadRecord(TenantId tenant, DocumentId id,
                                             const rocksdb::Snapshot* snapshot = nullptr);
   absl::Status PutRecord(const DocumentRecord& record, rocksdb::WriteBatch* batch);
+  // Units [begin, end) of a document's chunked text (1-byte units) or token ids (4-byte
+  // units) at `snapshot`: copy(first, data, n) receives each run of n units from unit
+  // `first` on. DataLoss "<damaged> near <unit> N" when a chunk is missing, misaligned or
+  // the chunks end early (damaged: e.g. "the text of tenant 1 document 2 is damaged").
+  absl::Status ReadChunkRange(Cf family, TenantId tenant, DocumentId id,
+                              const rocksdb::Snapshot* snapshot, int64_t begin, int64_t end,
+                              size_t unit_bytes, absl::string_view damaged,
+                              absl::string_view unit,
+                              const std::function<void(int64_t, const char*, int64_t)>& copy);
   absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view what);
   absl::Status RecoverIfNeeded();
   // Opens db_ and the family handles at path_ (Open, recovery), and closes them.
@@ -656,19 +666,10 @@ absl::StatusOr<std::string> RocksDbContextStore::ReadText(TenantId tenant, Docum
   return text;
 }
 
-absl::StatusOr<std::string> RocksDbContextStore::ReadTextRange(TenantId tenant, DocumentId id,
-                                                               int64_t begin, int64_t end) {
-  absl::ReaderMutexLock db_lock(&db_mu_);
-  TOME_RETURN_IF_ERROR(CheckOpen());
-  if (begin < 0 || end < begin) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid byte range [", begin, ", ", end, ")"));
-  }
-  rocksdb::ManagedSnapshot managed(db_.get());
-  const rocksdb::Snapshot* snapshot = managed.snapshot();
-  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id, snapshot));
-  end = std::min(end, record.text_bytes);
-  std::string text;
-  if (begin >= end) return text;
+absl::Status RocksDbContextStore::ReadChunkRange(
+    Cf family, TenantId tenant, DocumentId id, const rocksdb::Snapshot* snapshot, int64_t begin,
+    int64_t end, size_t unit_bytes, absl::string_view damaged, absl::string_view unit,
+    const std::function<void(int64_t, const char*, int64_t)>& copy) {
   const std::string lower_key = DocumentPrefix(tenant, id);
   const std::string upper_key = DocumentPrefixEnd(tenant, id);
   rocksdb::Slice lower(lower_key);
@@ -677,29 +678,48 @@ absl::StatusOr<std::string> RocksDbContextStore::ReadTextRange(TenantId tenant, 
   read_options.snapshot = snapshot;
   read_options.iterate_lower_bound = &lower;
   read_options.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(Cf::kText)));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(family)));
   // The chunk holding `begin` is the last one starting at or before it.
   it->SeekForPrev(ChunkKey(tenant, id, begin));
   if (!it->Valid()) it->Seek(lower_key);
-  int64_t next = begin;  // the first byte not yet copied
+  int64_t next = begin;  // the first unit not yet copied
   for (; it->Valid() && next < end; it->Next()) {
     const int64_t start = ChunkOffset(absl::string_view(it->key().data(), it->key().size()));
-    const int64_t chunk_end = start + static_cast<int64_t>(it->value().size());
-    if (start < 0 || start > next) {
-      return absl::DataLossError(
-          absl::StrCat("the text of ", DocName(tenant, id), " is damaged near byte ", next));
+    const size_t size = it->value().size();
+    if (start < 0 || start > next || size % unit_bytes != 0) {
+      return absl::DataLossError(absl::StrCat(damaged, " near ", unit, " ", next));
     }
+    const int64_t chunk_end = start + static_cast<int64_t>(size / unit_bytes);
     if (chunk_end <= next) continue;
     const int64_t copy_end = std::min(end, chunk_end);
-    text.append(it->value().data() + (next - start), static_cast<size_t>(copy_end - next));
+    copy(next, it->value().data() + (next - start) * unit_bytes, copy_end - next);
     next = copy_end;
   }
-  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "reading text"));
+  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), absl::StrCat("reading ", unit, "s")));
   if (next < end) {
-    return absl::DataLossError(absl::StrCat("the text of ", DocName(tenant, id),
-                                            " ends at byte ", next, "; its record says ",
-                                            record.text_bytes));
+    return absl::DataLossError(absl::StrCat(damaged, " near ", unit, " ", next,
+                                            ": the stored chunks end there, before ", unit,
+                                            " ", end));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RocksDbContextStore::ReadTextRange(TenantId tenant, DocumentId id,
+                                                               int64_t begin, int64_t end) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
+  if (begin < 0 || end < begin) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid byte range [", begin, ", ", end, ")"));
+  }
+  rocksdb::ManagedSnapshot managed(db_.get());
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id, managed.snapshot()));
+  end = std::min(end, record.text_bytes);
+  std::string text;
+  if (begin >= end) return text;
+  TOME_RETURN_IF_ERROR(ReadChunkRange(
+      Cf::kText, tenant, id, managed.snapshot(), begin, end, 1,
+      absl::StrCat("the text of ", DocName(tenant, id), " is damaged"), "byte",
+      [&](int64_t, const char* data, int64_t n) { text.append(data, static_cast<size_t>(n)); }));
   return text;
 }
 
@@ -711,46 +731,17 @@ absl::StatusOr<std::vector<int32_t>> RocksDbContextStore::ReadTokens(TenantId te
     return absl::InvalidArgumentError(absl::StrCat("invalid token range [", begin, ", ", end, ")"));
   }
   rocksdb::ManagedSnapshot managed(db_.get());
-  const rocksdb::Snapshot* snapshot = managed.snapshot();
-  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id, snapshot));
+  TOME_ASSIGN_OR_RETURN(DocumentRecord record, ReadRecord(tenant, id, managed.snapshot()));
   end = std::min(end, record.num_tokens);
   std::vector<int32_t> tokens;
   if (begin >= end) return tokens;
   tokens.resize(static_cast<size_t>(end - begin));
-
-  const std::string lower_key = DocumentPrefix(tenant, id);
-  const std::string upper_key = DocumentPrefixEnd(tenant, id);
-  rocksdb::Slice lower(lower_key);
-  rocksdb::Slice upper(upper_key);
-  rocksdb::ReadOptions read_options;
-  read_options.snapshot = snapshot;
-  read_options.iterate_lower_bound = &lower;
-  read_options.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf(Cf::kTokens)));
-  // The chunk holding `begin` is the last one starting at or before it.
-  it->SeekForPrev(ChunkKey(tenant, id, begin));
-  if (!it->Valid()) it->Seek(lower_key);
-  int64_t next = begin;  // the first token not yet copied
-  for (; it->Valid() && next < end; it->Next()) {
-    const int64_t start = ChunkOffset(absl::string_view(it->key().data(), it->key().size()));
-    const size_t size = it->value().size();
-    if (start < 0 || start > next || size % sizeof(int32_t) != 0) {
-      return absl::DataLossError(
-          absl::StrCat("the token ids of ", DocName(tenant, id), " are damaged near token ", next));
-    }
-    const int64_t chunk_end = start + static_cast<int64_t>(size / sizeof(int32_t));
-    if (chunk_end <= next) continue;
-    const int64_t copy_end = std::min(end, chunk_end);
-    DecodeTokens(it->value().data() + (next - start) * sizeof(int32_t),
-                 static_cast<size_t>(copy_end - next), tokens.data() + (next - begin));
-    next = copy_end;
-  }
-  TOME_RETURN_IF_ERROR(FromRocksDb(it->status(), "reading token ids"));
-  if (next < end) {
-    return absl::DataLossError(absl::StrCat("the token ids of ", DocName(tenant, id),
-                                            " end at token ", next, "; its record says ",
-                                            record.num_tokens));
-  }
+  TOME_RETURN_IF_ERROR(ReadChunkRange(
+      Cf::kTokens, tenant, id, managed.snapshot(), begin, end, sizeof(int32_t),
+      absl::StrCat("the token ids of ", DocName(tenant, id), " are damaged"), "token",
+      [&](int64_t first, const char* data, int64_t n) {
+        DecodeTokens(data, static_cast<size_t>(n), tokens.data() + (first - begin));
+      }));
   return tokens;
 }
 

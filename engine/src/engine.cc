@@ -228,16 +228,17 @@ absl::StatusOr<GenerateResult> Engine::Generate(Sequence& sequence, std::vector<
 
 absl::Status Engine::SaveState(const Sequence& sequence, int64_t saved_tokens,
                                StateSink& sink) const {
-  TOME_RETURN_IF_ERROR(SingleRankOnly("SaveState"));
   std::lock_guard<std::mutex> lock(forward_mu_);
+  if (parallel_) return parallel_->SaveState(*sequence.state_, saved_tokens, sink);
   return model_->Save(*sequence.state_, saved_tokens, sink);
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadState(int64_t num_tokens,
                                                             StateSource& source) const {
-  TOME_RETURN_IF_ERROR(SingleRankOnly("LoadState"));
   std::lock_guard<std::mutex> lock(forward_mu_);
-  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, model_->Load(num_tokens, source));
+  TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
+                        parallel_ ? parallel_->LoadState(num_tokens, source)
+                                  : model_->Load(num_tokens, source));
   return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
 }
 

@@ -627,9 +627,9 @@ void Model::ActivationsToHost(const Tensor& src, float* host) {
 }
 
 absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink) {
-  if (sharded()) {
-    return absl::UnimplementedError("saving a tensor-parallel sequence's state is not supported yet");
-  }
+  // A rank writes records in the unsharded layout: its Lightning heads' rows (the caller
+  // assembles a layer's record from every rank's rows, ParallelModel::SaveState) and its
+  // KV groups under their global index; of ranks sharing a group only the first writes it.
   const ModelConfig& c = config_;
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());
@@ -637,14 +637,16 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerState& ls = state.layers[l];
     if (ls.type == MixerType::kLightning) {
-      const int64_t ld = c.lightning_head_dim, rows = c.lightning_heads * ld;
+      const int64_t ld = c.lightning_head_dim, rows = dims_.lightning_heads * ld;
       bytes.resize(rows * ld * 4);
       backend_->CopyToHost(ls.lightning.View(DType::kF32, rows, ld), bytes.data());
       TOME_RETURN_IF_ERROR(sink.Put(
           {StateRecordKind::kLightningState, int32_t(l), 0, state.num_tokens, 0}, bytes));
       continue;
     }
-    for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+    if (!dims_.reports_evidence) continue;  // the group's first rank writes it
+    for (int64_t g = 0; g < dims_.kv_heads; ++g) {
+      const int32_t global_g = static_cast<int32_t>(dims_.kv_head0 + g);
       const PagedBuffer& keys = ls.sparse.keys[g];
       const PagedBuffer& values = ls.sparse.values[g];
       for (int64_t b = saved_tokens / B; b < keys.num_pages(); ++b) {
@@ -664,7 +666,7 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
         backend_->CopyToHost(Tensor{const_cast<void*>(v), backend_->activation_dtype(), rows, d, d},
                              bytes.data() + rows * d * elem);
         TOME_RETURN_IF_ERROR(
-            sink.Put({StateRecordKind::kKvBlock, int32_t(l), int32_t(g), b, rows}, bytes));
+            sink.Put({StateRecordKind::kKvBlock, int32_t(l), global_g, b, rows}, bytes));
       }
       for (int level = 1; level <= 2; ++level) {
         const PagedBuffer& sum = level == 1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
@@ -677,7 +679,7 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
                                bytes.data());
           const StateRecordKind kind =
               level == 1 ? StateRecordKind::kSummaryK1 : StateRecordKind::kSummaryK2;
-          TOME_RETURN_IF_ERROR(sink.Put({kind, int32_t(l), int32_t(g), page, rows}, bytes));
+          TOME_RETURN_IF_ERROR(sink.Put({kind, int32_t(l), global_g, page, rows}, bytes));
         }
       }
     }
@@ -687,9 +689,12 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
 
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
     int64_t num_tokens, StateSource& source, std::shared_ptr<const StoredBlocks> stored) {
-  if (sharded()) {
-    return absl::UnimplementedError("loading a tensor-parallel sequence's state is not supported yet");
+  if (sharded() && stored) {
+    return absl::UnimplementedError(
+        "opening a state on demand is not supported with tensor_parallel > 1 yet");
   }
+  // Records are in the unsharded layout (Save): a rank reads its Lightning heads' rows and
+  // its KV groups by their global index.
   const ModelConfig& c = config_;
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());
@@ -703,7 +708,8 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
       if (static_cast<int64_t>(bytes.size()) != rows * ld * 4) {
         return MissingRecord(key, "Lightning state has the wrong size");
       }
-      backend_->CopyFromHost(ls.lightning.View(DType::kF32, rows, ld), bytes.data());
+      backend_->CopyFromHost(ls.lightning.View(DType::kF32, dims_.lightning_heads * ld, ld),
+                             bytes.data() + dims_.lightning_head0 * ld * ld * 4);
       continue;
     }
     // On demand, only the last blocks are read now: those the summary windows of the next
@@ -712,14 +718,15 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
     const int64_t first_resident =
         stored ? std::max<int64_t>(0, num_blocks - (CeilDiv(sparse_params_.kernel_size2(), B) + 1))
                : 0;
-    for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+    for (int64_t g = 0; g < dims_.kv_heads; ++g) {
+      const int32_t global_g = static_cast<int32_t>(dims_.kv_head0 + g);
       for (int64_t b = 0; b < first_resident; ++b) {
         ls.sparse.keys[g].AppendAbsentPage();
         ls.sparse.values[g].AppendAbsentPage();
       }
       for (int64_t b = first_resident; b < num_blocks; ++b) {
         const int64_t rows = std::min(B, num_tokens - b * B);
-        const StateRecordKey key{StateRecordKind::kKvBlock, int32_t(l), int32_t(g), b, rows};
+        const StateRecordKey key{StateRecordKind::kKvBlock, int32_t(l), global_g, b, rows};
         TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
         // The store may return the block's record of a longer prefix: use its first rows.
         const int64_t row_bytes = d * elem;
@@ -740,7 +747,7 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
             level == 1 ? StateRecordKind::kSummaryK1 : StateRecordKind::kSummaryK2;
         for (int64_t page = 0; page < CeilDiv(n, kSummaryPageRows); ++page) {
           const int64_t rows = std::min(kSummaryPageRows, n - page * kSummaryPageRows);
-          const StateRecordKey key{kind, int32_t(l), int32_t(g), page, rows};
+          const StateRecordKey key{kind, int32_t(l), global_g, page, rows};
           TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
           const int64_t size = static_cast<int64_t>(bytes.size());
           if (size % (d * elem) != 0 || size < rows * d * elem ||

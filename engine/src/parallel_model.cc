@@ -1,9 +1,12 @@
 #include "parallel_model.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "local_collective.h"
+#include "shard.h"
 #include "tome/base/status_macros.h"
 #ifdef TOME_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -89,6 +92,84 @@ absl::StatusOr<std::unique_ptr<SequenceState>> ParallelModel::ForkState(
   TOME_RETURN_IF_ERROR(pool_.Run([&](int r) -> absl::Status {
     const SequenceState& from = r == 0 ? state : *state.other_ranks[r - 1];
     TOME_ASSIGN_OR_RETURN(states[r], models_[r]->ForkState(from));
+    return absl::OkStatus();
+  }));
+  std::unique_ptr<SequenceState> top = std::move(states[0]);
+  for (int r = 1; r < world(); ++r) top->other_ranks.push_back(std::move(states[r]));
+  return top;
+}
+
+namespace {
+
+// One rank's view of the caller's sink: KV and summary records go through (serialised);
+// Lightning rows are placed into the layer's whole record at the rank's first head.
+class RankSink : public StateSink {
+ public:
+  RankSink(StateSink* sink, std::mutex* mu, std::map<int32_t, std::string>* lightning,
+           int64_t row_offset_bytes, int64_t record_bytes)
+      : sink_(sink), mu_(mu), lightning_(lightning), offset_(row_offset_bytes),
+        record_bytes_(record_bytes) {}
+  absl::Status Put(const StateRecordKey& key, absl::string_view bytes) override {
+    std::lock_guard<std::mutex> lock(*mu_);
+    if (key.kind != StateRecordKind::kLightningState) return sink_->Put(key, bytes);
+    std::string& whole = (*lightning_)[key.layer];
+    whole.resize(static_cast<size_t>(record_bytes_));
+    if (offset_ + static_cast<int64_t>(bytes.size()) > record_bytes_) {
+      return absl::InternalError("a rank's Lightning rows do not fit the layer's record");
+    }
+    std::copy(bytes.begin(), bytes.end(), whole.begin() + offset_);
+    return absl::OkStatus();
+  }
+
+ private:
+  StateSink* sink_;
+  std::mutex* mu_;
+  std::map<int32_t, std::string>* lightning_;
+  const int64_t offset_, record_bytes_;
+};
+
+// The caller's source, one Get at a time (ranks read concurrently).
+class LockedSource : public StateSource {
+ public:
+  LockedSource(StateSource* source, std::mutex* mu) : source_(source), mu_(mu) {}
+  absl::StatusOr<std::string> Get(const StateRecordKey& key) override {
+    std::lock_guard<std::mutex> lock(*mu_);
+    return source_->Get(key);
+  }
+
+ private:
+  StateSource* source_;
+  std::mutex* mu_;
+};
+
+}  // namespace
+
+absl::Status ParallelModel::SaveState(const SequenceState& state, int64_t saved_tokens,
+                                      StateSink& sink) {
+  const int64_t ld = config_.lightning_head_dim;
+  const int64_t record_bytes = config_.lightning_heads * ld * ld * 4;
+  std::mutex mu;
+  std::map<int32_t, std::string> lightning;  // layer -> whole record
+  TOME_RETURN_IF_ERROR(pool_.Run([&](int r) -> absl::Status {
+    TOME_ASSIGN_OR_RETURN(const ShardDims dims, ComputeShardDims(config_, {r, world()}));
+    RankSink rank_sink(&sink, &mu, &lightning, dims.lightning_head0 * ld * ld * 4, record_bytes);
+    const SequenceState& mine = r == 0 ? state : *state.other_ranks[r - 1];
+    return models_[r]->Save(mine, saved_tokens, rank_sink);
+  }));
+  for (const auto& [layer, bytes] : lightning) {
+    TOME_RETURN_IF_ERROR(
+        sink.Put({StateRecordKind::kLightningState, layer, 0, state.num_tokens, 0}, bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SequenceState>> ParallelModel::LoadState(int64_t num_tokens,
+                                                                        StateSource& source) {
+  std::mutex mu;
+  LockedSource locked(&source, &mu);
+  std::vector<std::unique_ptr<SequenceState>> states(world());
+  TOME_RETURN_IF_ERROR(pool_.Run([&](int r) -> absl::Status {
+    TOME_ASSIGN_OR_RETURN(states[r], models_[r]->Load(num_tokens, locked, nullptr));
     return absl::OkStatus();
   }));
   std::unique_ptr<SequenceState> top = std::move(states[0]);

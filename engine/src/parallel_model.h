@@ -5,8 +5,9 @@
 // logits are returned. A sequence's state is rank 0's SequenceState with the other ranks'
 // shares in `other_ranks`.
 //
-// Not supported yet (Unimplemented): saving and loading states, storage-backed sequences,
-// PrefillOptions::capture_selection.
+// States are saved and loaded in the unsharded record layout (a TP=2 engine reads what a
+// TP=1 engine wrote and vice versa). Not supported yet (Unimplemented): storage-backed
+// (on-demand) sequences, PrefillOptions::capture_selection.
 #pragma once
 
 #include <memory>
@@ -22,6 +23,7 @@
 #include "tome/engine/config.h"
 #include "tome/engine/options.h"
 #include "tome/engine/safetensors.h"
+#include "tome/engine/state_io.h"
 
 namespace tome::engine {
 
@@ -50,6 +52,12 @@ class ParallelModel {
                             absl::Span<const int32_t> tokens,
                             std::vector<std::vector<float>>* logits,
                             absl::Span<std::vector<double>* const> evidence);
+  // Model::Save / Model::Load on every rank: KV records pass through (each group written
+  // once, under its global index); a Lightning layer's record is assembled from, or split
+  // into, the ranks' head rows.
+  absl::Status SaveState(const SequenceState& state, int64_t saved_tokens, StateSink& sink);
+  absl::StatusOr<std::unique_ptr<SequenceState>> LoadState(int64_t num_tokens,
+                                                           StateSource& source);
 
  private:
   ParallelModel(const ModelConfig& config, const EngineOptions& options, int world);

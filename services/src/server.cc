@@ -122,6 +122,14 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   core_options.model_dir = options.model_dir;
   core_options.data_dir = options.data_dir;
   core_options.num_threads = options.num_threads;
+  if (options.device == "cuda") {
+    core_options.device = engine::DeviceKind::kCuda;
+  } else if (options.device != "cpu") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown device \"", options.device, "\": use cpu or cuda"));
+  }
+  core_options.cuda_device = options.cuda_device;
+  core_options.tensor_parallel = options.tensor_parallel;
   core_options.dense_mode = options.dense_mode;
   core_options.checkpoint_tokens = options.checkpoint_tokens;
   core_options.max_document_bytes = options.max_document_bytes;

@@ -42,10 +42,16 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   engine::EngineOptions engine_options;
   engine_options.model_dir = options.model_dir;
   engine_options.num_threads = options.num_threads;
+  engine_options.device = options.device;
+  engine_options.cuda_device = options.cuda_device;
+  engine_options.tensor_parallel = options.tensor_parallel;
   engine_options.dense_mode = options.dense_mode;
   engine_options.max_chunk_tokens = options.max_chunk_tokens;
   TOME_ASSIGN_OR_RETURN(core->engine_, engine::Engine::Create(engine_options));
   TOME_ASSIGN_OR_RETURN(core->fingerprint_, ComputeModelFingerprint(options.model_dir));
+  // The CUDA engine keeps KV in bf16, the CPU engine in fp32: their stored states differ, so
+  // a store written by one is another model's to the other (the rank count does not matter).
+  if (options.device == engine::DeviceKind::kCuda) core->fingerprint_ += "+cuda-bf16";
   core->checkpoint_tokens_ = options.checkpoint_tokens > 0
                                  ? options.checkpoint_tokens
                                  : DefaultCheckpointTokens(core->engine_->state_sizes());
@@ -411,8 +417,9 @@ absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
     // A state with too much KV to hold whole is opened on demand: its KV blocks are read
     // when selected. The cache id names this document's life (a re-created id gets a new
     // creation time).
-    const bool on_demand = base * engine_->state_sizes().kv_bytes_per_token >
-                           options_.resident_kv_limit_bytes;
+    const bool on_demand = options_.tensor_parallel == 1 &&
+                           base * engine_->state_sizes().kv_bytes_per_token >
+                               options_.resident_kv_limit_bytes;
     auto store_source = std::make_shared<StoreSource>(store_.get(), record.tenant, record.id);
     auto loaded = on_demand
                       ? engine_->LoadStateOnDemand(
@@ -576,8 +583,9 @@ absl::StatusOr<MemoryAdmission::Ticket> TomeCore::AdmitQuestion(
   // (whose blocks come through the separately bounded block cache).
   int64_t bytes = sizes.lightning_bytes + (prompt_tokens + answer_tokens) * per_token;
   if (open_tokens > 0) {
-    const bool on_demand =
-        open_tokens * sizes.kv_bytes_per_token > options_.resident_kv_limit_bytes;
+    const bool on_demand = options_.tensor_parallel == 1 &&
+                           open_tokens * sizes.kv_bytes_per_token >
+                               options_.resident_kv_limit_bytes;
     bytes += sizes.lightning_bytes +
              open_tokens * (on_demand ? sizes.summary_bytes_per_token : per_token);
   }

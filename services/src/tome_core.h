@@ -36,6 +36,13 @@ struct CoreOptions {
   // Holds the context store (store/) and bootstrap-credentials.
   std::string data_dir;
   int num_threads = 0;
+  // Where the engine runs: CPU, or CUDA devices cuda_device .. cuda_device +
+  // tensor_parallel - 1 (tensor parallelism needs CUDA with NCCL; on the CPU it splits the
+  // model over in-process ranks, which tests use). States of a tensor-parallel engine are
+  // always held whole (no on-demand opening yet).
+  engine::DeviceKind device = engine::DeviceKind::kCpu;
+  int cuda_device = 0;
+  int tensor_parallel = 1;
   engine::DenseThresholdMode dense_mode = engine::DenseThresholdMode::kAlwaysSparse;
   int64_t max_chunk_tokens = 512;
   // Commit a checkpoint (Lightning states + watermark) every this many tokens; 0 picks

@@ -39,6 +39,12 @@ ABSL_FLAG(int64_t, resident_kv_limit_mb, 4096,
 ABSL_FLAG(int64_t, block_cache_mb, 1024, "engine memory for KV blocks of on-demand documents, MiB");
 ABSL_FLAG(int64_t, host_block_cache_mb, 2048,
           "host memory caching KV blocks read from the store for on-demand documents, MiB");
+ABSL_FLAG(std::string, device, "cpu",
+          "where the engine runs: cpu, or cuda (a build with CUDA; weights in bf16 on the GPU)");
+ABSL_FLAG(int32_t, cuda_device, 0, "first CUDA device the engine uses (--device=cuda)");
+ABSL_FLAG(int32_t, tensor_parallel, 1,
+          "split the model over this many ranks: GPUs cuda_device.. with NCCL (on the CPU, "
+          "in-process ranks); documents are then always opened whole, never on demand");
 ABSL_FLAG(int64_t, ask_memory_mb, 0,
           "engine memory (GPU memory on CUDA) all running questions may reserve together, "
           "MiB: the states they open plus their prompt and answer tokens; past it questions "
@@ -65,6 +71,9 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.model_dir = absl::GetFlag(FLAGS_model);
   options.num_threads = absl::GetFlag(FLAGS_threads);
+  options.device = absl::GetFlag(FLAGS_device);
+  options.cuda_device = absl::GetFlag(FLAGS_cuda_device);
+  options.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
   options.checkpoint_tokens = absl::GetFlag(FLAGS_checkpoint_tokens);
   const int64_t max_document_mb = absl::GetFlag(FLAGS_max_document_mb);
   const int64_t max_message_mb = absl::GetFlag(FLAGS_max_message_mb);

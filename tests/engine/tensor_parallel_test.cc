@@ -123,6 +123,43 @@ TEST_P(TensorParallelWorldTest, BatchedDecodeForkAndEvidenceMatchOneRank) {
   ASSERT_EQ(e1b.size(), e2b.size());
 }
 
+// States saved by a TP engine load into a TP=1 engine and the other way round (one record
+// layout), incrementally saved in two parts, and both continue with the same logits.
+TEST_P(TensorParallelWorldTest, SavedStatesMoveBetweenOneRankAndSeveral) {
+  config_.sparse.topk = 4;
+  testing::WriteModel(config_, dir_.path(), 42);
+  auto one = Make(1, 256), tp = Make(GetParam(), 256);
+  ASSERT_TRUE(one && tp);
+  const auto tokens = testing::RandomTokens(700, config_.vocab_size, 11);
+  const auto head = absl::MakeConstSpan(tokens).first(300);
+  const auto tail = absl::MakeConstSpan(tokens).subspan(300);
+  auto save_in_two_parts = [&](Engine& engine, testing::MapStore& store) {
+    auto seq = engine.NewSequence().value();
+    EXPECT_TRUE(engine.Prefill(*seq, head).ok());
+    EXPECT_TRUE(engine.SaveState(*seq, 0, store).ok());
+    EXPECT_TRUE(engine.Prefill(*seq, tail).ok());
+    EXPECT_TRUE(engine.SaveState(*seq, 300, store).ok());  // only what came after 300
+  };
+  testing::MapStore from_one(true), from_tp(true);
+  save_in_two_parts(*one, from_one);
+  save_in_two_parts(*tp, from_tp);
+  // Decode after loading: TP=1's state in the TP engine, the TP state in TP=1, against TP=1
+  // continuing its own state.
+  auto want_seq = one->LoadState(700, from_one).value();
+  auto tp_loads_one = tp->LoadState(700, from_one);
+  auto one_loads_tp = one->LoadState(700, from_tp);
+  ASSERT_TRUE(tp_loads_one.ok()) << tp_loads_one.status();
+  ASSERT_TRUE(one_loads_tp.ok()) << one_loads_tp.status();
+  for (int step = 0; step < 4; ++step) {
+    const int32_t t = tokens[step];
+    const auto want = one->Prefill(*want_seq, absl::MakeConstSpan(&t, 1)).value();
+    const auto a = tp->Prefill(**tp_loads_one, absl::MakeConstSpan(&t, 1)).value();
+    const auto b = one->Prefill(**one_loads_tp, absl::MakeConstSpan(&t, 1)).value();
+    EXPECT_LE(NormRel(a, want), kTol) << "TP engine on TP=1's state, step " << step;
+    EXPECT_LE(NormRel(b, want), kTol) << "TP=1 engine on the TP state, step " << step;
+  }
+}
+
 TEST(TensorParallelRandomTest, RandomWeightsShardTheSameModel) {
   EngineOptions options;
   options.random_weights_seed = 3;
@@ -250,9 +287,12 @@ TEST_F(TensorParallelTest, ClearErrors) {
   auto seq = two->NewSequence().value();
   const auto tokens = testing::RandomTokens(50, config_.vocab_size, 2);
   ASSERT_TRUE(two->Prefill(*seq, tokens).ok());
-  testing::MapStore store;
-  EXPECT_EQ(two->SaveState(*seq, 0, store).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(two->LoadState(50, store).status().code(), absl::StatusCode::kUnimplemented);
+  auto store = std::make_shared<testing::MapStore>();
+  ASSERT_TRUE(two->SaveState(*seq, 0, *store).ok());
+  EXPECT_EQ(two->LoadStateOnDemand(50, store, two->NewBlockCache(1 << 20, 0), "doc")
+                .status()
+                .code(),
+            absl::StatusCode::kUnimplemented);
   std::vector<std::vector<int32_t>> selection;
   PrefillOptions capture;
   capture.capture_selection = &selection;

@@ -118,6 +118,35 @@ TEST_F(QueryServiceTest, QuestionsWaitForEngineMemoryOrAreRefused) {
   EXPECT_GT(server_->core()->admission().waited(), 0);  // they did queue
 }
 
+// tomed --tensor_parallel=2 (CPU ranks here): ingestion saves the sharded state in the
+// one-rank layout, so a one-rank server answers the same from the store, and back.
+TEST_F(QueryServiceTest, SameAnswerWithTheModelSplitOverTwoRanks) {
+  services::ServerOptions options = Options();
+  options.tensor_parallel = 2;
+  StartServer(options);
+  const std::string id = Ingest(std::string(500, 't') + " The harbour light is green.");
+  std::string split, whole, split_again;
+  v1::AskSummary s1, s2, s3;
+  ASSERT_TRUE(Ask(id, "What colour is the light?", &split, &s1).ok());
+  EXPECT_GT(s1.generated_tokens(), 0);
+  EXPECT_FALSE(split.empty());
+  StartServer();  // one rank, nothing cached: the state written by two ranks
+  ASSERT_TRUE(Ask(id, "What colour is the light?", &whole, &s2).ok());
+  EXPECT_EQ(s2.state_source(), "store");
+  EXPECT_EQ(whole, split);
+  const std::string second = Ingest(std::string(300, 'u') + " The tide turns at noon.");
+  std::string one_rank;
+  ASSERT_TRUE(Ask(second, "When does the tide turn?", &one_rank, &s2).ok());
+  StartServer(options);  // two ranks again, on a state one rank wrote
+  ASSERT_TRUE(Ask(second, "When does the tide turn?", &split_again, &s3).ok());
+  EXPECT_EQ(s3.state_source(), "store");
+  EXPECT_EQ(split_again, one_rank);
+
+  options.device = "tpu";
+  EXPECT_THAT(std::string(services::TomeServer::Start(options).status().message()),
+              ::testing::HasSubstr("unknown device \"tpu\": use cpu or cuda"));
+}
+
 TEST_F(QueryServiceTest, BadQuestionsGetClearErrors) {
   const std::string id = Ingest("short document");
   std::string deltas;

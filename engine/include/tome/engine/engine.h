@@ -68,8 +68,8 @@ class Engine {
  public:
   // Loads config, weights and tokenizer from options.model_dir. NotFound / InvalidArgument /
   // DataLoss name the file and the first problem found. With options.tensor_parallel > 1
-  // the model is split over that many ranks (options.h); SaveState, LoadState and
-  // LoadStateOnDemand then answer Unimplemented.
+  // the model is split over that many ranks (options.h); states are saved and loaded in
+  // the same record layout as with one rank, and LoadStateOnDemand answers Unimplemented.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   ~Engine();
 

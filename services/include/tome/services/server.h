@@ -23,6 +23,11 @@ struct ServerOptions {
   std::string model_dir;
   std::string data_dir;
   int num_threads = 0;
+  // Engine placement (CoreOptions): "cpu" or "cuda", the first CUDA device, and the number
+  // of ranks the model is split over.
+  std::string device = "cpu";
+  int cuda_device = 0;
+  int tensor_parallel = 1;
   engine::DenseThresholdMode dense_mode = engine::DenseThresholdMode::kAlwaysSparse;
   int64_t checkpoint_tokens = 0;  // 0: the default policy (DefaultCheckpointTokens)
   int64_t max_document_bytes = int64_t{1} << 30;

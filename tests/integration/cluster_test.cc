@@ -3,6 +3,7 @@
 // with SIGKILL loses no document (the next worker takes each over from its replica text and
 // answers the same); a router restart loses nothing (sessions included); routers reach
 // workers over mutual TLS. Skips only when the etcd binary is missing.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -58,6 +59,35 @@ int FreePort() {
   }
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+// grpc.health.v1.Health/Check on 127.0.0.1:`port`, without the generated code: the request
+// is {1: service}, the reply {1: status}. Returns 1 (SERVING), 2 (NOT_SERVING), or -1 when
+// the call fails.
+int HealthStatus(int port, const std::string& service) {
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  std::string bytes = {'\x0a', static_cast<char>(service.size())};
+  bytes += service;
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), reply;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::CompletionQueue queue;
+  auto call = stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &queue);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&reply, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  queue.Next(&tag, &ok);
+  if (!ok || !status.ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  if (!reply.Dump(&slices).ok()) return -1;
+  std::string out;
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out.size() >= 2 && out[0] == '\x08' ? out[1] : 0;
 }
 
 // A client of one router.
@@ -440,6 +470,28 @@ TEST_F(ClusterTest, EveryDocumentSurvivesAWorkerKilledWithSigkill) {
   const v1::AskSummary last = Ask(via[1], ids[0], kQuestion);
   EXPECT_EQ(last.answer(), appended.answer());
   EXPECT_EQ(last.document_tokens(), appended.document_tokens());
+}
+
+// A router is alive from the start (the overall health status, k8s liveness) but ready for
+// traffic (the API services' status, k8s readiness) only while it sees a live worker.
+TEST_F(ClusterTest, RouterIsReadyOnlyWhileItSeesAWorker) {
+  const int router = StartRouter("r1");
+  ASSERT_GT(router, 0);
+  auto wait_for = [&](int want) {
+    const absl::Time until = absl::Now() + absl::Seconds(15);
+    while (HealthStatus(router, "tome.v1.QueryService") != want && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return HealthStatus(router, "tome.v1.QueryService");
+  };
+  EXPECT_EQ(HealthStatus(router, ""), 1);
+  EXPECT_EQ(wait_for(2), 2) << "ready with no worker";
+  ASSERT_GT(StartWorker("w1"), 0);
+  EXPECT_EQ(wait_for(1), 1) << "not ready with a live worker";
+  EXPECT_EQ(HealthStatus(router, "tome.v1.DocumentService"), 1);
+  procs_["w1"]->Stop(SIGKILL);
+  EXPECT_EQ(wait_for(2), 2) << "still ready after the only worker's lease expired";
+  EXPECT_EQ(HealthStatus(router, ""), 1);  // and still alive
 }
 
 TEST_F(ClusterTest, ARouterRestartLosesNothing) {

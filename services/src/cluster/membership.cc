@@ -80,7 +80,21 @@ absl::StatusOr<int64_t> MembershipWatcher::Resync() {
   }
   ++generation_;
   changed_.notify_all();
+  NotifyListener();
   return range.revision;
+}
+
+void MembershipWatcher::SetListener(std::function<void(const std::vector<WorkerInfo>&)> on_change) {
+  {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    listener_ = std::move(on_change);
+  }
+  NotifyListener();
+}
+
+void MembershipWatcher::NotifyListener() {
+  std::lock_guard<std::mutex> lock(listener_mu_);  // calls in order, one at a time
+  if (listener_) listener_(workers());
 }
 
 absl::Status MembershipWatcher::Start() {
@@ -117,6 +131,7 @@ void MembershipWatcher::Run() {
           if (changed) {
             ++generation_;
             changed_.notify_all();
+            NotifyListener();
           }
         });
     if (absl::IsCancelled(ended)) return;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,10 +56,14 @@ class MembershipWatcher {
   // Blocks until some worker set satisfies `done` or `timeout` passes; returns whether it did.
   bool WaitFor(const std::function<bool(const std::vector<WorkerInfo>&)>& done,
                absl::Duration timeout);
+  // Calls `on_change` with the current set now and after every change (on the watcher's
+  // thread; it must not call back into this watcher's Start or destructor).
+  void SetListener(std::function<void(const std::vector<WorkerInfo>&)> on_change);
 
  private:
   void Run();
   absl::StatusOr<int64_t> Resync();
+  void NotifyListener();
 
   EtcdClient* etcd_;
   const std::string prefix_;
@@ -69,6 +74,8 @@ class MembershipWatcher {
   std::atomic<int64_t> generation_{0};
   int64_t revision_ = 0;  // of the last read (Run's thread only)
   std::thread thread_;
+  std::mutex listener_mu_;
+  std::function<void(const std::vector<WorkerInfo>&)> listener_;  // guarded by listener_mu_
 };
 
 }  // namespace tome::services::cluster

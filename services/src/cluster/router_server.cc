@@ -20,6 +20,12 @@
 #include "tome/base/status_macros.h"
 
 namespace tome::services::cluster {
+namespace {
+
+constexpr const char* kRoutedServices[] = {"tome.v1.DocumentService", "tome.v1.QueryService",
+                                           "tome.v1.SessionService"};
+
+}  // namespace
 
 struct RouterServer::Impl {
   Metrics metrics;
@@ -95,7 +101,15 @@ absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", so.listen_address, " (address in use?)"));
   }
+  // Liveness (the overall status) is the process; readiness (the API services' status,
+  // deploy/k8s/routers.yaml) needs at least one live worker to route to.
   impl->server->GetHealthCheckService()->SetServingStatus(true);
+  impl->membership->SetListener([health = impl->server->GetHealthCheckService()](
+                                    const std::vector<WorkerInfo>& workers) {
+    for (const char* service : kRoutedServices) {
+      health->SetServingStatus(service, !workers.empty());
+    }
+  });
   if (!so.metrics_address.empty()) {
     impl->metrics.Help("tome_requests_total", "RPCs by method and status code", "counter");
     impl->metrics.Help("tome_request_seconds", "RPC latency in seconds", "histogram");
@@ -115,6 +129,7 @@ absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(
 void RouterServer::Shutdown(absl::Duration grace) {
   if (!impl_ || impl_->shut_down) return;
   impl_->shut_down = true;
+  impl_->membership->SetListener(nullptr);
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   impl_->metrics_http.reset();

@@ -494,6 +494,44 @@ TEST_F(ClusterTest, RouterIsReadyOnlyWhileItSeesAWorker) {
   EXPECT_EQ(HealthStatus(router, ""), 1);  // and still alive
 }
 
+// The replica holder of a document dies (SIGKILL): once its lease is gone the routers give
+// the document a replica on its new holder, so that when the owner dies too, the last
+// worker still takes the document over and answers the same.
+TEST_F(ClusterTest, ALostReplicaHolderIsReplacedBeforeTheOwnerDies) {
+  const std::vector<std::string> workers = {"w1", "w2", "w3"};
+  for (const auto& w : workers) ASSERT_GT(StartWorker(w), 0);
+  ASSERT_GT(StartRouter("r1"), 0);
+  const std::string key = Credential("r1", "TOME_API_KEY");
+  Client client = Connect("r1", key);
+  const std::string id = Ingest(client, "book", Book(1));
+  ASSERT_FALSE(id.empty());
+  const std::string before = Ask(client, id, kQuestion).answer();
+  ASSERT_FALSE(before.empty());
+  const std::vector<std::string> ranked =
+      services::cluster::RankWorkers(std::stoull(id), workers);
+  const std::string owner = ranked[0], holder = ranked[1], last = ranked[2];
+
+  procs_[holder]->Stop(SIGKILL);
+  // Lease (3 s) expiry, then the repair sweep's copy to `last`; the router logs each sweep.
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  auto swept = [&] {
+    std::ifstream log(dir_.Sub("r1.log"));
+    std::string line;
+    while (std::getline(log, line)) {
+      if (absl::StrContains(line, "replica repair after a worker left: checked")) return true;
+    }
+    return false;
+  };
+  while (!swept() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_TRUE(swept()) << "no replica repair within 30 s; see " << dir_.Sub("r1.log");
+
+  procs_[owner]->Stop(SIGKILL);
+  absl::SleepFor(absl::Seconds(4));  // the owner's lease expires: only `last` is live
+  const v1::AskSummary after = Ask(client, id, kQuestion);
+  EXPECT_EQ(after.answer(), before) << "document lost with its owner and first holder; "
+                                    << "only " << last << " is left";
+}
+
 TEST_F(ClusterTest, ARouterRestartLosesNothing) {
   ASSERT_GT(StartWorker("w1"), 0);
   ASSERT_GT(StartWorker("w2"), 0);

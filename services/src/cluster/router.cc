@@ -2,14 +2,18 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cluster/peer_auth.h"
 #include "cluster/rendezvous.h"
 #include "status_util.h"
 #include "tome/base/status_macros.h"
 #include "tome/internal/v1/worker.grpc.pb.h"
+#include "tome/v1/documents.grpc.pb.h"
 
 namespace tome::services::cluster {
 namespace {
@@ -56,6 +60,97 @@ std::unique_ptr<grpc::ClientContext> Router::Forward(const grpc::ServerContext& 
   AddPeerMetadata(context.get(), options_.peer_token, caller.principal,
                   caller.tenant ? &*caller.tenant : nullptr);
   return context;
+}
+
+Router::Router(MembershipWatcher* membership, TenantRegistry* tenants, RouterOptions options)
+    : membership_(membership), tenants_(tenants), options_(std::move(options)) {
+  repair_thread_ = std::thread([this] { RepairLoop(); });
+}
+
+Router::~Router() { StopRepairs(); }
+
+void Router::StopRepairs() {
+  {
+    std::lock_guard<std::mutex> lock(repair_mu_);
+    stopping_ = true;
+  }
+  repair_cv_.notify_all();
+  if (repair_thread_.joinable()) repair_thread_.join();
+}
+
+void Router::OnMembershipChange(const std::vector<WorkerInfo>& workers) {
+  std::vector<std::string> ids;
+  for (const WorkerInfo& w : workers) ids.push_back(w.id);
+  std::sort(ids.begin(), ids.end());
+  std::lock_guard<std::mutex> lock(repair_mu_);
+  // Only a departure moves replica holders to workers that lack the text (a new worker
+  // takes over only documents it ranks first for, whose old owner becomes their holder).
+  const bool someone_left = !std::includes(ids.begin(), ids.end(), known_workers_.begin(),
+                                           known_workers_.end());
+  known_workers_ = std::move(ids);
+  if (someone_left) {
+    repair_wanted_ = true;
+    repair_cv_.notify_all();
+  }
+}
+
+void Router::RepairLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(repair_mu_);
+      repair_cv_.wait(lock, [&] { return repair_wanted_ || stopping_; });
+      if (stopping_) return;
+      repair_wanted_ = false;
+    }
+    const int64_t checked = RepairReplicas();
+    LOG(INFO) << "replica repair after a worker left: checked " << checked << " documents";
+  }
+}
+
+int64_t Router::RepairReplicas() {
+  auto tenants = tenants_->ListTenants();
+  if (!tenants.ok()) {
+    LOG(WARNING) << "replica repair: cannot list tenants: " << tenants.status();
+    return 0;
+  }
+  int64_t checked = 0;
+  for (const TenantInfo& tenant : *tenants) {
+    Caller caller;
+    caller.principal.tenant = tenant.id;
+    caller.tenant = tenant;
+    for (const Target& worker : LiveWorkers()) {
+      std::vector<std::string> live;
+      for (const Target& t : LiveWorkers()) live.push_back(t.worker_id);
+      v1::ListDocumentsRequest request;
+      request.set_page_size(1000);
+      for (;;) {
+        {
+          std::lock_guard<std::mutex> lock(repair_mu_);
+          if (stopping_) return checked;
+        }
+        v1::ListDocumentsResponse page;
+        grpc::Status s = v1::DocumentService::NewStub(worker.channel)
+                             ->ListDocuments(Internal(caller).get(), request, &page);
+        if (!s.ok()) {
+          LOG(WARNING) << "replica repair: listing tenant " << tenant.id << " on "
+                       << worker.worker_id << ": " << s.error_message();
+          break;
+        }
+        for (const v1::Document& d : page.documents()) {
+          uint64_t id = 0;
+          if (!absl::SimpleAtoi(d.id(), &id)) continue;
+          const std::vector<std::string> ranked = RankWorkers(id, live);
+          if (ranked.empty() || ranked[0] != worker.worker_id) continue;  // not its owner
+          SyncReplica(id, worker, caller);
+          ++checked;
+        }
+        if (page.next_page_token().empty()) break;
+        request.set_page_token(page.next_page_token());
+      }
+    }
+  }
+  repairs_done_ += 1;
+  return checked;
 }
 
 std::unique_ptr<grpc::ClientContext> Router::Internal(const Caller& caller,

@@ -8,6 +8,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -15,6 +17,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -44,8 +47,11 @@ struct Target {
 
 class Router {
  public:
-  Router(MembershipWatcher* membership, TenantRegistry* tenants, RouterOptions options)
-      : membership_(membership), tenants_(tenants), options_(std::move(options)) {}
+  Router(MembershipWatcher* membership, TenantRegistry* tenants, RouterOptions options);
+  ~Router();  // StopRepairs()
+  // Stops the replica repair thread (waits for a running sweep to see it); idempotent.
+  // Call before the membership watcher goes.
+  void StopRepairs();
 
   TenantRegistry& tenants() { return *tenants_; }
 
@@ -87,6 +93,15 @@ class Router {
   // Deletes the replicas of `id` on every live worker and forgets its placement.
   void DropDocument(storage::DocumentId id, const Caller& caller);
 
+  // Membership changed (MembershipWatcher's listener): when a worker left, a background
+  // sweep gives every document whose replica holder it was a replica on its new holder
+  // (RepairReplicas), so that losing the owner later does not lose the document.
+  void OnMembershipChange(const std::vector<WorkerInfo>& workers);
+  // One sweep over every tenant's documents on every live worker: SyncReplica for each
+  // document the worker owns. Returns how many documents it checked.
+  int64_t RepairReplicas();
+  int64_t repairs_done() const { return repairs_done_.load(); }
+
  private:
   absl::StatusOr<Target> Find(storage::DocumentId id, const grpc::ServerContext& server,
                               const Caller& caller, bool wait_ready, bool* restored);
@@ -102,6 +117,15 @@ class Router {
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;  // by address
   std::map<storage::DocumentId, std::string> placement_;            // doc -> worker id
   std::mt19937_64 random_{std::random_device{}()};
+
+  // Replica repair (OnMembershipChange): the worker ids seen last, and the sweep thread.
+  void RepairLoop();
+  std::mutex repair_mu_;
+  std::condition_variable repair_cv_;
+  std::vector<std::string> known_workers_;  // guarded by repair_mu_
+  bool repair_wanted_ = false, stopping_ = false;
+  std::atomic<int64_t> repairs_done_{0};
+  std::thread repair_thread_;
 };
 
 }  // namespace tome::services::cluster

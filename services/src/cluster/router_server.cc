@@ -104,11 +104,14 @@ absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(
   // Liveness (the overall status) is the process; readiness (the API services' status,
   // deploy/k8s/routers.yaml) needs at least one live worker to route to.
   impl->server->GetHealthCheckService()->SetServingStatus(true);
-  impl->membership->SetListener([health = impl->server->GetHealthCheckService()](
+  // A departure also starts the router's replica repair sweep.
+  impl->membership->SetListener([health = impl->server->GetHealthCheckService(),
+                                 router = impl->router.get()](
                                     const std::vector<WorkerInfo>& workers) {
     for (const char* service : kRoutedServices) {
       health->SetServingStatus(service, !workers.empty());
     }
+    router->OnMembershipChange(workers);
   });
   if (!so.metrics_address.empty()) {
     impl->metrics.Help("tome_requests_total", "RPCs by method and status code", "counter");
@@ -133,6 +136,7 @@ void RouterServer::Shutdown(absl::Duration grace) {
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   impl_->metrics_http.reset();
+  impl_->router->StopRepairs();  // its sweeps read the membership
   impl_->membership.reset();  // stops the watch before the etcd client goes
 }
 

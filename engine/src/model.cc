@@ -492,7 +492,7 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
     const bool dense =
         options_.dense_mode == DenseThresholdMode::kHf && seg.call_end < c.sparse.dense_len;
     const bool select = !dense && !sparse_params_.SelectsAll(p0 + n - 1);
-    const bool evidence = !dense && seg.evidence != nullptr && dims_.reports_evidence;
+    const bool evidence = !dense && seg.evidence != nullptr && dims_.first_of_group;
     const Tensor selected = ws_selected_.View(DType::kI32, T, G * topk).Rows(seg.row0, n);
     const Tensor scores = ws_scores_.View(DType::kF32, T, G * topk).Rows(seg.row0, n);
     if (!dense && (select || capture || evidence)) {
@@ -644,7 +644,7 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
           {StateRecordKind::kLightningState, int32_t(l), 0, state.num_tokens, 0}, bytes));
       continue;
     }
-    if (!dims_.reports_evidence) continue;  // the group's first rank writes it
+    if (!dims_.first_of_group) continue;  // shared group: its first rank writes it
     for (int64_t g = 0; g < dims_.kv_heads; ++g) {
       const int32_t global_g = static_cast<int32_t>(dims_.kv_head0 + g);
       const PagedBuffer& keys = ls.sparse.keys[g];

@@ -83,6 +83,9 @@ class Model {
                             std::vector<std::vector<float>>* logits,
                             absl::Span<std::vector<double>* const> evidence);
 
+  // This rank's share of the model (all of it when unsharded).
+  const ShardDims& dims() const { return dims_; }
+
   absl::Status Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink);
   // With `stored`, the KV blocks (all but the last few) stay in storage and are fetched
   // through its cache when queries select them (storage-backed attention).

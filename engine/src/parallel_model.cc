@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "local_collective.h"
-#include "shard.h"
 #include "tome/base/status_macros.h"
 #ifdef TOME_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -151,8 +150,8 @@ absl::Status ParallelModel::SaveState(const SequenceState& state, int64_t saved_
   std::mutex mu;
   std::map<int32_t, std::string> lightning;  // layer -> whole record
   TOME_RETURN_IF_ERROR(pool_.Run([&](int r) -> absl::Status {
-    TOME_ASSIGN_OR_RETURN(const ShardDims dims, ComputeShardDims(config_, {r, world()}));
-    RankSink rank_sink(&sink, &mu, &lightning, dims.lightning_head0 * ld * ld * 4, record_bytes);
+    RankSink rank_sink(&sink, &mu, &lightning, models_[r]->dims().lightning_head0 * ld * ld * 4,
+                       record_bytes);
     const SequenceState& mine = r == 0 ? state : *state.other_ranks[r - 1];
     return models_[r]->Save(mine, saved_tokens, rank_sink);
   }));

@@ -69,7 +69,7 @@ absl::StatusOr<ShardDims> ComputeShardDims(const ModelConfig& c, const ShardSpec
     d.kv_head0 = r / ranks_per_group;
     d.q_heads = group / ranks_per_group;
     d.q_head0 = d.kv_head0 * group + part * d.q_heads;
-    d.reports_evidence = part == 0;
+    d.first_of_group = part == 0;
   }
   d.select_heads = d.kv_heads * group;
   d.select_head0 = d.kv_head0 * group;

@@ -38,9 +38,11 @@ struct ShardDims {
   int64_t q_heads = 0, q_head0 = 0;    // sparse-layer query heads this rank attends with
   int64_t kv_heads = 0, kv_head0 = 0;  // sparse-layer KV groups
   // Query heads whose scores select this rank's blocks: all heads of its groups (= q_heads
-  // unless N > G). Only the first rank of a shared group reports selection evidence.
+  // unless N > G).
   int64_t select_heads = 0, select_head0 = 0;
-  bool reports_evidence = true;
+  // Whether this rank is the first of those sharing its KV group (always, unless N > G):
+  // only that one reports the group's selection evidence and saves the group's state.
+  bool first_of_group = true;
   int64_t intermediate = 0, intermediate0 = 0;
   int64_t vocab_rows = 0, vocab0 = 0;  // padded rows of lm_head (equal on every rank)
   int64_t vocab_valid = 0;             // rows of them inside the vocabulary

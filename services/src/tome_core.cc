@@ -417,9 +417,7 @@ absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
     // A state with too much KV to hold whole is opened on demand: its KV blocks are read
     // when selected. The cache id names this document's life (a re-created id gets a new
     // creation time).
-    const bool on_demand = options_.tensor_parallel == 1 &&
-                           base * engine_->state_sizes().kv_bytes_per_token >
-                               options_.resident_kv_limit_bytes;
+    const bool on_demand = OpensOnDemand(base);
     auto store_source = std::make_shared<StoreSource>(store_.get(), record.tenant, record.id);
     auto loaded = on_demand
                       ? engine_->LoadStateOnDemand(
@@ -571,6 +569,12 @@ absl::StatusOr<std::vector<Citation>> TomeCore::Cite(const DocumentRecord& recor
   return out;
 }
 
+bool TomeCore::OpensOnDemand(int64_t tokens) const {
+  // Tensor-parallel engines have no on-demand opening yet: they hold every state whole.
+  return options_.tensor_parallel == 1 &&
+         tokens * engine_->state_sizes().kv_bytes_per_token > options_.resident_kv_limit_bytes;
+}
+
 absl::StatusOr<MemoryAdmission::Ticket> TomeCore::AdmitQuestion(
     const AskParams& params, int64_t prompt_tokens, int64_t open_tokens,
     const std::function<bool()>& cancelled) {
@@ -583,9 +587,7 @@ absl::StatusOr<MemoryAdmission::Ticket> TomeCore::AdmitQuestion(
   // (whose blocks come through the separately bounded block cache).
   int64_t bytes = sizes.lightning_bytes + (prompt_tokens + answer_tokens) * per_token;
   if (open_tokens > 0) {
-    const bool on_demand = options_.tensor_parallel == 1 &&
-                           open_tokens * sizes.kv_bytes_per_token >
-                               options_.resident_kv_limit_bytes;
+    const bool on_demand = OpensOnDemand(open_tokens);
     bytes += sizes.lightning_bytes +
              open_tokens * (on_demand ? sizes.summary_bytes_per_token : per_token);
   }

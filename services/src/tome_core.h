@@ -214,6 +214,9 @@ class TomeCore {
   // After loading the stored state of `record` failed with `error`: if the error means the
   // state is damaged (not a transient I/O error), marks the document FAILED saying so.
   void MarkStateDamaged(const storage::DocumentRecord& record, const absl::Status& error);
+  // Whether a stored state of `tokens` tokens is opened on demand (its KV left in the store)
+  // rather than whole: more KV than resident_kv_limit_bytes, on a one-rank engine.
+  bool OpensOnDemand(int64_t tokens) const;
   // Reserves engine memory for a question: its prompt and answer tokens on a fork, plus
   // opening `open_tokens` of stored state (0: the state is already in memory).
   absl::StatusOr<MemoryAdmission::Ticket> AdmitQuestion(const AskParams& params,

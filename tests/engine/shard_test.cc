@@ -92,7 +92,7 @@ TEST(ShardTest, Sala9bOverFourRanksSplitsEachGroupsHeads) {
     EXPECT_EQ(d.q_head0, 8 * r);
     EXPECT_EQ(d.select_heads, 16);
     EXPECT_EQ(d.select_head0, 16 * (r / 2));
-    EXPECT_EQ(d.reports_evidence, r % 2 == 0);  // one report per group
+    EXPECT_EQ(d.first_of_group, r % 2 == 0);  // one report per group
     EXPECT_EQ(d.lightning_heads, 8);
     EXPECT_EQ(d.intermediate, 4096);
     for (int64_t h = 0; h < d.q_heads; ++h) attending.insert(d.q_head0 + h);
@@ -101,7 +101,7 @@ TEST(ShardTest, Sala9bOverFourRanksSplitsEachGroupsHeads) {
   const ShardDims two = ComputeShardDims(c, {1, 2}).value();
   EXPECT_EQ(two.select_heads, two.q_heads);  // whole groups: selection = attention heads
   EXPECT_EQ(two.select_head0, two.q_head0);
-  EXPECT_TRUE(two.reports_evidence);
+  EXPECT_TRUE(two.first_of_group);
 }
 
 TEST(ShardTest, LastRankPadsTheVocabulary) {

@@ -113,14 +113,15 @@ int64_t Router::RepairReplicas() {
     LOG(WARNING) << "replica repair: cannot list tenants: " << tenants.status();
     return 0;
   }
+  const std::vector<Target> workers = LiveWorkers();
+  std::vector<std::string> live;
+  for (const Target& t : workers) live.push_back(t.worker_id);
   int64_t checked = 0;
   for (const TenantInfo& tenant : *tenants) {
     Caller caller;
     caller.principal.tenant = tenant.id;
     caller.tenant = tenant;
-    for (const Target& worker : LiveWorkers()) {
-      std::vector<std::string> live;
-      for (const Target& t : LiveWorkers()) live.push_back(t.worker_id);
+    for (const Target& worker : workers) {
       v1::ListDocumentsRequest request;
       request.set_page_size(1000);
       for (;;) {

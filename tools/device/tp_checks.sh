@@ -7,7 +7,7 @@
 #
 #   tools/device/tp_checks.sh [lengths, default 262144,1048576] [seconds for the TP=1 bench, 0: skip]
 # Environment: TP_TEST_FILTER (one gtest filter instead of the two default runs),
-# TP_TEST_SECONDS (bound on each test run, default 200). With 4 GPUs it benchmarks TP=4 too.
+# TP_TEST_SECONDS (bound on each test run, default 200), TP_BENCH_RANKS (below).
 set -uo pipefail
 # NVLink multicast stays off (it can take a shared host's GPUs out of service); the engine
 # sets NCCL_NVLS_ENABLE=0 itself too.
@@ -79,15 +79,16 @@ done
 grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK)|^\[==========\]| rel |Failure|Expected|Which is|actual|sala-9b|still running|^Thread|^#|/task/" \
   "$OUT/tp_test.log" | grep -v "tokens done\|decode step . done" | head -120
 
-echo "== tome_bench sala-9b TP=2 ($((SECONDS - start)) s)"
-bounded 240 stdbuf -oL "$bin/tome_bench" --device=cuda --preset=sala-9b --random_weights --tensor_parallel=2 \
-  --lengths="$lengths" --decode_tokens=16 --chunk=8192 2>&1 | tee "$OUT/bench_tp2.log"
-if [ "$(nvidia-smi -L | wc -l)" -ge 4 ]; then
-  echo "== tome_bench sala-9b TP=4 ($((SECONDS - start)) s)"
+# TP_BENCH_RANKS: which tensor-parallel sizes to benchmark (default 2, and 4 when there are
+# at least 4 GPUs).
+ranks="${TP_BENCH_RANKS:-2 4}"
+for n in $ranks; do
+  if [ "$(nvidia-smi -L | wc -l)" -lt "$n" ]; then continue; fi
+  echo "== tome_bench sala-9b TP=$n ($((SECONDS - start)) s)"
   bounded 240 stdbuf -oL "$bin/tome_bench" --device=cuda --preset=sala-9b --random_weights \
-    --tensor_parallel=4 --lengths="$lengths" --decode_tokens=16 --chunk=8192 2>&1 |
-    tee "$OUT/bench_tp4.log"
-fi
+    --tensor_parallel="$n" --lengths="$lengths" --decode_tokens=16 --chunk=8192 2>&1 |
+    tee "$OUT/bench_tp$n.log"
+done
 if [ "$tp1_seconds" -le 0 ]; then echo "== done, TP=1 skipped ($((SECONDS - start)) s)"; exit 0; fi
 echo "== tome_bench sala-9b TP=1 ($((SECONDS - start)) s)"
 timeout "$tp1_seconds" "$bin/tome_bench" --device=cuda --preset=sala-9b --random_weights \

@@ -117,8 +117,21 @@ def needle_line(name, value):
     return NEEDLE.format(name=name, value=value)
 
 
+def invented_section_name(rng, split, kind, name):
+    """An invented name of the same shape as a real one (a path keeps its first directory
+    and extension, a chapter its number): a section name can then only come from reading
+    the header, not from recognising the text's source."""
+    last = name.rpartition(" ")[2]
+    if kind == "Chapter" and last.isdigit():
+        return "%s %s" % (make_name(rng, split).split()[0], last)
+    base = name.rsplit("/", 1)[-1]
+    ext = base[base.rfind("."):] if "." in base else ""
+    w1, w2 = make_name(rng, split).lower().split()
+    return "%s/%s/%s%s" % (name.split("/")[0], w1, w2, ext)
+
+
 # ---------------------------------------------------------------------------- documents
-ROW_TEXT, ROW_HEADER, ROW_NEEDLE, ROW_BLANK = 0, 1, 2, 3
+ROW_TEXT, ROW_HEADER, ROW_NEEDLE, ROW_BLANK, ROW_SCRAMBLED = 0, 1, 2, 3, 4
 
 
 class Document:
@@ -159,6 +172,18 @@ class Document:
         self.rows.insert(index, [ROW_NEEDLE, text, sec,
                                  np.asarray(self.tok.encode(text + "\n"), dtype=np.int64)])
         self.needles.append((name, value))
+        self._dirty()
+
+    def scramble_row(self, i, rng):
+        """Row i's words in a random order (indentation kept): text no model has seen, so a
+        continue question about it can only be answered by copying from the document."""
+        line = self.row_text(i)
+        indent = line[:len(line) - len(line.lstrip())]
+        words = line.split()
+        rng.shuffle(words)
+        text = indent + " ".join(words)
+        self.rows[i] = [ROW_SCRAMBLED, text, self.rows[i][2],
+                        np.asarray(self.tok.encode(text + "\n"), dtype=np.int64)]
         self._dirty()
 
     def _add_row(self, row):
@@ -228,13 +253,15 @@ def _units_from(corpus, rng, source, start_unit=None):
 
 
 def build_haystack(corpus, tokenizer, rng, n_tokens, source=None, sectioned=True,
-                   sources=None, mix_sources=False, random_start=True, max_unit_lines=None):
+                   sources=None, mix_sources=False, random_start=True, max_unit_lines=None,
+                   rename=None):
     """A document of about n_tokens tokens (never more) of consecutive units of one source
     (sources: {name: weight} to draw it from). mix_sources: when the source runs out,
     continue with the other sources (evaluation documents longer than one source's
     held-out text). The first unit starts at a random line when it is longer than the
     budget (random_start). max_unit_lines: take only a random window of at most that many
-    lines of each unit (short documents with several sections)."""
+    lines of each unit (short documents with several sections). rename: (kind, name) ->
+    the name its header shows."""
     doc = Document(corpus, tokenizer)
     doc.sectioned = sectioned
     if source is None:
@@ -252,10 +279,11 @@ def build_haystack(corpus, tokenizer, rng, n_tokens, source=None, sectioned=True
             remaining = n_tokens - doc.num_tokens
             a, b = corpus.unit_lines(u)
             meta = corpus.meta[u]
+            name = rename(meta["kind"], meta["name"]) if rename else meta["name"]
             header_cost = 0
             if sectioned:
                 header_cost = len(tokenizer.encode(HEADER.format(kind=meta["kind"],
-                                                                 name=meta["name"]) + "\n"))
+                                                                 name=name) + "\n"))
             elif doc.rows:
                 header_cost = 1  # blank separator line
             if remaining - header_cost < 8:
@@ -278,7 +306,7 @@ def build_haystack(corpus, tokenizer, rng, n_tokens, source=None, sectioned=True
                     continue  # first line alone too long; try another unit
                 return doc
             if sectioned:
-                doc.add_header(meta["kind"], meta["name"])
+                doc.add_header(meta["kind"], name)
             elif doc.rows:
                 doc.add_blank()
             doc.add_lines(a, a + n)
@@ -313,7 +341,7 @@ def kv_qa(doc, name, value):
 
 def _candidate_rows(doc, rng, depth, want_section, exclude=()):
     """Text rows, nearest to `depth` first (or in random order)."""
-    idx = [i for i, r in enumerate(doc.rows) if r[0] == ROW_TEXT and
+    idx = [i for i, r in enumerate(doc.rows) if r[0] in (ROW_TEXT, ROW_SCRAMBLED) and
            (not want_section or r[2] >= 0) and i not in exclude]
     if not idx:
         return []
@@ -325,9 +353,10 @@ def _candidate_rows(doc, rng, depth, want_section, exclude=()):
     return idx[:64]
 
 
-def continue_qa(doc, rng, depth=None, exclude=()):
+def continue_qa(doc, rng, depth=None, exclude=(), rows=None):
+    """rows: consider only these rows."""
     text = doc.text()
-    for i in _candidate_rows(doc, rng, depth, False, exclude):
+    for i in (rows if rows is not None else _candidate_rows(doc, rng, depth, False, exclude)):
         line = doc.row_text(i)
         words = [m.span() for m in _WORD.finditer(line)]
         q = int(rng.integers(6, 11))
@@ -419,11 +448,16 @@ def _new_needles(rng, split, n):
 
 def make_example(corpus, tokenizer, rng, seq_len, split="train", *, needles=(1, 4),
                  questions=(1, 3), task_weights=None, sectioned_p=0.7, answer_weight=5.0,
-                 sources=None, needle_lm_weight=0.0, question_weight=0.0, short_units_p=None):
+                 sources=None, needle_lm_weight=0.0, question_weight=0.0, short_units_p=None,
+                 scramble_p=0.0, rename_sections_p=0.0):
     """A row of at most seq_len tokens: [BOS] doc (Q A EOS)+; the caller pads it.
     Returns an Example whose weights[t] is the loss weight of predicting ids[t + 1]
     (length len(ids) - 1) and spans [(task, start, end)]: target indices t in [start, end)
-    predict the answer tokens and the EOS."""
+    predict the answer tokens and the EOS.
+    Against answers from memory (a small model trained for many epochs learns its training
+    text): scramble_p, the chance that a continue question is asked about a line whose words
+    were shuffled (no language-model loss on that line); rename_sections_p, the chance that
+    a sectioned document's headers get invented names."""
     task_weights = task_weights or {"kv": 0.5, "continue": 0.25, "section": 0.25}
     nq = int(rng.integers(questions[0], questions[1] + 1))
     names = sorted(task_weights)
@@ -454,8 +488,16 @@ def make_example(corpus, tokenizer, rng, seq_len, split="train", *, needles=(1, 
                 if len(plan) > 1:  # keep one needle for the fallback question
                     plan.pop(), needle_rows.pop(), kv_cost.pop()
     reserve = room()
+    rename = None
+    if sectioned and rename_sections_p > 0 and rng.random() < rename_sections_p:
+        invented = {}  # one invented name per unit within the document
+
+        def rename(kind, name):
+            if name not in invented:
+                invented[name] = invented_section_name(rng, split, kind, name)
+            return invented[name]
     doc = build_haystack(corpus, tokenizer, rng, max(16, seq_len - reserve), sectioned=sectioned,
-                         sources=sources, max_unit_lines=max_unit_lines)
+                         sources=sources, max_unit_lines=max_unit_lines, rename=rename)
     for name, value in plan:
         doc.insert_needle(int(rng.integers(0, len(doc.rows) + 1)), name, value)
     needles_list = list(doc.needles)
@@ -465,6 +507,13 @@ def make_example(corpus, tokenizer, rng, seq_len, split="train", *, needles=(1, 
         qa = None
         if t == "continue":
             qa = continue_qa(doc, rng, exclude=used)
+            if qa is not None and scramble_p > 0 and rng.random() < scramble_p:
+                i, old = qa.row, doc.rows[qa.row]
+                doc.scramble_row(i, rng)
+                qa = continue_qa(doc, rng, rows=[i])
+                if qa is None:  # no unique quote in the shuffled line: restore it
+                    doc.rows[i] = old
+                    doc._dirty()
         elif t == "section":
             qa = section_qa(doc, rng, exclude=used)
         if t == "kv" or qa is None:
@@ -478,12 +527,12 @@ def make_example(corpus, tokenizer, rng, seq_len, split="train", *, needles=(1, 
     ids = [BOS_ID] + doc_tok.tolist()
     w = [1.0] * len(ids)      # w[i] = weight of token ids[i] as a target
     w[0] = 0.0
-    if needle_lm_weight != 1.0:
-        for i, r in enumerate(doc.rows):
-            if r[0] == ROW_NEEDLE:
-                a = 1 + int(doc.starts[i])
-                for j in range(a, a + len(r[3])):
-                    w[j] = needle_lm_weight
+    for i, r in enumerate(doc.rows):
+        lm_weight = {ROW_NEEDLE: needle_lm_weight, ROW_SCRAMBLED: 0.0}.get(r[0], 1.0)
+        if lm_weight != 1.0:
+            a = 1 + int(doc.starts[i])
+            for j in range(a, a + len(r[3])):
+                w[j] = lm_weight
     spans = []
     if qas and all(len(ids) + sum(map(len, encode_qa(tokenizer, qa))) > seq_len for qa in qas) \
             and needles_list:

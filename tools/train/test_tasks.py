@@ -84,13 +84,15 @@ class NamesTest(unittest.TestCase):
 
 
 class ExampleTest(unittest.TestCase):
-    def test_layout_weights_and_answers(self):
+    def check_rows(self, rng, **kw):
+        """Builds 60 rows and checks their layout, weights and answers; returns the tasks
+        seen and [(task, answer, text before the answer's line, row text)]."""
         tok, c = Fixture.tok, Fixture.corpus
-        rng = np.random.default_rng(2)
-        seen = set()
+        seen, found = set(), []
         for _ in range(60):
             L = int(rng.choice([256, 512, 2048]))
-            ex = tasks.make_example(c, tok, rng, L, "train", needles=(2, 5), questions=(1, 4))
+            ex = tasks.make_example(c, tok, rng, L, "train", needles=(2, 5), questions=(1, 4),
+                                    **kw)
             ids = ex.ids.tolist()
             self.assertLessEqual(len(ids), L)
             self.assertEqual(ids[0], tasks.BOS_ID)
@@ -116,6 +118,12 @@ class ExampleTest(unittest.TestCase):
                     after = text[text.index(quote) + len(quote):]
                     self.assertEqual(after.split("\n")[0].split()[:6], ans.split())
                     self.assertTrue(after.startswith(" ") or after.startswith("\t"))
+                    pos = text.index(quote)
+                    line_start = text.rfind("\n", 0, pos) + 1
+                    line = text[line_start:text.index("\n", pos)]
+                    # the line's tokens and their LM weights (1 for text, 0 if scrambled)
+                    a = len(tok.encode(text[:line_start])) + 1
+                    found.append((task, ans, line, ex.weights[a - 1:a - 1 + len(tok.encode(line))]))
                 else:
                     quote = re.match(r'Which section contains the text "(.*)"\?$', q,
                                      re.S).group(1)
@@ -123,9 +131,47 @@ class ExampleTest(unittest.TestCase):
                     pos = text.index(quote)
                     header = re.findall(r"=== (?:File|Chapter): (.*) ===\n", text[:pos])[-1]
                     self.assertEqual(header, ans.strip())
+                    found.append((task, ans, header, None))
             # needle lines carry no LM loss, the document does
             self.assertTrue((ex.weights[:ex.doc_tokens - 1] <= 1.0).all())
+        return seen, found
+
+    def test_layout_weights_and_answers(self):
+        seen, found = self.check_rows(np.random.default_rng(2))
         self.assertEqual(seen, {"kv", "continue", "section"})
+        corpus_lines = {Fixture.corpus.line_text(i, Fixture.tok)
+                        for i in range(len(Fixture.corpus.line_len))}
+        for task, _, line, weights in found:
+            if task == "continue":
+                self.assertIn(line, corpus_lines)
+                self.assertTrue(np.all(weights == 1.0))
+
+    def test_scrambled_lines_and_invented_section_names(self):
+        """Questions that memory cannot answer: the continue line is its corpus line's words
+        shuffled, with no language-model loss; section names are invented, same shape."""
+        seen, found = self.check_rows(np.random.default_rng(12), scramble_p=1.0,
+                                      rename_sections_p=1.0,
+                                      task_weights={"continue": 0.5, "section": 0.5})
+        self.assertEqual(seen & {"continue", "section"}, {"continue", "section"})
+        c, tok = Fixture.corpus, Fixture.tok
+        corpus_lines = [c.line_text(i, tok) for i in range(len(c.line_len))]
+        bags = {tuple(sorted(ln.split())) for ln in corpus_lines}
+        names = {u["name"] for u in synthetic_units()}
+        n_scrambled = 0
+        for task, ans, line, weights in found:
+            if task == "continue":
+                self.assertIn(tuple(sorted(line.split())), bags)
+                if line not in corpus_lines:
+                    n_scrambled += 1
+                    self.assertTrue(np.all(weights == 0.0))
+            else:
+                name = ans.strip()
+                self.assertNotIn(name, names)
+                if name.startswith("src/"):
+                    self.assertRegex(name, r"^src/[a-z]+/[a-z]+\.c$")
+                else:
+                    self.assertRegex(name, r"^[A-Z][a-z]+ \d+$")
+        self.assertGreater(n_scrambled, 10)
 
     def test_needle_values_in_training_rows_are_training_values(self):
         tok, c = Fixture.tok, Fixture.corpus
@@ -197,8 +243,10 @@ class RealTokenizerTest(unittest.TestCase):
         rng = np.random.default_rng(6)
         for _ in range(12):
             L = int(rng.choice([512, 4096]))
+            # every second row: shuffled lines and invented section names (retokenized rows)
+            p = float(_ % 2)
             ex = tasks.make_example(self.corpus, tok, rng, L, "heldout", needles=(1, 4),
-                                    questions=(1, 3))
+                                    questions=(1, 3), scramble_p=p, rename_sections_p=p)
             ids = ex.ids.tolist()
             doc_text = tok.decode(ids[1:ex.doc_tokens])
             self.assertEqual(tok.encode(doc_text), ids[1:ex.doc_tokens])

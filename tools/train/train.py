@@ -50,16 +50,48 @@ PAD_ID = 0
 
 
 # ------------------------------------------------------------------------------ curriculum
-def curriculum(step, total, max_len, rng):
-    """(seq_len, make_example kwargs) of a step. Fractions of --total-steps:
+def curriculum(step, total, max_len, rng, schedule="base"):
+    """(seq_len, make_example kwargs) of a step under a named schedule.
+
+    "base" (training from scratch), fractions of --total-steps:
       [0, .15)   256-512 tokens, 2-5 needles, 2-4 questions, mostly key-value
                  (dense multi-query associative recall; all blocks fit in the selection)
       [.15, .35) 1K-4K
       [.35, .60) 4K-8K
       [.60, 1]   max_len/2 .. max_len (16K: 256 blocks, 20 read per query); 15% of these
                  steps replay the short multi-query batches
+
+    "copy" (continued training of a model that already answers key-value questions, with
+    --init): the same idea applied to continue-the-passage, which "base" never taught
+    (its rows held one continue question in four):
+      [0, .25)   256-512 tokens, 2-4 questions, 60% continue (dense: copy a quoted span's
+                 continuation without any block selection in the way)
+      [.25, .50) 1K-4K, 50% continue; 20% of steps replay the short rows
+      [.50, 1]   max_len/2 .. max_len, 40% continue; 20% replay the short rows
+
+    "copy-unseen": "copy" with questions that memory cannot answer (below).
     """
     f = step / max(1, total)
+    if schedule == "copy-unseen":
+        # "copy" on text the model cannot have memorised: 70% of continue questions ask
+        # about a line with shuffled words, 70% of sectioned documents get invented
+        # section names (see tasks.make_example)
+        T, kw = curriculum(step, total, max_len, rng, "copy")
+        return T, dict(kw, scramble_p=0.7, rename_sections_p=0.7)
+    if schedule == "copy":
+        short = dict(needles=(1, 3), questions=(2, 4),
+                     task_weights={"kv": 0.25, "continue": 0.6, "section": 0.15})
+        if f < 0.25:
+            return int(rng.choice([256, 512])), short
+        if rng.random() < 0.2:
+            return int(rng.choice([256, 512])), short
+        if f < 0.5:
+            return min(max_len, int(rng.choice([1024, 2048, 4096]))), dict(
+                needles=(1, 4), questions=(1, 3),
+                task_weights={"kv": 0.35, "continue": 0.5, "section": 0.15})
+        return int(rng.choice([max(512, max_len // 2), max_len], p=[0.4, 0.6])), dict(
+            needles=(1, 5), questions=(1, 3),
+            task_weights={"kv": 0.45, "continue": 0.4, "section": 0.15})
     short = dict(needles=(2, 5), questions=(2, 4),
                  task_weights={"kv": 0.7, "continue": 0.15, "section": 0.15})
     mixed = dict(needles=(1, 5), questions=(1, 3),
@@ -100,10 +132,10 @@ class _Data:
 
 
 def make_batch(data_dir, seed, step, total, max_len, tokens_per_step, answer_weight,
-               fixed_len=0):
+               fixed_len=0, schedule="base"):
     d = _Data.get(data_dir)
     rng = np.random.default_rng([seed, step])
-    T, kw = curriculum(step, total, max_len, rng)
+    T, kw = curriculum(step, total, max_len, rng, schedule)
     if fixed_len:
         T = fixed_len
     B = max(1, tokens_per_step // T)
@@ -135,7 +167,7 @@ class BatchStream(torch.utils.data.IterableDataset):
         step = self.start + k
         while True:
             yield make_batch(a.data, a.seed, step, a.total_steps, a.max_len, a.tokens_per_step,
-                             a.answer_weight, a.fixed_len)
+                             a.answer_weight, a.fixed_len, a.schedule)
             step += n
 
 
@@ -374,6 +406,10 @@ def main():
     ap.add_argument("--out", required=True, help="checkpoint directory to write")
     ap.add_argument("--resume", default=None, help="checkpoint directory to start from "
                     "(default: --out); ignored when it holds no state.json")
+    ap.add_argument("--init", default=None, help="checkpoint directory whose weights start a "
+                    "new run (step 0, fresh optimizer and schedule); ignored when resuming")
+    ap.add_argument("--schedule", default="base", choices=["base", "copy", "copy-unseen"],
+                    help="curriculum (see curriculum()); keep it the same across calls")
     ap.add_argument("--config", default=None, help="config.json (default: model.DEFAULT_CONFIG)")
     ap.add_argument("--max-minutes", type=float, default=8.0,
                     help="wall-clock budget of this invocation, startup included")
@@ -439,8 +475,10 @@ def main():
         config = dict(M.DEFAULT_CONFIG)
         config["vocab_size"] = tok.vocab_size
     state = None
-    if resume and os.path.exists(os.path.join(resume, "state.json")):
-        with open(os.path.join(resume, "state.json")) as f:
+    resuming = bool(resume and os.path.exists(os.path.join(resume, "state.json")))
+    init = args.init if (args.init and not resuming) else None
+    for ck in filter(None, [resume if resuming else None, init]):
+        with open(os.path.join(ck, "state.json")) as f:
             config = json.load(f)["config"]
     model = M.SalaForCausalLM(config, attn_impl=args.attn_impl)
     model.init_weights(seed=args.seed)
@@ -454,12 +492,21 @@ def main():
     step = 0
     history = []
     device_seconds = 0.0
-    if resume and os.path.exists(os.path.join(resume, "state.json")):
+    prior = {}  # the run that --init started from: its steps and training seconds
+    if resuming:
         state = load_checkpoint(resume, model, opt, device)
         step = int(state["step"])
         history = state.get("eval_history", [])
         device_seconds = float(state.get("train_seconds", 0.0))
+        prior = state.get("init_from", {})
         log("resumed from %s at step %d" % (resume, step))
+    elif init:
+        init_state = load_checkpoint(init, model, None, device)
+        prior = {"dir": init, "steps": int(init_state["step"]),
+                 "train_seconds": float(init_state.get("train_seconds", 0.0)),
+                 "before": init_state.get("init_from", {})}
+        log("weights from %s (step %d of its run); new schedule from step 0"
+            % (init, prior["steps"]))
     n_params = model.num_parameters()
     log("model: %d parameters (%.1f MB bf16), layers %s, impl %s, device %s"
         % (n_params, 2 * n_params / 1e6, "".join("S" if t == M.SPARSE else "L"
@@ -530,13 +577,13 @@ def main():
             history.append({"step": step, "acc": {"%s@%d" % k: v for k, v in res.items()}})
         if time.time() - last_save > args.save_every_minutes * 60:
             save_checkpoint(args.out, model, opt, _state(step, config, args, history,
-                                                        device_seconds), log.path)
+                                                        device_seconds, prior), log.path)
             last_save = time.time()
     res = evaluate(model, eval_set, device, amp, args.tokens_per_step)
     log("eval step %d: %s" % (step, fmt_acc(res)))
     history.append({"step": step, "acc": {"%s@%d" % k: v for k, v in res.items()}})
-    save_checkpoint(args.out, model, opt, _state(step, config, args, history, device_seconds),
-                    log.path)
+    save_checkpoint(args.out, model, opt, _state(step, config, args, history, device_seconds,
+                                                    prior), log.path)
     log("saved %s at step %d (%.1f min wall, %.1f min of training steps in total)"
         % (args.out, step, (time.time() - T_START) / 60, device_seconds / 60))
     # Do not wait for the data workers, but end them and torch.compile's worker pool (a
@@ -559,9 +606,9 @@ def main():
     os._exit(0)
 
 
-def _state(step, config, args, history, train_seconds):
+def _state(step, config, args, history, train_seconds, init_from):
     return {"step": step, "config": config, "args": vars(args), "eval_history": history,
-            "train_seconds": train_seconds}
+            "train_seconds": train_seconds, "init_from": init_from}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #include "tome/engine/block_cache.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "backend.h"
 #include "tome/base/status_macros.h"
@@ -10,41 +12,91 @@ absl::StatusOr<BlockCache::Block> BlockCache::Get(const std::string& source_id, 
                                                   int32_t layer, int32_t head, int64_t index,
                                                   int64_t rows, int64_t width,
                                                   int64_t element_bytes) {
-  const Key key{source_id, layer, head, index};
+  const BlockId block{head, index};
+  TOME_ASSIGN_OR_RETURN(std::vector<Block> blocks,
+                        GetMany(source_id, source, layer, absl::MakeConstSpan(&block, 1), rows,
+                                width, element_bytes));
+  return std::move(blocks[0]);
+}
+
+absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
+    const std::string& source_id, StateSource& source, int32_t layer,
+    absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes) {
+  std::vector<Block> out;
+  out.reserve(blocks.size());
+  for (size_t i = 0; i < blocks.size(); i += kStateReadBatch) {
+    TOME_ASSIGN_OR_RETURN(std::vector<Block> part,
+                          GetBatch(source_id, source, layer,
+                                   blocks.subspan(i, std::min(kStateReadBatch, blocks.size() - i)),
+                                   rows, width, element_bytes));
+    for (Block& block : part) out.push_back(std::move(block));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
+    const std::string& source_id, StateSource& source, int32_t layer,
+    absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes) {
   const int64_t half = rows * width * element_bytes;  // keys or values
-  std::string bytes;
+  std::vector<Block> out(blocks.size());
+  std::vector<std::string> bytes(blocks.size());  // stored bytes of blocks not on the device
+  std::vector<size_t> missing;                    // in neither tier
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = device_.entries.find(key); it != device_.entries.end()) {
-      device_.order.splice(device_.order.begin(), device_.order, it->second.second);
-      ++stats_.device_hits;
-      return it->second.first;
-    }
-    if (auto it = host_.entries.find(key); it != host_.entries.end()) {
-      host_.order.splice(host_.order.begin(), host_.order, it->second.second);
-      bytes = it->second.first;
-      ++stats_.host_hits;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+      if (auto it = device_.entries.find(key); it != device_.entries.end()) {
+        device_.order.splice(device_.order.begin(), device_.order, it->second.second);
+        ++stats_.device_hits;
+        out[i] = it->second.first;
+      } else if (auto it = host_.entries.find(key); it != host_.entries.end()) {
+        host_.order.splice(host_.order.begin(), host_.order, it->second.second);
+        bytes[i] = it->second.first;
+        ++stats_.host_hits;
+      } else {
+        missing.push_back(i);
+      }
     }
   }
-  if (bytes.empty()) {
-    // The record may hold a longer prefix of the block (GetState semantics): its first rows.
-    TOME_ASSIGN_OR_RETURN(bytes, source.Get({StateRecordKind::kKvBlock, layer, head, index, rows}));
-    const int64_t stored_rows = static_cast<int64_t>(bytes.size()) / (2 * width * element_bytes);
-    if (stored_rows < rows || static_cast<int64_t>(bytes.size()) != 2 * stored_rows * width * element_bytes) {
-      return absl::DataLossError(absl::StrCat("stored KV block ", index, " of layer ", layer,
-                                              " head ", head, " has the wrong size"));
+  if (!missing.empty()) {
+    std::vector<StateRecordKey> keys;
+    keys.reserve(missing.size());
+    for (size_t i : missing) {
+      keys.push_back({StateRecordKind::kKvBlock, layer, blocks[i].head, blocks[i].index, rows});
     }
-    if (stored_rows != rows) {
-      bytes.erase(rows * width * element_bytes, (stored_rows - rows) * width * element_bytes);
-      bytes.resize(2 * half);
+    std::vector<absl::StatusOr<std::string>> values = source.GetMany(keys);
+    if (values.size() != keys.size()) {
+      return absl::InternalError("the state source answered a different number of records");
+    }
+    int64_t read = 0;
+    for (size_t j = 0; j < missing.size(); ++j) {
+      const size_t i = missing[j];
+      TOME_RETURN_IF_ERROR(values[j].status());
+      std::string& value = *values[j];
+      // The record may hold a longer prefix of the block (GetState semantics): its first rows.
+      const int64_t stored_rows = static_cast<int64_t>(value.size()) / (2 * width * element_bytes);
+      if (stored_rows < rows ||
+          static_cast<int64_t>(value.size()) != 2 * stored_rows * width * element_bytes) {
+        return absl::DataLossError(absl::StrCat("stored KV block ", blocks[i].index, " of layer ",
+                                                layer, " head ", blocks[i].head,
+                                                " has the wrong size"));
+      }
+      if (stored_rows != rows) {
+        value.erase(rows * width * element_bytes, (stored_rows - rows) * width * element_bytes);
+        value.resize(2 * half);
+      }
+      read += static_cast<int64_t>(value.size());
+      bytes[i] = std::move(value);
     }
     std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.source_reads;
-    stats_.bytes_read += static_cast<int64_t>(bytes.size());
-    if (host_budget_ > 0 && !host_.entries.count(key)) {
+    stats_.source_reads += static_cast<int64_t>(missing.size());
+    stats_.bytes_read += read;
+    for (size_t i : missing) {
+      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+      if (host_budget_ <= 0 || host_.entries.count(key)) continue;
       host_.order.push_front(key);
-      host_.entries[key] = {bytes, host_.order.begin()};
-      host_.bytes += static_cast<int64_t>(bytes.size());
+      host_.entries[key] = {bytes[i], host_.order.begin()};
+      host_.bytes += static_cast<int64_t>(bytes[i].size());
       while (host_.bytes > host_budget_ && host_.order.size() > 1) {
         auto victim = host_.entries.find(host_.order.back());
         host_.bytes -= static_cast<int64_t>(victim->second.first.size());
@@ -54,30 +106,35 @@ absl::StatusOr<BlockCache::Block> BlockCache::Get(const std::string& source_id, 
     }
   }
   // Into backend memory.
-  Block block;
-  for (int part = 0; part < 2; ++part) {
-    TOME_ASSIGN_OR_RETURN(Buffer buffer, backend_->Allocate(half));
-    auto page = std::make_shared<Buffer>(std::move(buffer));
-    const DType dtype = element_bytes == 4 ? DType::kF32 : DType::kBF16;
-    backend_->CopyFromHost(Tensor{page->data(), dtype, rows, width, width},
-                           bytes.data() + part * half);
-    (part == 0 ? block.keys : block.values) = std::move(page);
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!device_.entries.count(key)) {
-    device_.order.push_front(key);
-    device_.entries[key] = {block, device_.order.begin()};
-    device_.bytes += 2 * half;
-    // Evict the least recently used; blocks still in use stay alive through their holders.
-    while (device_.bytes > device_budget_ && device_.order.size() > 1) {
-      auto victim = device_.entries.find(device_.order.back());
-      device_.bytes -= victim->second.first.keys->bytes() + victim->second.first.values->bytes();
-      device_.entries.erase(victim);
-      device_.order.pop_back();
-      ++stats_.device_evictions;
+  const DType dtype = element_bytes == 4 ? DType::kF32 : DType::kBF16;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (out[i].keys) continue;  // on the device already
+    Block block;
+    for (int part = 0; part < 2; ++part) {
+      TOME_ASSIGN_OR_RETURN(Buffer buffer, backend_->Allocate(half));
+      auto page = std::make_shared<Buffer>(std::move(buffer));
+      backend_->CopyFromHost(Tensor{page->data(), dtype, rows, width, width},
+                             bytes[i].data() + part * half);
+      (part == 0 ? block.keys : block.values) = std::move(page);
     }
+    const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!device_.entries.count(key)) {
+      device_.order.push_front(key);
+      device_.entries[key] = {block, device_.order.begin()};
+      device_.bytes += 2 * half;
+      // Evict the least recently used; blocks still in use stay alive through their holders.
+      while (device_.bytes > device_budget_ && device_.order.size() > 1) {
+        auto victim = device_.entries.find(device_.order.back());
+        device_.bytes -= victim->second.first.keys->bytes() + victim->second.first.values->bytes();
+        device_.entries.erase(victim);
+        device_.order.pop_back();
+        ++stats_.device_evictions;
+      }
+    }
+    out[i] = std::move(block);
   }
-  return block;
+  return out;
 }
 
 BlockCacheStats BlockCache::stats() {

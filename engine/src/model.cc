@@ -546,15 +546,23 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   overlay_keys_.assign(s.keys.begin(), s.keys.end());
   overlay_values_.assign(s.values.begin(), s.values.end());
   const int64_t elem = DTypeSize(backend_->activation_dtype());
+  // Every block some query reads that is not resident, fetched in one call (the cache reads
+  // its misses from the store in batches).
+  std::vector<BlockCache::BlockId> fetch;
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t b = 0; b < causal; ++b) {
-      if (!needed[g * causal + b] || overlay_keys_[g].page_resident(b)) continue;
-      TOME_ASSIGN_OR_RETURN(BlockCache::Block block,
-                            stored.cache->Get(stored.source_id, *stored.source, int32_t(layer),
-                                              int32_t(g), b, B, d, elem));
-      overlay_keys_[g].SetPage(b, std::move(block.keys));
-      overlay_values_[g].SetPage(b, std::move(block.values));
+      if (needed[g * causal + b] && !overlay_keys_[g].page_resident(b)) {
+        fetch.push_back({int32_t(g), b});
+      }
     }
+  }
+  if (fetch.empty()) return absl::OkStatus();
+  TOME_ASSIGN_OR_RETURN(std::vector<BlockCache::Block> blocks,
+                        stored.cache->GetMany(stored.source_id, *stored.source, int32_t(layer),
+                                              fetch, B, d, elem));
+  for (size_t i = 0; i < fetch.size(); ++i) {
+    overlay_keys_[fetch[i].head].SetPage(fetch[i].index, std::move(blocks[i].keys));
+    overlay_values_[fetch[i].head].SetPage(fetch[i].index, std::move(blocks[i].values));
   }
   return absl::OkStatus();
 }
@@ -724,38 +732,56 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
         ls.sparse.keys[g].AppendAbsentPage();
         ls.sparse.values[g].AppendAbsentPage();
       }
+      // The group's resident blocks and its summary pages, read kStateReadBatch at a time.
+      std::vector<StateRecordKey> keys;
       for (int64_t b = first_resident; b < num_blocks; ++b) {
-        const int64_t rows = std::min(B, num_tokens - b * B);
-        const StateRecordKey key{StateRecordKind::kKvBlock, int32_t(l), global_g, b, rows};
-        TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
-        // The store may return the block's record of a longer prefix: use its first rows.
-        const int64_t row_bytes = d * elem;
-        const int64_t stored_rows = static_cast<int64_t>(bytes.size()) / (2 * row_bytes);
-        if (static_cast<int64_t>(bytes.size()) != 2 * stored_rows * row_bytes ||
-            stored_rows < rows || stored_rows > B) {
-          return MissingRecord(key, "KV block has the wrong size");
-        }
-        TOME_RETURN_IF_ERROR(ls.sparse.keys[g].AppendPageFromHost(bytes.data(), rows));
-        TOME_RETURN_IF_ERROR(ls.sparse.values[g].AppendPageFromHost(
-            bytes.data() + stored_rows * row_bytes, rows));
+        keys.push_back({StateRecordKind::kKvBlock, int32_t(l), global_g, b,
+                        std::min(B, num_tokens - b * B)});
       }
       for (int level = 1; level <= 2; ++level) {
-        PagedBuffer& sum = level == 1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
         const int64_t n = level == 1 ? sparse_params_.NumK1(num_tokens)
                                      : sparse_params_.NumK2(num_tokens);
         const StateRecordKind kind =
             level == 1 ? StateRecordKind::kSummaryK1 : StateRecordKind::kSummaryK2;
         for (int64_t page = 0; page < CeilDiv(n, kSummaryPageRows); ++page) {
-          const int64_t rows = std::min(kSummaryPageRows, n - page * kSummaryPageRows);
-          const StateRecordKey key{kind, int32_t(l), global_g, page, rows};
-          TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
-          const int64_t size = static_cast<int64_t>(bytes.size());
-          if (size % (d * elem) != 0 || size < rows * d * elem ||
-              size > kSummaryPageRows * d * elem) {
-            return MissingRecord(key, "summary page has the wrong size");
-          }
-          TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes.data(), rows));
+          keys.push_back({kind, int32_t(l), global_g, page,
+                          std::min(kSummaryPageRows, n - page * kSummaryPageRows)});
         }
+      }
+      std::vector<absl::StatusOr<std::string>> values;
+      for (size_t i = 0; i < keys.size(); ++i) {
+        if (i % kStateReadBatch == 0) {
+          const size_t n = std::min(kStateReadBatch, keys.size() - i);
+          values = source.GetMany(absl::MakeConstSpan(keys).subspan(i, n));
+          if (values.size() != n) {
+            return absl::InternalError("the state source answered a different number of records");
+          }
+        }
+        const StateRecordKey& key = keys[i];
+        TOME_RETURN_IF_ERROR(values[i % kStateReadBatch].status());
+        const std::string& bytes = *values[i % kStateReadBatch];
+        const int64_t rows = key.rows;
+        if (key.kind == StateRecordKind::kKvBlock) {
+          // The store may return the block's record of a longer prefix: use its first rows.
+          const int64_t row_bytes = d * elem;
+          const int64_t stored_rows = static_cast<int64_t>(bytes.size()) / (2 * row_bytes);
+          if (static_cast<int64_t>(bytes.size()) != 2 * stored_rows * row_bytes ||
+              stored_rows < rows || stored_rows > B) {
+            return MissingRecord(key, "KV block has the wrong size");
+          }
+          TOME_RETURN_IF_ERROR(ls.sparse.keys[g].AppendPageFromHost(bytes.data(), rows));
+          TOME_RETURN_IF_ERROR(ls.sparse.values[g].AppendPageFromHost(
+              bytes.data() + stored_rows * row_bytes, rows));
+          continue;
+        }
+        PagedBuffer& sum =
+            key.kind == StateRecordKind::kSummaryK1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
+        const int64_t size = static_cast<int64_t>(bytes.size());
+        if (size % (d * elem) != 0 || size < rows * d * elem ||
+            size > kSummaryPageRows * d * elem) {
+          return MissingRecord(key, "summary page has the wrong size");
+        }
+        TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes.data(), rows));
       }
     }
   }

@@ -135,6 +135,11 @@ class LockedSource : public StateSource {
     std::lock_guard<std::mutex> lock(*mu_);
     return source_->Get(key);
   }
+  std::vector<absl::StatusOr<std::string>> GetMany(
+      absl::Span<const StateRecordKey> keys) override {
+    std::lock_guard<std::mutex> lock(*mu_);
+    return source_->GetMany(keys);
+  }
 
  private:
   StateSource* source_;

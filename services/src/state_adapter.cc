@@ -18,4 +18,18 @@ absl::StatusOr<std::string> StoreSource::Get(const engine::StateRecordKey& key) 
   return value;
 }
 
+std::vector<absl::StatusOr<std::string>> StoreSource::GetMany(
+    absl::Span<const engine::StateRecordKey> keys) {
+  std::vector<storage::StateKey> storage_keys;
+  storage_keys.reserve(keys.size());
+  for (const engine::StateRecordKey& key : keys) storage_keys.push_back(ToStorageKey(key));
+  std::vector<absl::StatusOr<std::string>> values = store_->GetStates(tenant_, doc_, storage_keys);
+  int64_t bytes = 0;
+  for (const auto& value : values) {
+    if (value.ok()) bytes += static_cast<int64_t>(value->size());
+  }
+  bytes_read_ += bytes;
+  return values;
+}
+
 }  // namespace tome::services

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <vector>
 
 #include "tome/engine/state_io.h"
 #include "tome/storage/context_store.h"
@@ -27,6 +28,8 @@ class StoreSource final : public engine::StateSource {
   StoreSource(storage::ContextStore* store, storage::TenantId tenant, storage::DocumentId doc)
       : store_(store), tenant_(tenant), doc_(doc) {}
   absl::StatusOr<std::string> Get(const engine::StateRecordKey& key) override;
+  std::vector<absl::StatusOr<std::string>> GetMany(
+      absl::Span<const engine::StateRecordKey> keys) override;
   int64_t bytes_read() const { return bytes_read_.load(); }
 
  private:

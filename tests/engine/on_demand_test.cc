@@ -80,12 +80,18 @@ TEST_F(OnDemandTest, DecodeEqualsResidentAndReadsOnlySelectedBlocks) {
     const int32_t token = tokens_[t];
     const auto want = engine_->DecodeBatch(both, absl::MakeConstSpan(&token, 1)).value();
     const int64_t reads_before = cache->stats().source_reads;
+    const int64_t store_reads_before = store_->reads(), batches_before = store_->batches();
     const auto got = engine_->DecodeBatch(lazy, absl::MakeConstSpan(&token, 1)).value();
     ASSERT_LT(MaxRelativeError(got[0], want[0]), kTol) << "position " << t;
     // One query per head group and sparse layer selects at most topk_total blocks.
     const int64_t sparse_layers = config_.num_sparse_layers();
-    EXPECT_LE(cache->stats().source_reads - reads_before,
-              sparse_layers * config_.num_kv_heads * config_.sparse.topk_total());
+    const int64_t reads = cache->stats().source_reads - reads_before;
+    EXPECT_LE(reads, sparse_layers * config_.num_kv_heads * config_.sparse.topk_total());
+    // ... and a layer's missing blocks come from the store in batched reads.
+    const int64_t batches = store_->batches() - batches_before;
+    EXPECT_EQ(store_->reads() - store_reads_before, reads);
+    EXPECT_LE(batches, sparse_layers + reads / static_cast<int64_t>(tome::engine::kStateReadBatch));
+    EXPECT_GE(batches * static_cast<int64_t>(tome::engine::kStateReadBatch), reads);
   }
   const BlockCacheStats stats = cache->stats();
   EXPECT_GT(stats.host_hits + stats.device_hits, 0);  // later steps reuse fetched blocks

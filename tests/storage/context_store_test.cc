@@ -240,6 +240,59 @@ TEST_F(ContextStoreTest, CheckpointIsInvisibleUntilCommitted) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// GetStates reads many records at once with exactly GetState's answer for each: exact keys,
+// a shorter read of a longer block (from either a memtable or a blob file), absent records,
+// invalid keys, and records of several column families mixed in one call.
+TEST_F(ContextStoreTest, GetStatesAnswersEachKeyAsGetStateDoes) {
+  const DocumentId id = Create("doc");
+  TOME_ASSERT_OK(store_->AppendText(kDefaultTenant, id, "abcdefgh", Range(0, 8)).status());
+  auto checkpoint = store_->BeginCheckpoint(kDefaultTenant, id);
+  std::vector<StateKey> written;
+  for (int32_t layer = 0; layer < 3; ++layer) {
+    for (int64_t block = 0; block < 40; ++block) {
+      const StateKey kv{2, layer, 1, block, 8};
+      // Every third block large enough for a blob file.
+      checkpoint->Put(kv, Bytes(block % 3 == 0 ? 70'000 : 100 + block,
+                                static_cast<char>('a' + (layer * 40 + block) % 26)));
+      written.push_back(kv);
+    }
+    const StateKey k1{3, layer, 0, 0, 2};
+    checkpoint->Put(k1, absl::StrCat("summary ", layer));
+    written.push_back(k1);
+  }
+  const StateKey lightning{1, 1, 0, 8, 0};
+  checkpoint->Put(lightning, "lightning");
+  written.push_back(lightning);
+  TOME_ASSERT_OK(store_->CommitCheckpoint(*checkpoint, 8).status());
+
+  std::vector<StateKey> asked;
+  for (int i = static_cast<int>(written.size()) - 1; i >= 0; i -= 2) asked.push_back(written[i]);
+  asked.push_back(StateKey{2, 1, 1, 5, 4});    // fewer rows: served from the 8-row record
+  asked.push_back(StateKey{2, 1, 1, 99, 8});   // absent block
+  asked.push_back(StateKey{2, 7, 1, 0, 8});    // absent layer
+  asked.push_back(StateKey{1, 1, 0, 7, 0});    // a Lightning state at another length
+  asked.push_back(StateKey{9, 0, 0, 0, 0});    // unknown kind
+  asked.push_back(StateKey{2, -1, 0, 0, 8});   // negative layer
+  asked.push_back(written[0]);                 // asked twice
+  const std::vector<absl::StatusOr<std::string>> many =
+      store_->GetStates(kDefaultTenant, id, asked);
+  ASSERT_EQ(many.size(), asked.size());
+  int found = 0;
+  for (size_t i = 0; i < asked.size(); ++i) {
+    SCOPED_TRACE(i);
+    const absl::StatusOr<std::string> one = store_->GetState(kDefaultTenant, id, asked[i]);
+    ASSERT_EQ(many[i].status(), one.status());
+    if (one.ok()) {
+      EXPECT_EQ(*many[i], *one);
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, static_cast<int>((written.size() + 1) / 2) + 2);
+  EXPECT_EQ(many[asked.size() - 6].status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(many[asked.size() - 3].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(store_->GetStates(kDefaultTenant, id, {}).empty());
+}
+
 TEST_F(ContextStoreTest, CheckpointReachingTheEndMakesTheDocumentReady) {
   const DocumentId id = Create("doc");
   TOME_ASSERT_OK(store_->AppendText(kDefaultTenant, id, "abc", Range(0, 3)).status());

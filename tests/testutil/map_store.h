@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "tome/engine/state_io.h"
 
@@ -36,9 +37,22 @@ class MapStore : public engine::StateSink, public engine::StateSource {
     }
     return it->second;
   }
+  std::vector<absl::StatusOr<std::string>> GetMany(
+      absl::Span<const engine::StateRecordKey> keys) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++batches_;
+    }
+    return StateSource::GetMany(keys);
+  }
   int64_t reads() {
     std::lock_guard<std::mutex> lock(mu_);
     return reads_;
+  }
+  // GetMany calls (each counts its records in reads() too).
+  int64_t batches() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return batches_;
   }
 
   std::map<std::tuple<int, int, int, int64_t, int64_t>, std::string> records_;
@@ -50,6 +64,7 @@ class MapStore : public engine::StateSink, public engine::StateSource {
   bool keep_longest_only_;
   std::mutex mu_;
   int64_t reads_ = 0;
+  int64_t batches_ = 0;
 };
 
 }  // namespace tome::testing

@@ -17,8 +17,10 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "tome/engine/state_io.h"
 
 namespace tome::engine {
@@ -51,9 +53,24 @@ class BlockCache {
                             int32_t head, int64_t index, int64_t rows, int64_t width,
                             int64_t element_bytes);
 
+  // Get for many blocks of one layer, in order: the blocks missing from both tiers are read
+  // from `source` kStateReadBatch at a time (GetMany) and uploaded before the next batch.
+  struct BlockId {
+    int32_t head = 0;
+    int64_t index = 0;
+  };
+  absl::StatusOr<std::vector<Block>> GetMany(const std::string& source_id, StateSource& source,
+                                             int32_t layer, absl::Span<const BlockId> blocks,
+                                             int64_t rows, int64_t width, int64_t element_bytes);
+
   BlockCacheStats stats();
 
  private:
+  // GetMany of at most kStateReadBatch blocks.
+  absl::StatusOr<std::vector<Block>> GetBatch(const std::string& source_id, StateSource& source,
+                                              int32_t layer, absl::Span<const BlockId> blocks,
+                                              int64_t rows, int64_t width, int64_t element_bytes);
+
   using Key = std::tuple<std::string, int32_t, int32_t, int64_t>;
   template <typename V>
   struct Lru {

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace tome::engine {
 
@@ -35,11 +37,27 @@ class StateSink {
   virtual absl::Status Put(const StateRecordKey& key, absl::string_view bytes) = 0;
 };
 
+// How many records the engine asks a StateSource for in one GetMany. Small batches keep
+// the batched lookup's gain (a 1M-token document's summary pages open ~5x faster than
+// one Get each from RocksDB) without holding many records in host memory at once: on the
+// measured machine, batches of 256-1024 32 KiB blocks were 4x slower than single reads
+// from allocator churn (tests/bench/store_read_bench.cc, docs/PERFORMANCE.md).
+inline constexpr size_t kStateReadBatch = 16;
+
 class StateSource {
  public:
   virtual ~StateSource() = default;
   // NotFound if the record is absent.
   virtual absl::StatusOr<std::string> Get(const StateRecordKey& key) = 0;
+  // Get of each key, in order. Stores that read many records in one call (RocksDB's
+  // MultiGet) override this; the engine asks for a layer's blocks and pages together.
+  virtual std::vector<absl::StatusOr<std::string>> GetMany(
+      absl::Span<const StateRecordKey> keys) {
+    std::vector<absl::StatusOr<std::string>> values;
+    values.reserve(keys.size());
+    for (const StateRecordKey& key : keys) values.push_back(Get(key));
+    return values;
+  }
 };
 
 }  // namespace tome::engine

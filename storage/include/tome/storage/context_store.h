@@ -199,6 +199,10 @@ class ContextStore {
   // model (fingerprint mismatch).
   virtual absl::StatusOr<std::string> GetState(TenantId tenant, DocumentId id,
                                                const StateKey& key) = 0;
+  // GetState of each key, in order, read together (a cold follow-up question reads
+  // thousands of blocks and summary pages: one batched lookup instead of one each).
+  virtual std::vector<absl::StatusOr<std::string>> GetStates(TenantId tenant, DocumentId id,
+                                                             absl::Span<const StateKey> keys) = 0;
 
   // Discards the document's model state (every Lightning state, KV block and summary record)
   // and its checkpoints in one WriteBatch: state_tokens becomes 0 and the status kIngesting

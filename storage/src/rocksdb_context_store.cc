@@ -30,6 +30,7 @@
 #include "column_families.h"
 #include "document_codec.h"
 #include "keys.h"
+#include "read_pool.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/metadata.h"
@@ -206,6 +207,7 @@ class RocksDbContextStore final : public ContextStore {
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<ReadPool> read_pool_;  // GetStates' parallel blob reads
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // every opened family, to destroy
   std::array<rocksdb::ColumnFamilyHandle*, kNumCfs> cf_{};
 
@@ -238,7 +240,10 @@ void RocksDbCheckpoint::Put(const StateKey& key, absl::string_view bytes) {
 }
 
 RocksDbContextStore::RocksDbContextStore(const std::string& path, const StoreOptions& options)
-    : fingerprint_(HashFingerprint(options.model_fingerprint)), path_(path), options_(options) {
+    : fingerprint_(HashFingerprint(options.model_fingerprint)),
+      path_(path),
+      options_(options),
+      read_pool_(std::make_unique<ReadPool>(options.read_threads)) {
   write_options_.sync = options.sync_writes;
 }
 
@@ -304,6 +309,10 @@ absl::StatusOr<std::unique_ptr<ContextStore>> RocksDbContextStore::Open(
   }
   if (options.block_cache_bytes < 0) {
     return absl::InvalidArgumentError("block_cache_bytes must not be negative");
+  }
+  if (options.read_threads < 0 || options.read_threads > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("read_threads must be 0..64, not ", options.read_threads));
   }
   std::unique_ptr<RocksDbContextStore> store(new RocksDbContextStore(path, options));
   TOME_RETURN_IF_ERROR(store->OpenDb(/*read_only=*/false));
@@ -873,9 +882,10 @@ std::vector<absl::StatusOr<std::string>> RocksDbContextStore::GetStates(
   };
   // The keys of a family without blob files (summary pages) go to RocksDB in one MultiGet:
   // one pass over the files for many keys, 3x faster than a Get each for a 1M-token
-  // document's pages. Blob-file families (KV blocks, Lightning states) are read a key at a
-  // time: RocksDB 7.8's MultiGet of blob values measured 2.6x (cold) to 4.5x (page cache)
-  // slower than single Gets (tests/bench/store_read_bench.cc, docs/PERFORMANCE.md).
+  // document's pages. Blob-file families (KV blocks, Lightning states) are read with one Get
+  // per key, several at once on the read pool: RocksDB 7.8's MultiGet of blob values
+  // measured 2.6x (cold) to 4.5x (page cache) slower than single Gets
+  // (tests/bench/store_read_bench.cc, docs/PERFORMANCE.md).
   std::vector<std::string> encoded(keys.size());
   std::array<std::vector<size_t>, kNumCfs> by_family;
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -897,9 +907,9 @@ std::vector<absl::StatusOr<std::string>> RocksDbContextStore::GetStates(
     std::vector<rocksdb::PinnableSlice> values(index.size());
     std::vector<rocksdb::Status> statuses(index.size());
     if (CfUsesBlobFiles(static_cast<Cf>(c))) {
-      for (size_t j = 0; j < index.size(); ++j) {
+      read_pool_->Run(index.size(), [&](size_t j) {
         statuses[j] = db_->Get(rocksdb::ReadOptions(), cf_[c], slices[j], &values[j]);
-      }
+      });
     } else {
       db_->MultiGet(rocksdb::ReadOptions(), cf_[c], index.size(), slices.data(), values.data(),
                     statuses.data());

@@ -28,7 +28,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "tome/base/status_macros.h"
 #include "tome/storage/context_store.h"
 
@@ -39,6 +41,8 @@ ABSL_FLAG(int64_t, question_blocks, 33301,
           "1M tokens on the GPU, docs/PERFORMANCE.md)");
 ABSL_FLAG(bool, drop_caches, false, "drop the OS page cache before each cold read (root)");
 ABSL_FLAG(int, repeats, 2, "runs of each mode");
+ABSL_FLAG(std::string, read_threads, "0,8",
+          "StoreOptions::read_threads values to compare in the batched mode");
 ABSL_FLAG(int, batch, 16, "at most this many keys per GetStates call in the batched mode, "
           "as the engine asks (kStateReadBatch); 0: each request whole");
 
@@ -68,10 +72,12 @@ std::string RandomBytes(std::mt19937_64& rng, int64_t n) {
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<ContextStore>> OpenStore(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<ContextStore>> OpenStore(const std::string& dir,
+                                                       int read_threads = 0) {
   tome::storage::StoreOptions options;
   options.model_fingerprint = "store-read-bench";
   options.sync_writes = false;
+  options.read_threads = read_threads;
   return ContextStore::Open(dir, options);
 }
 
@@ -248,21 +254,32 @@ int main(int argc, char** argv) {
   std::printf("\n%lld tokens; page cache %s before each run\n\n",
               static_cast<long long>(tokens), drop ? "dropped" : "kept");
   std::printf("| read | mode | run | ms | records | MiB | MiB/s |\n|---|---|---:|---:|---:|---:|---:|\n");
+  std::vector<int> modes = {-1};  // -1: one by one; n >= 0: batched with n read threads
+  for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_read_threads), ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(t, &n) || n < 0) {
+      std::fprintf(stderr, "bad --read_threads entry \"%s\"\n", std::string(t).c_str());
+      return 2;
+    }
+    modes.push_back(n);
+  }
   for (int run = 1; run <= absl::GetFlag(FLAGS_repeats); ++run) {
-    for (bool batched : {false, true}) {
+    for (int mode : modes) {
       if (drop && !DropCaches()) {
         std::fprintf(stderr, "could not drop the page cache (needs root)\n");
         return 1;
       }
-      auto store = OpenStore(dir);  // a fresh RocksDB block cache
+      auto store = OpenStore(dir, std::max(mode, 0));  // a fresh RocksDB block cache
       if (!store.ok()) return Fail(store.status(), "reopening the store");
+      const std::string mode_name =
+          mode < 0 ? "one by one (GetState)"
+                   : absl::StrCat("batched (GetStates), ", mode, " read threads");
       for (const auto& [name, requests] : {std::pair{"open", &open}, std::pair{"question", &question}}) {
-        auto r = Read(**store, id, *requests, batched);
+        auto r = Read(**store, id, *requests, mode >= 0);
         if (!r.ok()) return Fail(r.status(), "reading");
         const double mib = r->bytes / 1048576.0;
-        std::printf("| %s | %s | %d | %.1f | %lld | %.1f | %.0f |\n", name,
-                    batched ? "batched (GetStates)" : "one by one (GetState)", run, r->ms,
-                    static_cast<long long>(r->records), mib, mib / (r->ms / 1000.0));
+        std::printf("| %s | %s | %d | %.1f | %lld | %.1f | %.0f |\n", name, mode_name.c_str(),
+                    run, r->ms, static_cast<long long>(r->records), mib, mib / (r->ms / 1000.0));
         std::fflush(stdout);
       }
     }

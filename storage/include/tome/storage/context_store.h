@@ -44,6 +44,9 @@ struct StoreOptions {
   rocksdb::Env* env = nullptr;
   // fsync every write (WAL). Off in tests for speed.
   bool sync_writes = true;
+  // Threads (besides the caller) that read KV blocks in parallel in GetStates: several
+  // requests in flight (0..64; 0 reads one at a time).
+  int read_threads = 8;
 };
 
 enum class DocumentStatus {

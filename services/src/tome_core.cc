@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   storage::StoreOptions store_options;
   store_options.model_fingerprint = core->fingerprint_;
   store_options.sync_writes = options.sync_writes;
+  store_options.read_threads = options.store_read_threads;
   const std::string store_path = (std::filesystem::path(options.data_dir) / "store").string();
   TOME_ASSIGN_OR_RETURN(core->store_, storage::ContextStore::Open(store_path, store_options));
   core->tenants_ = std::make_unique<TenantRegistry>(core->store_.get());

@@ -39,6 +39,9 @@ ABSL_FLAG(int64_t, resident_kv_limit_mb, 4096,
 ABSL_FLAG(int64_t, block_cache_mb, 1024, "engine memory for KV blocks of on-demand documents, MiB");
 ABSL_FLAG(int64_t, host_block_cache_mb, 2048,
           "host memory caching KV blocks read from the store for on-demand documents, MiB");
+ABSL_FLAG(int32_t, store_read_threads, 8,
+          "threads reading KV blocks from the store in parallel for on-demand documents "
+          "(0..64; more requests in flight suit fast disks)");
 ABSL_FLAG(std::string, device, "cpu",
           "where the engine runs: cpu, or cuda (a build with CUDA; weights in bf16 on the GPU)");
 ABSL_FLAG(int32_t, cuda_device, 0, "first CUDA device the engine uses (--device=cuda)");
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
   options.resident_kv_limit_bytes = mib(absl::GetFlag(FLAGS_resident_kv_limit_mb));
   options.block_cache_bytes = mib(absl::GetFlag(FLAGS_block_cache_mb));
   options.host_block_cache_bytes = mib(absl::GetFlag(FLAGS_host_block_cache_mb));
+  options.store_read_threads = absl::GetFlag(FLAGS_store_read_threads);
   options.ask_memory_bytes = mib(absl::GetFlag(FLAGS_ask_memory_mb));
   options.admission_wait_ms = absl::GetFlag(FLAGS_admission_wait_ms);
   const std::string mode = absl::GetFlag(FLAGS_dense_mode);
@@ -118,6 +122,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "tomed: --resident_kv_limit_mb and --host_block_cache_mb must not be negative, "
                  "--block_cache_mb must be positive\n");
+    return 2;
+  }
+  if (options.store_read_threads < 0 || options.store_read_threads > 64) {
+    std::fprintf(stderr, "tomed: --store_read_threads must be 0..64\n");
     return 2;
   }
   if (options.checkpoint_tokens < 0) {

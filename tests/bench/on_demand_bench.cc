@@ -11,11 +11,14 @@
 //   on demand warm:  a second on-demand sequence over the now warm cache.
 // Reports time to first token, decode ms/token, bytes read from the store, the session's
 // own engine memory (Sequence::OwnedBytes) and the block cache's engine memory. The store is
-// host memory, not RocksDB: read costs of the database are not included.
+// host memory, or, with --store_dir (builds with storage/: TOME_SERVICES or TOME_STORAGE), a
+// RocksDB context store on disk, reopened (and with --drop_caches the OS page cache
+// dropped) before the resident and the cold run so that both read from the disk.
 #include <atomic>
 #include <cmath>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +33,12 @@
 #include "random_tokens.h"
 #include "checkpoint/presets.h"
 #include "tome/engine/engine.h"
+#if TOME_BENCH_ROCKSDB
+#include <filesystem>
+#include <fstream>
+
+#include "tome/storage/context_store.h"
+#endif
 
 ABSL_FLAG(std::string, preset, "bench5m", "model preset (random weights)");
 ABSL_FLAG(std::string, lengths, "8192,32768", "document lengths");
@@ -40,6 +49,12 @@ ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(int64_t, block_cache_mb, 512, "engine-memory budget of the block cache, MiB");
 ABSL_FLAG(int64_t, host_cache_mb, 2048, "host-memory budget of the block cache, MiB");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
+ABSL_FLAG(std::string, store_dir, "",
+          "keep the state in a RocksDB context store in this (new) directory instead of host "
+          "memory (builds with storage/ only)");
+ABSL_FLAG(bool, drop_caches, false, "with --store_dir: drop the OS page cache before the "
+          "resident and the cold run (needs root)");
+ABSL_FLAG(int, store_read_threads, 8, "with --store_dir: StoreOptions::read_threads");
 
 namespace {
 
@@ -75,6 +90,82 @@ class HostStore : public tome::engine::StateSink, public tome::engine::StateSour
   std::map<std::tuple<int, int, int, int64_t, int64_t>, std::string> records_;
   std::atomic<int64_t> bytes_read_{0};
 };
+
+#if TOME_BENCH_ROCKSDB
+// The state of one document in a RocksDB context store: records go into one checkpoint,
+// committed by Commit; reads count their bytes.
+class RocksStore : public tome::engine::StateSink, public tome::engine::StateSource {
+ public:
+  static absl::StatusOr<std::shared_ptr<RocksStore>> Open(const std::string& dir) {
+    tome::storage::StoreOptions options;
+    options.model_fingerprint = "on-demand-bench";
+    options.sync_writes = false;
+    options.read_threads = absl::GetFlag(FLAGS_store_read_threads);
+    auto store = tome::storage::ContextStore::Open(dir, options);
+    if (!store.ok()) return store.status();
+    auto out = std::shared_ptr<RocksStore>(new RocksStore(std::move(store).value()));
+    auto docs = out->store_->ListDocuments(tome::storage::kDefaultTenant, 0, 1);
+    if (!docs.ok()) return docs.status();
+    if (!docs->empty()) out->doc_ = docs->front().id;
+    return out;
+  }
+  // A new document of `tokens` tokens whose state the next Puts write.
+  absl::Status Begin(int64_t tokens) {
+    auto doc = store_->CreateDocument(tome::storage::kDefaultTenant, "bench");
+    if (!doc.ok()) return doc.status();
+    doc_ = doc->id;
+    auto appended = store_->AppendText(tome::storage::kDefaultTenant, doc_, std::string(tokens, 'a'),
+                                       std::vector<int32_t>(tokens, 1));
+    if (!appended.ok()) return appended.status();
+    checkpoint_ = store_->BeginCheckpoint(tome::storage::kDefaultTenant, doc_);
+    return absl::OkStatus();
+  }
+  absl::Status Commit(int64_t tokens) {
+    auto r = store_->CommitCheckpoint(*checkpoint_, tokens);
+    checkpoint_.reset();
+    return r.status();
+  }
+  absl::Status Put(const tome::engine::StateRecordKey& k, absl::string_view bytes) override {
+    checkpoint_->Put(Key(k), bytes);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> Get(const tome::engine::StateRecordKey& k) override {
+    auto value = store_->GetState(tome::storage::kDefaultTenant, doc_, Key(k));
+    if (value.ok()) bytes_read_ += static_cast<int64_t>(value->size());
+    return value;
+  }
+  std::vector<absl::StatusOr<std::string>> GetMany(
+      absl::Span<const tome::engine::StateRecordKey> keys) override {
+    std::vector<tome::storage::StateKey> ks;
+    for (const auto& k : keys) ks.push_back(Key(k));
+    auto values = store_->GetStates(tome::storage::kDefaultTenant, doc_, ks);
+    for (const auto& v : values) {
+      if (v.ok()) bytes_read_ += static_cast<int64_t>(v->size());
+    }
+    return values;
+  }
+  int64_t TakeBytesRead() { return bytes_read_.exchange(0); }
+
+ private:
+  explicit RocksStore(std::unique_ptr<tome::storage::ContextStore> store)
+      : store_(std::move(store)) {}
+  static tome::storage::StateKey Key(const tome::engine::StateRecordKey& k) {
+    return {static_cast<uint8_t>(k.kind), k.layer, k.head, k.index, k.rows};
+  }
+  std::unique_ptr<tome::storage::ContextStore> store_;
+  std::unique_ptr<tome::storage::ContextStore::Checkpoint> checkpoint_;
+  tome::storage::DocumentId doc_ = 0;
+  std::atomic<int64_t> bytes_read_{0};
+};
+
+bool DropCaches() {
+  std::fflush(stdout);
+  if (std::system("sync") != 0) return false;
+  std::ofstream drop("/proc/sys/vm/drop_caches");
+  drop << "3\n";
+  return static_cast<bool>(drop.flush());
+}
+#endif
 
 struct Run {
   double ttft_ms = 0, decode_ms = 0;
@@ -137,6 +228,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   const engine::Engine& engine = **engine_or;
+  const std::string store_dir = absl::GetFlag(FLAGS_store_dir);
+#if !TOME_BENCH_ROCKSDB
+  if (!store_dir.empty()) {
+    std::fprintf(stderr, "--store_dir needs a build with storage/ (-DTOME_STORAGE=ON)\n");
+    return 2;
+  }
+#endif
   const int64_t V = engine.config().vocab_size;
   const auto question = RandomTokens(absl::GetFlag(FLAGS_question_tokens), V, 7);
   const int decode = absl::GetFlag(FLAGS_decode_tokens);
@@ -151,7 +249,57 @@ int main(int argc, char** argv) {
   for (absl::string_view item : absl::StrSplit(absl::GetFlag(FLAGS_lengths), ',')) {
     int64_t n = 0;
     if (!absl::SimpleAtoi(item, &n) || n <= 0) continue;
-    auto store = std::make_shared<HostStore>();
+    // The store: host memory, or RocksDB under --store_dir.
+    std::shared_ptr<HostStore> host;
+    std::shared_ptr<engine::StateSource> store;
+    engine::StateSink* sink = nullptr;
+    std::function<int64_t()> take_bytes_read;
+    std::function<bool()> make_cold = [] { return true; };  // before resident and cold runs
+#if TOME_BENCH_ROCKSDB
+    std::shared_ptr<RocksStore> rocks;
+    const std::string dir = store_dir + "/tokens-" + std::to_string(n);
+    if (!store_dir.empty()) {
+      std::error_code exists;
+      if (std::filesystem::exists(dir, exists)) {
+        std::fprintf(stderr, "%s exists: give a new --store_dir\n", dir.c_str());
+        return 2;
+      }
+      std::filesystem::create_directories(store_dir, exists);
+      auto opened = RocksStore::Open(dir);
+      absl::Status begun = opened.ok() ? (*opened)->Begin(n) : opened.status();
+      if (!begun.ok()) {
+        std::fprintf(stderr, "cannot create a store in %s: %s\n", dir.c_str(),
+                     begun.ToString().c_str());
+        return 1;
+      }
+      rocks = *opened;
+      store = rocks;
+      sink = rocks.get();
+      take_bytes_read = [&rocks] { return rocks->TakeBytesRead(); };
+      make_cold = [&] {
+        rocks.reset();
+        store.reset();
+        if (absl::GetFlag(FLAGS_drop_caches) && !DropCaches()) {
+          std::fprintf(stderr, "could not drop the page cache (needs root)\n");
+          return false;
+        }
+        auto reopened = RocksStore::Open(dir);
+        if (!reopened.ok()) {
+          std::fprintf(stderr, "%s\n", reopened.status().ToString().c_str());
+          return false;
+        }
+        rocks = *reopened;
+        store = rocks;
+        return true;
+      };
+    }
+#endif
+    if (sink == nullptr) {
+      host = std::make_shared<HostStore>();
+      store = host;
+      sink = host.get();
+      take_bytes_read = [&host] { return host->TakeBytesRead(); };
+    }
     {
       auto seq = engine.NewSequence().value();
       const auto doc = RandomTokens(n, V, 88172645463325252ull);
@@ -159,12 +307,20 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s\n", s.ToString().c_str());
         return 1;
       }
-      if (auto s = engine.SaveState(*seq, 0, *store); !s.ok()) {
+      if (auto s = engine.SaveState(*seq, 0, *sink); !s.ok()) {
         std::fprintf(stderr, "%s\n", s.ToString().c_str());
         return 1;
       }
+#if TOME_BENCH_ROCKSDB
+      if (rocks) {
+        if (auto s = rocks->Commit(n); !s.ok()) {
+          std::fprintf(stderr, "%s\n", s.ToString().c_str());
+          return 1;
+        }
+      }
+#endif
     }
-    store->TakeBytesRead();
+    take_bytes_read();
     Run resident;
     auto print = [&](const char* mode, const absl::StatusOr<Run>& run,
                      const engine::BlockCache* cache) {
@@ -186,22 +342,24 @@ int main(int argc, char** argv) {
       return true;
     };
     {  // resident
+      if (!make_cold()) return 1;
       const auto start = Clock::now();
       auto seq = engine.LoadState(n, *store);
       absl::StatusOr<Run> run =
           seq.ok() ? Ask(engine, **seq, question, decode, start) : absl::StatusOr<Run>(seq.status());
-      if (run.ok()) run->bytes_read = store->TakeBytesRead();
+      if (run.ok()) run->bytes_read = take_bytes_read();
       if (!print("resident", run, nullptr)) return 1;
       resident = *std::move(run);
     }
     auto cache = engine.NewBlockCache(absl::GetFlag(FLAGS_block_cache_mb) * MiB,
                                       absl::GetFlag(FLAGS_host_cache_mb) * MiB);
     for (const char* mode : {"on demand, cold", "on demand, warm"}) {
+      if (std::string_view(mode).ends_with("cold") && !make_cold()) return 1;
       const auto start = Clock::now();
       auto seq = engine.LoadStateOnDemand(n, store, cache, "bench");
       absl::StatusOr<Run> run =
           seq.ok() ? Ask(engine, **seq, question, decode, start) : absl::StatusOr<Run>(seq.status());
-      if (run.ok()) run->bytes_read = store->TakeBytesRead();
+      if (run.ok()) run->bytes_read = take_bytes_read();
       if (!print(mode, run, cache.get())) return 1;
     }
   }

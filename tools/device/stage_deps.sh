@@ -12,7 +12,8 @@
 # to themselves.
 #
 #   tools/device/stage_deps.sh --with-binaries build-cuda
-# also copies that build's backend_ops_test, tome_bench and tome_on_demand_bench (and libgomp) to .devdeps/bin, so
+# also copies that build's backend_ops_test, tome_bench, tome_on_demand_bench and
+# tome_store_read_bench (and libgomp, and RocksDB's libraries for a -DTOME_STORAGE=ON build) to .devdeps/bin, so
 # a device run needs no build (tools/device/cuda_checks.sh uses them when they run there).
 # backend_ops_test holds the tensor-parallel tests too (tp_cuda_test.cc; NCCL itself is the
 # device's own libnccl.so.2, too large to carry). DEVDEPS_DIR=.devdeps-tp stages into another
@@ -36,11 +37,19 @@ if [[ -n "$build" ]]; then
   mkdir -p "$out/bin"
   cp "$root/$build/tests/kernels/backend_ops_test" "$root/$build/tests/bench/tome_bench" \
     "$out/bin/"
-  # Built only where needed (a TP-only build may lack it).
-  if [[ -f "$root/$build/tests/bench/tome_on_demand_bench" ]]; then
-    cp "$root/$build/tests/bench/tome_on_demand_bench" "$out/bin/"
-  fi
+  # Built only where needed (a TP-only build may lack them).
+  for bench in tome_on_demand_bench tome_store_read_bench; do
+    if [[ -f "$root/$build/tests/bench/$bench" ]]; then cp "$root/$build/tests/bench/$bench" "$out/bin/"; fi
+  done
   cp -L /usr/$arch_lib/libgomp.so.1 "$out/prefix/$arch_lib/"
+  # A build with storage/ (-DTOME_STORAGE=ON) links RocksDB (statically or not): the
+  # libraries it and storage/ need that the GPU machine may lack (it has glibc, libstdc++ and
+  # zlib), each copied when a staged binary names it.
+  needed="$(ldd "$out"/bin/* 2>/dev/null | awk '{print $1}' | sort -u)"
+  for lib in librocksdb.so.7.8 libgflags.so.2.2 libsnappy.so.1 liblz4.so.1 libzstd.so.1 \
+    libbz2.so.1.0 libxxhash.so.0 liburing.so.2; do
+    if grep -qx "$lib" <<<"$needed"; then cp -L "/lib/$arch_lib/$lib" "$out/prefix/$arch_lib/"; fi
+  done
 fi
 grep -qx "/$dir/" "$root/.git/info/exclude" 2>/dev/null ||
   { mkdir -p "$root/.git/info"; echo "/$dir/" >>"$root/.git/info/exclude"; }

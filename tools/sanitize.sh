@@ -56,7 +56,7 @@ tsan() {
   # One OpenMP thread: libgomp is not TSan-instrumented, so its barriers would look like
   # missing synchronisation inside every parallel kernel. Tome's own threads stay many.
   OMP_NUM_THREADS=1 taskset -c 0 ctest --test-dir build-tsan --output-on-failure -j 1 \
-    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest|ClusterTest)\."
+    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest|ReadPoolTest|ClusterTest)\."
 }
 
 # CI's subset: the targets that need no gRPC server code (build time), each fully sanitized.
@@ -69,7 +69,7 @@ ci() {
     -E "reference_self_test|ReferenceParity"
   configure build-tsan thread
   ninja -C build-tsan -j "$jobs" storage_test
-  OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j 1 -R "^(ContextStoreTest|LifecycleTest|FaultTest)\."
+  OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j 1 -R "^(ContextStoreTest|ReadPoolTest|LifecycleTest|FaultTest)\."
   tools/fuzz.sh 15
 }
 

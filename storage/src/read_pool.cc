@@ -8,36 +8,30 @@ ReadPool::ReadPool(int threads) {
 
 ReadPool::~ReadPool() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  work_cv_.notify_all();
   for (std::thread& t : threads_) t.join();
 }
 
-bool ReadPool::Take(Job** job, size_t* index) {
-  if (job_ == nullptr || job_->next >= job_->n) return false;
-  *job = job_;
-  *index = job_->next++;
-  return true;
+void ReadPool::Drain(std::unique_lock<std::mutex>& lock) {
+  while (job_ != nullptr && job_->next < job_->n) {
+    Job* job = job_;
+    const size_t index = job->next++;
+    lock.unlock();
+    (*job->fn)(index);
+    lock.lock();
+    if (++job->finished == job->n) done_cv_.notify_all();
+  }
 }
 
 void ReadPool::Work() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    mu_.Await(absl::Condition(
-        +[](ReadPool* p) {
-          return p->stop_ || (p->job_ != nullptr && p->job_->next < p->job_->n);
-        },
-        this));
+    work_cv_.wait(lock, [this] { return stop_ || (job_ != nullptr && job_->next < job_->n); });
     if (stop_) return;
-    Job* job = nullptr;
-    size_t index = 0;
-    while (Take(&job, &index)) {
-      mu_.Unlock();
-      (*job->fn)(index);
-      mu_.Lock();
-      ++job->finished;
-    }
+    Drain(lock);
   }
 }
 
@@ -47,22 +41,15 @@ void ReadPool::Run(size_t n, const std::function<void(size_t)>& fn) {
     for (size_t i = 0; i < n; ++i) fn(i);
     return;
   }
-  absl::MutexLock run_lock(&run_mu_);
+  std::lock_guard<std::mutex> run_lock(run_mu_);
   Job job;
   job.fn = &fn;
   job.n = n;
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   job_ = &job;
-  Job* taken = nullptr;
-  size_t index = 0;
-  while (Take(&taken, &index)) {  // the caller works too
-    mu_.Unlock();
-    fn(index);
-    mu_.Lock();
-    ++job.finished;
-  }
-  mu_.Await(absl::Condition(
-      +[](Job* j) { return j->finished == j->n; }, &job));
+  work_cv_.notify_all();
+  Drain(lock);  // the caller works too
+  done_cv_.wait(lock, [&job] { return job.finished == job.n; });
   job_ = nullptr;
 }
 

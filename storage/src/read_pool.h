@@ -2,13 +2,12 @@
 // KV blocks, and a disk serves them faster with several requests in flight than one by one.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
-
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 
 namespace tome::storage {
 
@@ -32,13 +31,16 @@ class ReadPool {
     size_t finished = 0;  // calls returned
   };
   void Work();
-  // Takes the next index of the current job; false when none is left.
-  bool Take(Job** job, size_t* index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs indices of the current job until none is left to hand out; `lock` holds mu_.
+  void Drain(std::unique_lock<std::mutex>& lock);
 
-  absl::Mutex run_mu_;  // one Run at a time
-  absl::Mutex mu_;
-  Job* job_ ABSL_GUARDED_BY(mu_) = nullptr;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // std::mutex rather than absl::Mutex: ThreadSanitizer sees its ordering (Debian's abseil
+  // is not instrumented).
+  std::mutex run_mu_;  // one Run at a time
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  Job* job_ = nullptr;  // guarded by mu_
+  bool stop_ = false;   // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

@@ -48,7 +48,7 @@ if [[ -n "$build" ]]; then
   needed="$(ldd "$out"/bin/* 2>/dev/null | awk '{print $1}' | sort -u)"
   for lib in librocksdb.so.7.8 libgflags.so.2.2 libsnappy.so.1 liblz4.so.1 libzstd.so.1 \
     libbz2.so.1.0 libxxhash.so.0 liburing.so.2; do
-    if grep -qx "$lib" <<<"$needed"; then cp -L "/lib/$arch_lib/$lib" "$out/prefix/$arch_lib/"; fi
+    if grep -qx "$lib" <<<"$needed"; then cp -L "/usr/$arch_lib/$lib" "$out/prefix/$arch_lib/"; fi
   done
 fi
 grep -qx "/$dir/" "$root/.git/info/exclude" 2>/dev/null ||

@@ -881,8 +881,8 @@ std::vector<absl::StatusOr<std::string>> RocksDbContextStore::GetStates(
     return absl::StrCat(DocName(tenant, id), ", state record ", StateKeyDebugString(keys[i]));
   };
   // The keys of a family without blob files (summary pages) go to RocksDB in one MultiGet:
-  // one pass over the files for many keys, 3x faster than a Get each for a 1M-token
-  // document's pages. Blob-file families (KV blocks, Lightning states) are read with one Get
+  // one pass over the files for many keys, faster than a Get each (a 1M-token document's
+  // pages open 1.2-4.5x faster cold). Blob-file families (KV blocks, Lightning states) are read with one Get
   // per key, several at once on the read pool: RocksDB 7.8's MultiGet of blob values
   // measured 2.6x (cold) to 4.5x (page cache) slower than single Gets
   // (tests/bench/store_read_bench.cc, docs/PERFORMANCE.md).
@@ -944,18 +944,7 @@ std::vector<absl::StatusOr<std::string>> RocksDbContextStore::GetStates(
                               absl::StrCat(where(i), ": ", payload.status().message()));
         continue;
       }
-      // A value RocksDB copied into the slice's own buffer (blob values are) becomes the
-      // result without another copy of its bytes.
-      std::string* own = values[j].GetSelf();
-      if (longer.empty() && !values[j].IsPinned() && own->data() == value.data()) {
-        const size_t offset = static_cast<size_t>(payload->data() - value.data());
-        const size_t size = payload->size();
-        own->erase(0, offset);
-        own->resize(size);
-        out[i] = std::move(*own);
-      } else {
-        out[i] = std::string(*payload);
-      }
+      out[i] = std::string(*payload);
     }
   }
   return out;

@@ -30,12 +30,12 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "drop_caches.h"
 #include "random_tokens.h"
 #include "checkpoint/presets.h"
 #include "tome/engine/engine.h"
 #if TOME_BENCH_ROCKSDB
 #include <filesystem>
-#include <fstream>
 
 #include "tome/storage/context_store.h"
 #endif
@@ -158,13 +158,6 @@ class RocksStore : public tome::engine::StateSink, public tome::engine::StateSou
   std::atomic<int64_t> bytes_read_{0};
 };
 
-bool DropCaches() {
-  std::fflush(stdout);
-  if (std::system("sync") != 0) return false;
-  std::ofstream drop("/proc/sys/vm/drop_caches");
-  drop << "3\n";
-  return static_cast<bool>(drop.flush());
-}
 #endif
 
 struct Run {
@@ -279,7 +272,7 @@ int main(int argc, char** argv) {
       make_cold = [&] {
         rocks.reset();
         store.reset();
-        if (absl::GetFlag(FLAGS_drop_caches) && !DropCaches()) {
+        if (absl::GetFlag(FLAGS_drop_caches) && !tome::bench::DropPageCache()) {
           std::fprintf(stderr, "could not drop the page cache (needs root)\n");
           return false;
         }

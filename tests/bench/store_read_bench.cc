@@ -18,7 +18,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <random>
 #include <set>
@@ -31,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "drop_caches.h"
 #include "tome/base/status_macros.h"
 #include "tome/storage/context_store.h"
 
@@ -201,13 +201,6 @@ absl::StatusOr<Result> Read(ContextStore& store, tome::storage::DocumentId id,
   return r;
 }
 
-bool DropCaches() {
-  std::fflush(stdout);
-  if (std::system("sync") != 0) return false;
-  std::ofstream drop("/proc/sys/vm/drop_caches");
-  drop << "3\n";
-  return static_cast<bool>(drop.flush());
-}
 
 int Fail(const absl::Status& status, const char* what) {
   std::fprintf(stderr, "%s: %s\n", what, status.ToString().c_str());
@@ -265,7 +258,7 @@ int main(int argc, char** argv) {
   }
   for (int run = 1; run <= absl::GetFlag(FLAGS_repeats); ++run) {
     for (int mode : modes) {
-      if (drop && !DropCaches()) {
+      if (drop && !tome::bench::DropPageCache()) {
         std::fprintf(stderr, "could not drop the page cache (needs root)\n");
         return 1;
       }

@@ -32,6 +32,7 @@
 #include "gpu_test_util.h"
 #include "paged_buffer.h"
 #include "tome/engine/config.h"
+#include "tome/kernels/cuda/sparse_attention.h"
 #include "tome/kernels/sparse_params.h"
 
 namespace tome::engine {
@@ -679,6 +680,13 @@ std::vector<OpCase> MakeCases() {
       [](Harness& h) { LightningCase(h, 32, 128, {1, 1, 1}); });
   add({"Lightning"}, "Lightning_split_100_37",
       [](Harness& h) { LightningCase(h, 4, 16, {100, 37}); });
+  // Chunk-parallel tensor-core form (>= 128 tokens, d 64/128): ragged last chunk, state
+  // carried between calls of both forms, d 64.
+  add({"Lightning"}, "Lightning_tc_h32d128_T1000",
+      [](Harness& h) { LightningCase(h, 32, 128, {1000}); });
+  add({"Lightning"}, "Lightning_tc_split_300_1_70_128",
+      [](Harness& h) { LightningCase(h, 32, 128, {300, 1, 70, 128}); });
+  add({"Lightning"}, "Lightning_tc_h4d64_T777", [](Harness& h) { LightningCase(h, 4, 64, {777}); });
   add({"WindowMeans"}, "WindowMeans_k1", [](Harness& h) { WindowMeansCase(h, 300, 128, 32, 16, 0); });
   add({"WindowMeans"}, "WindowMeans_k2_tail",
       [](Harness& h) { WindowMeansCase(h, 300, 128, 128, 64, 1); });
@@ -717,6 +725,18 @@ std::vector<OpCase> MakeCases() {
       [](Harness& h) { AttentionCase(h, 32, 2, 128, 4999, 1, true); });
   add({"BlockSparseAttention"}, "Attention_sala_dense",
       [](Harness& h) { AttentionCase(h, 32, 2, 128, 0, 200, false); });
+  // Tensor-core path (>= 256 tokens, 8-16 heads a group, d 64/128; BlockSparseDispatch
+  // checks the routing): ragged tiles at both ends, padded heads, d 64, dense.
+  add({"BlockSparseAttention"}, "Attention_sala_selected_tc_ragged",
+      [](Harness& h) { AttentionCase(h, 32, 2, 128, 4990, 333, true); });
+  add({"BlockSparseAttention"}, "Attention_h12_selected_tc",
+      [](Harness& h) { AttentionCase(h, 24, 2, 128, 3003, 290, true); });
+  add({"BlockSparseAttention"}, "Attention_h16d64_selected_tc",
+      [](Harness& h) { AttentionCase(h, 16, 1, 64, 1000, 300, true); });
+  add({"BlockSparseAttention"}, "Attention_sala_dense_tc",
+      [](Harness& h) { AttentionCase(h, 32, 2, 128, 0, 600, false); });
+  add({"BlockSparseAttention"}, "Attention_sala_dense_tc_continued",
+      [](Harness& h) { AttentionCase(h, 32, 2, 128, 517, 300, false); });
   return c;
 }
 
@@ -752,6 +772,32 @@ INSTANTIATE_TEST_SUITE_P(Ops, BackendOpsTest,
                          });
 
 // Every virtual method declared in backend.h must be named by some case (runs without a GPU).
+// Which BlockSparseAttention calls run on tensor cores (host-only routing; the cases above
+// with "_tc" check the numbers).
+TEST(BlockSparseDispatch, PrefillOfModelShapesUsesTensorCores) {
+  alignas(16) static kernels::cuda::bf16 buffer[8];
+  kernels::cuda::DevicePagedRows view;
+  view.rows_per_page = 64;
+  view.width = 128;
+  const kernels::cuda::DevicePagedRows views[2] = {view, view};
+  kernels::cuda::BlockSparseArgs a;
+  a.q = a.out = buffer;
+  a.num_tokens = 8192, a.num_q_heads = 32, a.num_groups = 2, a.head_dim = 128;
+  a.q_stride = a.out_stride = 32 * 128;
+  a.first_position = 100000;
+  a.keys = a.values = views;
+  EXPECT_TRUE(kernels::cuda::BlockSparseUsesTensorCores(a));
+  EXPECT_EQ(kernels::cuda::BlockSparseSplits(a), 1);
+  a.num_tokens = 300;
+  EXPECT_TRUE(kernels::cuda::BlockSparseUsesTensorCores(a));
+  a.num_tokens = 1;  // decode: the SIMT kernel splits the blocks over CTAs
+  EXPECT_FALSE(kernels::cuda::BlockSparseUsesTensorCores(a));
+  a.num_tokens = 8192, a.num_q_heads = 4;  // 2 heads a group would waste 14 of 16 MMA rows
+  EXPECT_FALSE(kernels::cuda::BlockSparseUsesTensorCores(a));
+  a.num_q_heads = 32, a.block_size = 32;
+  EXPECT_FALSE(kernels::cuda::BlockSparseUsesTensorCores(a));
+}
+
 TEST(BackendOpsCoverage, EveryBackendOpHasACase) {
   std::ifstream in(std::string(TOME_SOURCE_DIR) + "/engine/src/backend.h");
   ASSERT_TRUE(in) << "cannot read engine/src/backend.h";

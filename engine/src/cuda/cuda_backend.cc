@@ -346,8 +346,12 @@ class CudaBackend final : public Backend {
                 "Lightning: layout")) {
       return;
     }
+    const size_t bytes = kc::LightningScratchBytes(q.rows, heads, head_dim, q.stride, B16(q),
+                                                   B16(k), B16(v));
+    auto scratch = Scratch(bytes);
+    if (!scratch.ok()) return Check(scratch.status());
     Check(kc::Lightning(B16(q), B16(k), B16(v), q.rows, heads, head_dim, q.stride, slopes.f32(),
-                        scale, state.f32(), B16(out), out.stride, stream_),
+                        scale, state.f32(), B16(out), out.stride, *scratch, bytes, stream_),
           "Lightning");
   }
 

@@ -1,8 +1,10 @@
 // Lightning attention: one CTA per (head, slice of value columns) runs the chunked form over
 // all tokens of the call, holding its slice of the fp32 state in shared memory. Splitting the
 // value dimension is exact (state columns are independent) and gives H · d/32 CTAs; each
-// recomputes the chunk's decay-masked score matrix. SIMT fp32 throughout (correct first).
+// recomputes the chunk's decay-masked score matrix. SIMT fp32 throughout: used for decode and
+// short calls; prefill-sized calls go chunk-parallel to tensor cores (lightning_mma.cu).
 #include "common.cuh"
+#include "lightning_mma.h"
 #include "tome/kernels/cuda/lightning.h"
 
 namespace tome::kernels::cuda {
@@ -114,11 +116,23 @@ cudaError_t Launch(const bf16* q, const bf16* k, const bf16* v, int64_t num_toke
 
 }  // namespace
 
+size_t LightningScratchBytes(int64_t num_tokens, int64_t num_heads, int64_t head_dim,
+                             int64_t row_stride, const bf16* q, const bf16* k, const bf16* v) {
+  return LightningUsesTensorCores(num_tokens, head_dim, row_stride, q, k, v)
+             ? LightningMmaScratchBytes(num_tokens, num_heads, head_dim)
+             : 0;
+}
+
 cudaError_t Lightning(const bf16* q, const bf16* k, const bf16* v, int64_t num_tokens,
                       int64_t num_heads, int64_t head_dim, int64_t row_stride,
                       const float* slopes, float scale, float* state, bf16* out,
-                      int64_t out_stride, cudaStream_t stream) {
+                      int64_t out_stride, void* scratch, size_t scratch_bytes,
+                      cudaStream_t stream) {
   if (num_tokens == 0 || num_heads == 0) return cudaSuccess;
+  if (LightningUsesTensorCores(num_tokens, head_dim, row_stride, q, k, v)) {
+    return LightningMma(q, k, v, num_tokens, num_heads, head_dim, row_stride, slopes, scale,
+                        state, out, out_stride, scratch, scratch_bytes, stream);
+  }
   switch (head_dim) {
     case 16:
       return Launch<16>(q, k, v, num_tokens, num_heads, row_stride, slopes, scale, state, out,

@@ -1,5 +1,6 @@
-// Block-sparse attention (flash-style, SIMT fp32). One CTA per (query tile, KV group): a tile
-// is up to tq consecutive tokens of one query block, so its tq·hg query rows (tokens × heads
+// Block-sparse attention (flash-style, SIMT fp32; prefill-sized calls of the model's shapes go
+// to the tensor-core kernel in sparse_attention_mma.cu). One CTA per (query tile, KV group): a
+// tile is up to tq consecutive tokens of one query block, so its tq·hg query rows (tokens × heads
 // of the group) share the diagonal block. The CTA walks the union of the tile's selected
 // blocks in ascending order; each 64-key tile of K/V is loaded to shared memory once and
 // used by every row, rows whose token did not select the block masked to -inf. Each thread
@@ -10,6 +11,7 @@
 #include <algorithm>
 
 #include "common.cuh"
+#include "sparse_attention_mma.h"
 #include "tome/kernels/cuda/sparse_attention.h"
 
 namespace tome::kernels::cuda {
@@ -390,7 +392,7 @@ bool Narrow(const BlockSparseArgs& a) {
 }  // namespace
 
 int BlockSparseSplits(const BlockSparseArgs& a) {
-  if (a.num_tokens == 0 || a.num_groups <= 0) return 1;
+  if (a.num_tokens == 0 || a.num_groups <= 0 || BlockSparseUsesTensorCores(a)) return 1;
   const int64_t hg = a.num_q_heads / a.num_groups;
   const int64_t tq = TileTokens(a, hg, Narrow(a) ? Shape<1>::kRows : Shape<8>::kRows);
   const int64_t last = a.first_position + a.num_tokens - 1;
@@ -410,6 +412,7 @@ cudaError_t BlockSparseAttention(const BlockSparseArgs& a, cudaStream_t stream) 
   if (a.num_groups <= 0 || a.num_groups > kMaxGroups || a.num_q_heads % a.num_groups != 0) {
     return cudaErrorInvalidValue;
   }
+  if (BlockSparseUsesTensorCores(a)) return BlockSparseAttentionMma(a, stream);
   const int64_t hg = a.num_q_heads / a.num_groups;
   // Selections: one token per CTA where the heads of a group fit 16 rows; dense: 128 rows.
   const bool narrow = Narrow(a);

@@ -66,10 +66,16 @@ struct BlockSparseArgs {
 int BlockSparseSplits(const BlockSparseArgs& args);
 size_t BlockSparseScratchBytes(const BlockSparseArgs& args);
 
+// Whether BlockSparseAttention runs these arguments on tensor cores (prefill-sized calls,
+// 8 to 16 heads a group, head_dim 64 or 128, 64-key blocks that are whole KV pages): bf16
+// mma.sync with fp32 accumulators, probabilities rounded to bf16 for P·V. Otherwise SIMT
+// fp32 (decode, short calls, small test shapes).
+bool BlockSparseUsesTensorCores(const BlockSparseArgs& args);
+
 // Flash-style (online softmax, fp32) causal attention over the selected blocks, token-level
 // mask in the diagonal block; queries of one group and several consecutive tokens of one
 // query block share each key/value tile (one token per CTA for selections of up to 16 heads
-// a group). head_dim 16, 32, 64 or 128.
+// a group on the SIMT path). head_dim 16, 32, 64 or 128.
 cudaError_t BlockSparseAttention(const BlockSparseArgs& args, cudaStream_t stream);
 
 }  // namespace tome::kernels::cuda

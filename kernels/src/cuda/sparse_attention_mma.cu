@@ -1,0 +1,307 @@
+// Block-sparse attention on tensor cores (prefill). One CTA per (tile of up to 8 consecutive
+// tokens of one query block, KV group); warp w owns token w of the tile, whose 16 query rows
+// are the group's heads (InfLLM-v2 gives the heads of a group one block selection, so a warp's
+// m16 tile shares one mask and a block is either attended by the whole warp or skipped).
+// The CTA walks the union of its tokens' selected blocks in ascending order; each 64-key block
+// of K and V is copied to shared memory once (cp.async, double-buffered, XOR-swizzled rows)
+// and used by every warp whose token selected it. S = Q·Kᵀ and O += P·V are bf16 mma.sync
+// with fp32 accumulators; the online softmax stays in registers (base 2, fp32). Dense
+// attention (no selection) is the same walk over every causal block.
+#include <algorithm>
+
+#include "common.cuh"
+#include "mma.cuh"
+#include "sparse_attention_mma.h"
+
+namespace tome::kernels::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kBlock = 64;                // keys per block = rows per KV page
+constexpr int kBitmapWordsPerCta = 4096;  // bounds tq · words (16 KB of per-token bitmaps)
+constexpr int64_t kMinTokens = 256;       // fewer: the SIMT kernel, which splits blocks over CTAs
+
+struct MmaParams {
+  const bf16* q;
+  int64_t q_stride, first_position, num_tokens, topk, out_stride;
+  int hg, num_groups, tq, words;
+  const int32_t* selected;  // null: dense (every causal block)
+  float scale_log2;         // softmax scale · log2(e)
+  bf16* out;
+  PagedGroups keys, values;
+};
+
+// Element offset of 8-column chunk `chunk` of row `row` in a [kBlock][D] bf16 tile. Chunks
+// are XOR-swizzled by row so that ldmatrix's eight row reads hit eight different bank groups.
+template <int D>
+__device__ __forceinline__ int Swizzled(int row, int chunk) {
+  return row * D + ((chunk ^ (row & 7)) << 3);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 1) SparseAttentionMmaKernel(MmaParams a) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row; also the output's n-tiles
+  constexpr int kSteps = D / 16;  // k-steps of Q·Kᵀ
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* kbuf = reinterpret_cast<bf16*>(smem);  // [2][kBlock][D]
+  bf16* vbuf = kbuf + 2 * kBlock * D;
+  uint32_t* tok_bits = reinterpret_cast<uint32_t*>(vbuf + 2 * kBlock * D);  // [tq][words]
+  uint32_t* any_bits = tok_bits + a.tq * a.words;                           // [words]
+  int32_t* blocks = reinterpret_cast<int32_t*>(any_bits + a.words);          // [tq · topk]
+  __shared__ int num_blocks;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = blockIdx.y;
+  const int64_t tile_start = (a.first_position / a.tq + blockIdx.x) * a.tq;
+  const int64_t p_lo = max(a.first_position, tile_start);
+  const int64_t p_hi = min(a.first_position + a.num_tokens, tile_start + a.tq);  // exclusive
+  const int nq = static_cast<int>(p_hi - p_lo);
+  const int64_t t0 = p_lo - a.first_position;
+  const int64_t bq = (p_hi - 1) / kBlock;  // the tile's query block
+  const DevicePagedRows keys = a.keys.g[g], values = a.values.g[g];
+  const bool dense = a.selected == nullptr;
+
+  if (!dense) {  // per-token bitmaps of selected blocks, then their union as a sorted list
+    const int words = static_cast<int>((bq + 32) / 32);
+    for (int e = tid; e < nq * a.words; e += kThreads) tok_bits[e] = 0;
+    __syncthreads();
+    for (int64_t e = tid; e < nq * a.topk; e += kThreads) {
+      const int64_t t = e / a.topk;
+      const int32_t b = a.selected[((t0 + t) * a.num_groups + g) * a.topk + e % a.topk];
+      if (b >= 0 && b <= bq) atomicOr(&tok_bits[t * a.words + b / 32], 1u << (b % 32));
+    }
+    __syncthreads();
+    for (int w = tid; w < words; w += kThreads) {
+      uint32_t x = 0;
+      for (int t = 0; t < nq; ++t) x |= tok_bits[t * a.words + w];
+      any_bits[w] = x;
+    }
+    __syncthreads();
+    if (warp == 0) {
+      int base = 0;
+      for (int w0 = 0; w0 < words; w0 += 32) {
+        const int w = w0 + lane;
+        uint32_t bits = w < words ? any_bits[w] : 0u;
+        const int count = __popc(bits);
+        int inclusive = count;
+        for (int off = 1; off < 32; off <<= 1) {
+          const int v = __shfl_up_sync(0xffffffffu, inclusive, off);
+          if (lane >= off) inclusive += v;
+        }
+        int pos = base + inclusive - count;
+        while (bits != 0) {
+          blocks[pos++] = w * 32 + __ffs(bits) - 1;
+          bits &= bits - 1;
+        }
+        base += __shfl_sync(0xffffffffu, inclusive, 31);
+      }
+      if (lane == 0) num_blocks = base;
+    }
+    __syncthreads();
+  }
+  const int count = dense ? static_cast<int>(bq + 1) : num_blocks;
+
+  // Copies block `i` of the walk into buffer `buf`; rows the tile cannot see are zeros (their
+  // scores are masked, and zeros keep P·V finite whatever the page holds past them).
+  auto load = [&](int i, int buf) {
+    const int64_t b = dense ? i : blocks[i];
+    const int64_t visible = min(int64_t{kBlock}, p_hi - kBlock * b);
+    const bf16* kp = keys.pages[b];
+    const bf16* vp = values.pages[b];
+    bf16* kd = kbuf + buf * kBlock * D;
+    bf16* vd = vbuf + buf * kBlock * D;
+    for (int e = tid; e < kBlock * kChunks; e += kThreads) {
+      const int row = e / kChunks, chunk = e % kChunks;
+      const bool valid = row < visible;
+      const int src = valid ? row * D + chunk * 8 : 0;
+      CpAsync16(kd + Swizzled<D>(row, chunk), kp + src, valid);
+      CpAsync16(vd + Swizzled<D>(row, chunk), vp + src, valid);
+    }
+    CpAsyncCommit();
+  };
+
+  // This warp's token: rows gi and gi + 8 of its m16 tiles are heads gi and gi + 8.
+  const int t = warp, gi = lane / 4, c = lane % 4;
+  const bool has_token = t < nq;
+  const int64_t p = p_lo + t;
+  uint32_t qf[kSteps][4];
+  {
+    const bf16* q0 = a.q + (t0 + t) * a.q_stride + int64_t(g * a.hg + gi) * D + 2 * c;
+    const bf16* q1 = q0 + 8 * D;
+    const bool r0 = has_token && gi < a.hg, r1 = has_token && gi + 8 < a.hg;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      qf[s][0] = r0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s) : 0u;
+      qf[s][1] = r1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s) : 0u;
+      qf[s][2] = r0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s + 8) : 0u;
+      qf[s][3] = r1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s + 8) : 0u;
+    }
+  }
+  float o[kChunks][4];
+#pragma unroll
+  for (int n = 0; n < kChunks; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;  // rows gi, gi + 8
+  const int mi = lane / 8, mrow = lane % 8;  // ldmatrix: this lane's matrix and row
+
+  if (count > 0) load(0, 0);
+  for (int i = 0; i < count; ++i) {
+    if (i + 1 < count) {
+      load(i + 1, (i + 1) & 1);
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();
+    const int64_t b = dense ? i : blocks[i];
+    const bool mine = has_token && (dense || ((tok_bits[t * a.words + b / 32] >> (b % 32)) & 1u));
+    if (mine) {
+      const bf16* kt = kbuf + (i & 1) * kBlock * D;
+      const bf16* vt = vbuf + (i & 1) * kBlock * D;
+      float s[8][4];  // 8 n-tiles of 8 keys
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < kSteps; ++ks) {
+#pragma unroll
+        for (int jp = 0; jp < 4; ++jp) {
+          uint32_t r[4];
+          LdMatrixX4(r, kt + Swizzled<D>(16 * jp + (mi >> 1) * 8 + mrow, 2 * ks + (mi & 1)));
+          MmaBf16(s[2 * jp], qf[ks], r[0], r[1]);
+          MmaBf16(s[2 * jp + 1], qf[ks], r[2], r[3]);
+        }
+      }
+      // Scale to base 2; causal mask in the query's own block (every other block of the walk
+      // lies wholly before the tile, and every block's first key is visible to every token).
+      const bool diagonal = b == bq;
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float v = s[j][e] * a.scale_log2;
+          if (diagonal && kBlock * b + 8 * j + 2 * c + (e & 1) > p) v = -INFINITY;
+          s[j][e] = v;
+        }
+        mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+      }
+#pragma unroll
+      for (int off = 1; off < 4; off <<= 1) {
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+      }
+      const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);  // finite: see above
+      const float c0 = exp2f(m0 - n0), c1 = exp2f(m1 - n1);
+      m0 = n0, m1 = n1;
+      float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        s[j][0] = exp2f(s[j][0] - n0), s[j][1] = exp2f(s[j][1] - n0);
+        s[j][2] = exp2f(s[j][2] - n1), s[j][3] = exp2f(s[j][3] - n1);
+        sum0 += s[j][0] + s[j][1];
+        sum1 += s[j][2] + s[j][3];
+      }
+      l0 = l0 * c0 + sum0;  // this lane's columns; the row's four lanes are summed at the end
+      l1 = l1 * c1 + sum1;
+#pragma unroll
+      for (int n = 0; n < kChunks; ++n) o[n][0] *= c0, o[n][1] *= c0, o[n][2] *= c1, o[n][3] *= c1;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {  // 16 keys per k-step; S's C layout is P's A layout
+        const uint32_t pa[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]),
+                                PackBf16(s[2 * kk][2], s[2 * kk][3]),
+                                PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+        for (int dp = 0; dp < kChunks / 2; ++dp) {
+          uint32_t r[4];
+          LdMatrixX4Trans(r, vt + Swizzled<D>(16 * kk + (mi & 1) * 8 + mrow, 2 * dp + (mi >> 1)));
+          MmaBf16(o[2 * dp], pa, r[0], r[1]);
+          MmaBf16(o[2 * dp + 1], pa, r[2], r[3]);
+        }
+      }
+    }
+    __syncthreads();  // the next iteration's copy overwrites this buffer
+  }
+  if (!has_token) return;
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+  }
+  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+  bf16* out0 = a.out + (t0 + t) * a.out_stride + int64_t(g * a.hg + gi) * D + 2 * c;
+  bf16* out1 = out0 + 8 * D;
+#pragma unroll
+  for (int n = 0; n < kChunks; ++n) {
+    if (gi < a.hg) {
+      *reinterpret_cast<uint32_t*>(out0 + 8 * n) = PackBf16(o[n][0] * inv0, o[n][1] * inv0);
+    }
+    if (gi + 8 < a.hg) {
+      *reinterpret_cast<uint32_t*>(out1 + 8 * n) = PackBf16(o[n][2] * inv1, o[n][3] * inv1);
+    }
+  }
+}
+
+template <int D>
+cudaError_t Launch(const MmaParams& p, int64_t num_tiles, cudaStream_t stream) {
+  const int max_smem = OptInDynamicSmem<SparseAttentionMmaKernel<D>>();
+  const size_t smem = sizeof(bf16) * 4 * kBlock * D +
+                      sizeof(uint32_t) * ((p.tq + 1) * int64_t{p.words} + p.tq * p.topk);
+  if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
+  const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(p.num_groups));
+  SparseAttentionMmaKernel<D><<<grid, kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+bool Aligned4(const void* p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; }
+
+}  // namespace
+
+bool BlockSparseUsesTensorCores(const BlockSparseArgs& a) {
+  const int64_t hg = a.num_groups > 0 ? a.num_q_heads / a.num_groups : 0;
+  if (a.num_tokens < kMinTokens || hg < 8 || hg > 16 || a.num_groups > kMaxGroups ||
+      a.num_q_heads % a.num_groups != 0 || (a.head_dim != 64 && a.head_dim != 128) ||
+      a.block_size != kBlock || a.q_stride % 2 != 0 || a.out_stride % 2 != 0 ||
+      !Aligned4(a.q) || !Aligned4(a.out) || a.keys == nullptr || a.values == nullptr) {
+    return false;
+  }
+  for (int64_t g = 0; g < a.num_groups; ++g) {
+    for (const DevicePagedRows* m : {&a.keys[g], &a.values[g]}) {
+      if (m->rows_per_page != kBlock || m->width != a.head_dim) return false;
+    }
+  }
+  return true;
+}
+
+cudaError_t BlockSparseAttentionMma(const BlockSparseArgs& a, cudaStream_t stream) {
+  if (!BlockSparseUsesTensorCores(a)) return cudaErrorInvalidValue;
+  MmaParams p{};
+  p.q = a.q;
+  p.q_stride = a.q_stride;
+  p.first_position = a.first_position;
+  p.num_tokens = a.num_tokens;
+  p.topk = a.selected != nullptr ? a.topk_total : 0;
+  p.out_stride = a.out_stride;
+  p.hg = static_cast<int>(a.num_q_heads / a.num_groups);
+  p.num_groups = static_cast<int>(a.num_groups);
+  p.selected = a.selected;
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.out = a.out;
+  for (int64_t g = 0; g < a.num_groups; ++g) {
+    p.keys.g[g] = a.keys[g];
+    p.values.g[g] = a.values[g];
+  }
+  const int64_t last = a.first_position + a.num_tokens - 1;
+  p.words = a.selected != nullptr ? static_cast<int>((last / kBlock + 1 + 31) / 32) : 0;
+  // Tokens per tile: a divisor of the block size (a tile never straddles query blocks), at
+  // most one per warp, and few enough that the tile's bitmaps fit kBitmapWordsPerCta.
+  const int64_t cap = std::min<int64_t>(
+      kWarps, p.words > 0 ? std::max<int64_t>(1, kBitmapWordsPerCta / p.words) : kWarps);
+  int64_t tq = 1;
+  while (tq * 2 <= cap) tq *= 2;  // kBlock is a power of two
+  p.tq = static_cast<int>(tq);
+  const int64_t num_tiles = last / tq - a.first_position / tq + 1;
+  return a.head_dim == 64 ? Launch<64>(p, num_tiles, stream) : Launch<128>(p, num_tiles, stream);
+}
+
+}  // namespace tome::kernels::cuda

@@ -401,10 +401,11 @@ void RopeCase(Harness& h, int64_t tokens, int64_t heads, int64_t d, int64_t firs
   ExpectClose(xg.Get(), xc.Get(), kBf16Tol, "Rope");
 }
 
-void SiluMulCase(Harness& h, int64_t rows, int64_t cols) {
+void SiluMulCase(Harness& h, int64_t rows, int64_t cols, int64_t out_pad) {
   const std::vector<float> gu = RandomValues(rows * 2 * cols, cols, 2.0f);
   Mat gc(h.cpu, DType::kF32, rows, 2 * cols), gg(h.gpu, DType::kBF16, rows, 2 * cols);
-  Mat oc(h.cpu, DType::kF32, rows, cols, cols + 10), og(h.gpu, DType::kBF16, rows, cols, cols + 10);
+  Mat oc(h.cpu, DType::kF32, rows, cols, cols + out_pad),
+      og(h.gpu, DType::kBF16, rows, cols, cols + out_pad);
   gc.Set(gu);
   gg.Set(gu);
   h.cpu.SiluMul(gc.t().Cols(0, cols), gc.t().Cols(cols, cols), oc.t());
@@ -666,9 +667,13 @@ std::vector<OpCase> MakeCases() {
   add({"Rope"}, "Rope_tiny", [](Harness& h) { RopeCase(h, 37, 4, 16, 0, 64, 0); });
   add({"Rope"}, "Rope_strided", [](Harness& h) { RopeCase(h, 5, 32, 128, 1000, 16384, 4096); });
   add({"Rope"}, "Rope_far", [](Harness& h) { RopeCase(h, 3, 32, 128, 1048000, 4096, 0); });
-  add({"SiluMul"}, "SiluMul", [](Harness& h) { SiluMulCase(h, 9, 300); });
-  add({"SigmoidMul"}, "SigmoidMul", [](Harness& h) { SigmoidMulCase(h, 9, 256); });
-  add({"AddScaled"}, "AddScaled", [](Harness& h) { AddScaledCase(h, 13, 96); });
+  // Rows of a multiple of 8 elements at 16-byte aligned strides take the vector kernels.
+  add({"SiluMul"}, "SiluMul", [](Harness& h) { SiluMulCase(h, 9, 300, 10); });
+  add({"SiluMul"}, "SiluMul_vec8", [](Harness& h) { SiluMulCase(h, 9, 512, 8); });
+  add({"SigmoidMul"}, "SigmoidMul_vec8", [](Harness& h) { SigmoidMulCase(h, 9, 256); });
+  add({"SigmoidMul"}, "SigmoidMul", [](Harness& h) { SigmoidMulCase(h, 9, 100); });
+  add({"AddScaled"}, "AddScaled_vec8", [](Harness& h) { AddScaledCase(h, 13, 96); });
+  add({"AddScaled"}, "AddScaled", [](Harness& h) { AddScaledCase(h, 13, 90); });
   for (int64_t t : {1, 63, 64, 65, 200}) {
     add({"Lightning"}, "Lightning_h4d16_T" + std::to_string(t),
         [t](Harness& h) { LightningCase(h, 4, 16, {t}); });
@@ -702,8 +707,14 @@ std::vector<OpCase> MakeCases() {
       [=](Harness& h) { SelectBlocksCase(h, sala, 32, 2, 128, 8936, 64); });
   add({"SelectBlocks"}, "SelectBlocks_sala_decode",
       [=](Harness& h) { SelectBlocksCase(h, sala, 32, 2, 128, 8999, 1); });
-  add({"SelectBlocks"}, "SelectBlocks_sala_70k_two_tiles",
+  // >= 512 queries of 8-16 heads a group: group sums on tensor cores; 32 heads in one group:
+  // the cuBLAS path, whose 256 MiB score tile holds ~380 of these queries (three tiles).
+  add({"SelectBlocks"}, "SelectBlocks_sala_70k",
       [=](Harness& h) { SelectBlocksCase(h, sala, 32, 2, 128, 69000, 1000); });
+  add({"SelectBlocks"}, "SelectBlocks_h32_70k_three_tiles",
+      [=](Harness& h) { SelectBlocksCase(h, sala, 32, 1, 128, 69000, 1000); });
+  add({"SelectBlocks"}, "SelectBlocks_h8d64_chunk",
+      [=](Harness& h) { SelectBlocksCase(h, sala, 16, 2, 64, 20000, 600); });
   add({"BlockSparseAttention"}, "Attention_tiny_dense",
       [](Harness& h) { AttentionCase(h, 4, 2, 16, 0, 700, false); });
   add({"BlockSparseAttention"}, "Attention_tiny_selected",

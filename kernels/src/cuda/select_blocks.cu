@@ -1,11 +1,14 @@
 // Stage-1 block selection. Per KV group: the visible summaries are gathered into dense
-// matrices; per tile of queries, cuBLAS scores every head of the group against them into a
-// bounded fp32 tile; SelectKernel then, one CTA per query, forms LSE2 per head, the bf16
-// head-group sums (in place), the block max-pool and the top-k by radix select in shared
-// memory. Only one tile of scores exists at a time (at most kScoreTileBytes).
+// matrices; per tile of queries the bf16 head-group sums Sc(p, j) are formed, then
+// TopKKernel, one CTA per query, max-pools them into block scores and takes the top-k by
+// radix select in shared memory. Group sums: for groups of 8-16 heads (the model's shapes)
+// on tensor cores without materialising per-head scores (select_scores_mma.cu); otherwise
+// cuBLAS scores every head into a bounded fp32 tile and SelectKernel forms LSE2 per head and
+// the sums in place. Only one tile exists at a time (at most kScoreTileBytes).
 #include <algorithm>
 
 #include "common.cuh"
+#include "select_scores_mma.h"
 #include "tome/kernels/cuda/gemm.h"
 #include "tome/kernels/cuda/sparse_attention.h"
 
@@ -47,69 +50,18 @@ __device__ int BlockExclusiveCount(bool flag, int* total, int* warp_counts) {
   return before + __popc(ballot & ((1u << lane) - 1u));
 }
 
-struct TileArgs {
-  float* s1;  // [hg, nt, ld1] scores against K1 (head 0's rows are overwritten by group sums)
-  const float* s2;  // [hg, nt, ld2]
-  int64_t ld1, ld2, nt;
-  int hg, g, num_groups;
-  int64_t p_first;  // position of the tile's first query
-  SparseParams sp;
-  float scale;
-  int32_t* selected;
-  float* scores;
-  int64_t out_row0;  // output row of the tile's first query
-};
-
-__global__ void __launch_bounds__(kThreads) SelectKernel(TileArgs a) {
-  extern __shared__ uint32_t keys[];  // [nb] ordered keys of the block scores
-  __shared__ float lse[kMaxHeadsPerGroup];
+// One CTA per query: block scores from the query's group sums `sc` (bf16-rounded values;
+// float or bf16 storage), max over the visible windows overlapping each block, forced blocks
+// +inf; then the top-k, ascending, -1 padded. Every thread of the CTA must call it.
+template <typename Score>
+__device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const SparseParams& sp,
+                            uint32_t* keys, int32_t* out, float* out_scores) {
   __shared__ uint32_t hist[256];
   __shared__ int warp_counts[kThreads / 32];
   __shared__ uint32_t s_prefix;
   __shared__ int s_need;
-
-  const int t = blockIdx.x, tid = threadIdx.x;
-  const SparseParams& sp = a.sp;
-  const int64_t p = a.p_first + t, B = sp.block_size, bp = p / B, nb = bp + 1;
-  const int64_t topk = sp.topk_total;
-  const int64_t out_off = ((a.out_row0 + t) * a.num_groups + a.g) * topk;
-  int32_t* out = a.selected + out_off;
-  float* out_scores = a.scores ? a.scores + out_off : nullptr;
-  if (nb <= topk && out_scores == nullptr) {  // every causal block: no scores needed
-    for (int64_t i = tid; i < topk; i += blockDim.x) out[i] = i < nb ? int32_t(i) : -1;
-    return;
-  }
-  const int64_t n1v = NumWindows(p + 1, sp.kernel_size, sp.kernel_stride);
-  const int64_t n2v = NumWindows(p + 1, 4 * sp.kernel_size, 4 * sp.kernel_stride);
-
-  // LSE2 of every head, one warp per head.
-  const int lane = tid % 32, warp = tid / 32, num_warps = blockDim.x / 32;
-  for (int hh = warp; hh < a.hg; hh += num_warps) {
-    const float* row = a.s2 + (hh * a.nt + t) * a.ld2;
-    float m = -INFINITY;
-    for (int64_t j = lane; j < n2v; j += 32) m = fmaxf(m, a.scale * row[j]);
-    m = WarpMax(m);
-    float sum = 0.0f;
-    for (int64_t j = lane; j < n2v; j += 32) sum += expf(a.scale * row[j] - m);
-    sum = WarpSum(sum);
-    if (lane == 0) lse[hh] = m + logf(sum);
-  }
-  __syncthreads();
-  // Group sums Sc(p, j), stored as bf16 values over head 0's row (each j read and written by
-  // one thread; __syncthreads makes the writes visible to the block).
-  float* acc = a.s1 + t * a.ld1;
-  for (int64_t j = tid; j < n1v; j += blockDim.x) {
-    float v = INFINITY;  // no visible K2 yet: every visible window scores +inf
-    if (n2v > 0) {
-      v = 0.0f;
-      for (int hh = 0; hh < a.hg; ++hh) {
-        v += expf(a.scale * a.s1[(hh * a.nt + t) * a.ld1 + j] - lse[hh]);
-      }
-    }
-    acc[j] = Round<bf16>(v);
-  }
-  __syncthreads();
-  // Block scores: max over the visible windows overlapping the block; forced blocks +inf.
+  const int tid = threadIdx.x;
+  const int64_t B = sp.block_size, bp = p / B, nb = bp + 1, topk = sp.topk_total;
   for (int64_t b = tid; b < nb; b += blockDim.x) {
     float v = INFINITY;
     if (b >= sp.init_blocks && b < bp - sp.local_blocks) {
@@ -117,7 +69,7 @@ __global__ void __launch_bounds__(kThreads) SelectKernel(TileArgs a) {
       const int64_t lo = num <= 0 ? 0 : (num + sp.kernel_stride - 1) / sp.kernel_stride;
       const int64_t hi = min((B * b + B - 1) / sp.kernel_stride, n1v - 1);
       v = -INFINITY;
-      for (int64_t j = lo; j <= hi; ++j) v = fmaxf(v, acc[j]);
+      for (int64_t j = lo; j <= hi; ++j) v = fmaxf(v, ToFloat(sc[j]));
     }
     keys[b] = OrderKey(v);
   }
@@ -178,12 +130,103 @@ __global__ void __launch_bounds__(kThreads) SelectKernel(TileArgs a) {
   }
 }
 
+// Query p's output slots: true (and the slots filled) when it takes every causal block and no
+// scores are wanted, so nothing needs scoring.
+__device__ bool TakesAllBlocks(int64_t p, const SparseParams& sp, int32_t* out,
+                               const float* out_scores) {
+  const int64_t nb = p / sp.block_size + 1, topk = sp.topk_total;
+  if (nb > topk || out_scores != nullptr) return false;
+  for (int64_t i = threadIdx.x; i < topk; i += blockDim.x) out[i] = i < nb ? int32_t(i) : -1;
+  return true;
+}
+
+struct TileArgs {
+  float* s1;  // [hg, nt, ld1] scores against K1 (head 0's rows are overwritten by group sums)
+  const float* s2;  // [hg, nt, ld2]
+  int64_t ld1, ld2, nt;
+  int hg, g, num_groups;
+  int64_t p_first;  // position of the tile's first query
+  SparseParams sp;
+  float scale;
+  int32_t* selected;
+  float* scores;
+  int64_t out_row0;  // output row of the tile's first query
+};
+
+__global__ void __launch_bounds__(kThreads) SelectKernel(TileArgs a) {
+  extern __shared__ uint32_t keys[];  // [nb] ordered keys of the block scores
+  __shared__ float lse[kMaxHeadsPerGroup];
+
+  const int t = blockIdx.x, tid = threadIdx.x;
+  const SparseParams& sp = a.sp;
+  const int64_t p = a.p_first + t;
+  const int64_t out_off = ((a.out_row0 + t) * a.num_groups + a.g) * sp.topk_total;
+  int32_t* out = a.selected + out_off;
+  float* out_scores = a.scores ? a.scores + out_off : nullptr;
+  if (TakesAllBlocks(p, sp, out, out_scores)) return;
+  const int64_t n1v = NumWindows(p + 1, sp.kernel_size, sp.kernel_stride);
+  const int64_t n2v = NumWindows(p + 1, 4 * sp.kernel_size, 4 * sp.kernel_stride);
+
+  // LSE2 of every head, one warp per head.
+  const int lane = tid % 32, warp = tid / 32, num_warps = blockDim.x / 32;
+  for (int hh = warp; hh < a.hg; hh += num_warps) {
+    const float* row = a.s2 + (hh * a.nt + t) * a.ld2;
+    float m = -INFINITY;
+    for (int64_t j = lane; j < n2v; j += 32) m = fmaxf(m, a.scale * row[j]);
+    m = WarpMax(m);
+    float sum = 0.0f;
+    for (int64_t j = lane; j < n2v; j += 32) sum += expf(a.scale * row[j] - m);
+    sum = WarpSum(sum);
+    if (lane == 0) lse[hh] = m + logf(sum);
+  }
+  __syncthreads();
+  // Group sums Sc(p, j), stored as bf16 values over head 0's row (each j read and written by
+  // one thread; __syncthreads makes the writes visible to the block).
+  float* acc = a.s1 + t * a.ld1;
+  for (int64_t j = tid; j < n1v; j += blockDim.x) {
+    float v = INFINITY;  // no visible K2 yet: every visible window scores +inf
+    if (n2v > 0) {
+      v = 0.0f;
+      for (int hh = 0; hh < a.hg; ++hh) {
+        v += expf(a.scale * a.s1[(hh * a.nt + t) * a.ld1 + j] - lse[hh]);
+      }
+    }
+    acc[j] = Round<bf16>(v);
+  }
+  __syncthreads();
+  PoolAndTopK(acc, n1v, p, sp, keys, out, out_scores);
+}
+
+struct TopKArgs {
+  const bf16* sc;  // [nt, ld] group sums (GroupScores)
+  int64_t ld;
+  int g, num_groups;
+  int64_t p_first, out_row0;
+  SparseParams sp;
+  int32_t* selected;
+  float* scores;
+};
+
+__global__ void __launch_bounds__(kThreads) TopKKernel(TopKArgs a) {
+  extern __shared__ uint32_t keys[];  // [nb] ordered keys of the block scores
+  const int t = blockIdx.x;
+  const SparseParams& sp = a.sp;
+  const int64_t p = a.p_first + t;
+  const int64_t out_off = ((a.out_row0 + t) * a.num_groups + a.g) * sp.topk_total;
+  int32_t* out = a.selected + out_off;
+  float* out_scores = a.scores ? a.scores + out_off : nullptr;
+  if (TakesAllBlocks(p, sp, out, out_scores)) return;
+  PoolAndTopK(a.sc + t * a.ld, NumWindows(p + 1, sp.kernel_size, sp.kernel_stride), p, sp, keys,
+              out, out_scores);
+}
+
 int64_t NumK1(const SparseParams& sp, int64_t n) { return sp.NumK1(n); }
 int64_t NumK2(const SparseParams& sp, int64_t n) { return sp.NumK2(n); }
 size_t Align(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 struct Plan {
   bool all_selected = false;  // every query takes all its causal blocks and no scores wanted
+  bool tensor_cores = false;  // GroupScores: s1 holds bf16 group sums [tile, ld1], no s2
   int64_t hg = 0, n1 = 0, n2 = 0, ld1 = 0, ld2 = 0, tile = 0;
   size_t k1_off = 0, k2_off = 0, s1_off = 0, s2_off = 0, bytes = 0;
 };
@@ -198,19 +241,30 @@ Plan MakePlan(const SelectBlocksArgs& a) {
   p.n2 = NumK2(a.params, last + 1);
   p.ld1 = (std::max<int64_t>(p.n1, 1) + 7) / 8 * 8;
   p.ld2 = (std::max<int64_t>(p.n2, 1) + 7) / 8 * 8;
-  const size_t per_query = sizeof(float) * p.hg * (p.ld1 + p.ld2);
-  p.tile = std::clamp<int64_t>(static_cast<int64_t>(kScoreTileBytes / per_query), 1,
-                               a.num_tokens);
+  p.tensor_cores = GroupScoresOnTensorCores(a.num_tokens, p.hg, a.head_dim);
+  const size_t per_query =
+      p.tensor_cores ? sizeof(bf16) * p.ld1 : sizeof(float) * p.hg * (p.ld1 + p.ld2);
+  // Equal tiles within the budget (no small last tile that would leave the GPU idle).
+  const int64_t max_tile = std::clamp<int64_t>(static_cast<int64_t>(kScoreTileBytes / per_query),
+                                               1, a.num_tokens);
+  p.tile = CeilDiv(a.num_tokens, CeilDiv(a.num_tokens, max_tile));
   p.k1_off = 0;
   p.k2_off = p.k1_off + Align(sizeof(bf16) * p.n1 * a.head_dim);
   p.s1_off = p.k2_off + Align(sizeof(bf16) * p.n2 * a.head_dim);
+  if (p.tensor_cores) {
+    p.s2_off = p.s1_off + Align(sizeof(bf16) * p.tile * p.ld1);
+    p.bytes = p.s2_off;
+    return p;
+  }
   p.s2_off = p.s1_off + Align(sizeof(float) * p.hg * p.tile * p.ld1);
   p.bytes = p.s2_off + Align(sizeof(float) * p.hg * p.tile * p.ld2);
   return p;
 }
 
-// Dynamic shared memory the select kernel may use on the current device.
-int MaxSelectSmem() { return OptInDynamicSmem<SelectKernel>(); }
+// Dynamic shared memory both select kernels may use on the current device.
+int MaxSelectSmem() {
+  return std::min(OptInDynamicSmem<SelectKernel>(), OptInDynamicSmem<TopKKernel>());
+}
 
 }  // namespace
 
@@ -260,6 +314,32 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
       const int64_t p_last = a.first_position + t0 + nt - 1;
       const int64_t n1 = NumK1(sp, p_last + 1), n2 = NumK2(sp, p_last + 1);
       const bf16* q = a.q + t0 * a.q_stride + g * plan.hg * a.head_dim;
+      const size_t tile_smem = sizeof(uint32_t) * (p_last / sp.block_size + 1);
+      if (plan.tensor_cores) {
+        GroupScoresArgs gs;
+        gs.q = q;
+        gs.q_stride = a.q_stride;
+        gs.num_tokens = nt;
+        gs.first_position = a.first_position + t0;
+        gs.heads = static_cast<int>(plan.hg);
+        gs.k1 = k1;
+        gs.k2 = k2;
+        gs.n1 = n1;
+        gs.n2 = n2;
+        gs.head_dim = a.head_dim;
+        gs.kernel_size = sp.kernel_size;
+        gs.kernel_stride = sp.kernel_stride;
+        gs.scale = a.scale;
+        gs.out = reinterpret_cast<bf16*>(s1);
+        gs.ld = plan.ld1;
+        if (cudaError_t e = GroupScores(gs, stream); e != cudaSuccess) return e;
+        TopKArgs k{reinterpret_cast<const bf16*>(s1), plan.ld1, static_cast<int>(g),
+                   static_cast<int>(a.num_groups), a.first_position + t0, t0, sp, a.selected,
+                   a.scores};
+        TopKKernel<<<static_cast<unsigned>(nt), kThreads, tile_smem, stream>>>(k);
+        if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+        continue;
+      }
       // scores[h, t, j] = q_{t,h} · summary_j for every head of the group (unscaled).
       auto score = [&](const bf16* summaries, int64_t n, float* out, int64_t ld) {
         return BatchedScores(handle, q, a.q_stride, a.head_dim, summaries, a.head_dim, out, ld,
@@ -278,7 +358,6 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
       t.nt = nt;
       t.p_first = a.first_position + t0;
       t.out_row0 = t0;
-      const size_t tile_smem = sizeof(uint32_t) * (p_last / sp.block_size + 1);
       SelectKernel<<<static_cast<unsigned>(nt), kThreads, tile_smem, stream>>>(t);
       if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
     }

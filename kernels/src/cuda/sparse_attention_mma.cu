@@ -3,7 +3,7 @@
 // are the group's heads (InfLLM-v2 gives the heads of a group one block selection, so a warp's
 // m16 tile shares one mask and a block is either attended by the whole warp or skipped).
 // The CTA walks the union of its tokens' selected blocks in ascending order; each 64-key block
-// of K and V is copied to shared memory once (cp.async, double-buffered, XOR-swizzled rows)
+// of K and V is copied to shared memory once (cp.async, 3 stages deep, XOR-swizzled rows)
 // and used by every warp whose token selected it. S = Q·Kᵀ and O += P·V are bf16 mma.sync
 // with fp32 accumulators; the online softmax stays in registers (base 2, fp32). Dense
 // attention (no selection) is the same walk over every causal block.
@@ -19,6 +19,7 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kBlock = 64;                // keys per block = rows per KV page
+constexpr int kStages = 3;                // blocks in flight (copies ahead of use)
 constexpr int kBitmapWordsPerCta = 4096;  // bounds tq · words (16 KB of per-token bitmaps)
 constexpr int64_t kMinTokens = 256;       // fewer: the SIMT kernel, which splits blocks over CTAs
 
@@ -44,9 +45,9 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionMmaKernel(MmaParam
   constexpr int kChunks = D / 8;  // 16-byte chunks per row; also the output's n-tiles
   constexpr int kSteps = D / 16;  // k-steps of Q·Kᵀ
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16* kbuf = reinterpret_cast<bf16*>(smem);  // [2][kBlock][D]
-  bf16* vbuf = kbuf + 2 * kBlock * D;
-  uint32_t* tok_bits = reinterpret_cast<uint32_t*>(vbuf + 2 * kBlock * D);  // [tq][words]
+  bf16* kbuf = reinterpret_cast<bf16*>(smem);  // [kStages][kBlock][D]
+  bf16* vbuf = kbuf + kStages * kBlock * D;
+  uint32_t* tok_bits = reinterpret_cast<uint32_t*>(vbuf + kStages * kBlock * D);  // [tq][words]
   uint32_t* any_bits = tok_bits + a.tq * a.words;                           // [words]
   int32_t* blocks = reinterpret_cast<int32_t*>(any_bits + a.words);          // [tq · topk]
   __shared__ int num_blocks;
@@ -143,20 +144,30 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionMmaKernel(MmaParam
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;  // rows gi, gi + 8
   const int mi = lane / 8, mrow = lane % 8;  // ldmatrix: this lane's matrix and row
 
-  if (count > 0) load(0, 0);
-  for (int i = 0; i < count; ++i) {
-    if (i + 1 < count) {
-      load(i + 1, (i + 1) & 1);
-      CpAsyncWait<1>();
+  // kStages-deep pipeline: block i + kStages − 1 is requested while block i is used; its
+  // buffer was last read in iteration i − 1, which every warp has left at the barrier.
+  // Empty commit groups keep the group count uniform for the wait.
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < count) {
+      load(st, st);
     } else {
-      CpAsyncWait<0>();
+      CpAsyncCommit();
     }
+  }
+  for (int i = 0; i < count; ++i) {
+    CpAsyncWait<kStages - 2>();
     __syncthreads();
+    if (i + kStages - 1 < count) {
+      load(i + kStages - 1, (i + kStages - 1) % kStages);
+    } else {
+      CpAsyncCommit();
+    }
     const int64_t b = dense ? i : blocks[i];
     const bool mine = has_token && (dense || ((tok_bits[t * a.words + b / 32] >> (b % 32)) & 1u));
     if (mine) {
-      const bf16* kt = kbuf + (i & 1) * kBlock * D;
-      const bf16* vt = vbuf + (i & 1) * kBlock * D;
+      const bf16* kt = kbuf + (i % kStages) * kBlock * D;
+      const bf16* vt = vbuf + (i % kStages) * kBlock * D;
       float s[8][4];  // 8 n-tiles of 8 keys
 #pragma unroll
       for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
@@ -220,7 +231,6 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionMmaKernel(MmaParam
         }
       }
     }
-    __syncthreads();  // the next iteration's copy overwrites this buffer
   }
   if (!has_token) return;
 #pragma unroll
@@ -245,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionMmaKernel(MmaParam
 template <int D>
 cudaError_t Launch(const MmaParams& p, int64_t num_tiles, cudaStream_t stream) {
   const int max_smem = OptInDynamicSmem<SparseAttentionMmaKernel<D>>();
-  const size_t smem = sizeof(bf16) * 4 * kBlock * D +
+  const size_t smem = sizeof(bf16) * 2 * kStages * kBlock * D +
                       sizeof(uint32_t) * ((p.tq + 1) * int64_t{p.words} + p.tq * p.topk);
   if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(p.num_groups));

@@ -32,6 +32,7 @@
 #include "gpu_test_util.h"
 #include "paged_buffer.h"
 #include "tome/engine/config.h"
+#include "tome/kernels/cuda/small_matmul.h"
 #include "tome/kernels/cuda/sparse_attention.h"
 #include "tome/kernels/sparse_params.h"
 
@@ -649,7 +650,10 @@ std::vector<OpCase> MakeCases() {
     add({"Embedding"}, "Embedding_T" + std::to_string(t),
         [t](Harness& h) { EmbeddingCase(h, 500, 256, t); });
   }
-  for (auto shape : {std::tuple{1, 300, 64}, {37, 130, 96}, {300, 512, 256}, {5, 1000, 4096}}) {
+  // Up to 8 rows (decode): SmallMatMul, including ragged n and k not a multiple of 2048;
+  // more rows: cuBLAS.
+  for (auto shape : {std::tuple{1, 300, 64}, {37, 130, 96}, {300, 512, 256}, {5, 1000, 4096},
+                     {8, 77, 2056}, {9, 64, 64}}) {
     const auto [m, n, k] = shape;
     for (DType out : {DType::kBF16, DType::kF32}) {
       add({"MatMul"},
@@ -664,6 +668,8 @@ std::vector<OpCase> MakeCases() {
   add({"RmsNorm"}, "RmsNorm_qk_heads",
       [](Harness& h) { RmsNormCase(h, 17, 32, 128, 4 * 4096, 4096); });
   add({"RmsNorm"}, "RmsNorm_small", [](Harness& h) { RmsNormCase(h, 5, 4, 16, 80, 0); });
+  add({"RmsNorm"}, "RmsNorm_wide_groups",  // >= 1024 a group: one CTA per group
+      [](Harness& h) { RmsNormCase(h, 4, 2, 1500, 3008, 8); });
   add({"Rope"}, "Rope_tiny", [](Harness& h) { RopeCase(h, 37, 4, 16, 0, 64, 0); });
   add({"Rope"}, "Rope_strided", [](Harness& h) { RopeCase(h, 5, 32, 128, 1000, 16384, 4096); });
   add({"Rope"}, "Rope_far", [](Harness& h) { RopeCase(h, 3, 32, 128, 1048000, 4096, 0); });
@@ -807,6 +813,15 @@ TEST(BlockSparseDispatch, PrefillOfModelShapesUsesTensorCores) {
   EXPECT_FALSE(kernels::cuda::BlockSparseUsesTensorCores(a));
   a.num_q_heads = 32, a.block_size = 32;
   EXPECT_FALSE(kernels::cuda::BlockSparseUsesTensorCores(a));
+}
+
+TEST(SmallMatMulDispatch, DecodeRowsTakeTheBandwidthKernel) {
+  alignas(16) static kernels::cuda::bf16 buffer[8];
+  EXPECT_TRUE(kernels::cuda::SmallMatMulApplies(buffer, 4096, buffer, 4096, 1, 4096));
+  EXPECT_TRUE(kernels::cuda::SmallMatMulApplies(buffer, 4096, buffer, 4096, 8, 4096));
+  EXPECT_FALSE(kernels::cuda::SmallMatMulApplies(buffer, 4096, buffer, 4096, 9, 4096));
+  EXPECT_FALSE(kernels::cuda::SmallMatMulApplies(buffer, 4100, buffer, 4100, 1, 4100));
+  EXPECT_FALSE(kernels::cuda::SmallMatMulApplies(buffer + 1, 4096, buffer, 4096, 1, 4096));
 }
 
 TEST(BackendOpsCoverage, EveryBackendOpHasACase) {

@@ -47,6 +47,7 @@ timeout "${BENCH_SECONDS:-130}" "$bin/tome_bench" --device=cuda --preset=sala-9b
   tee "$OUT/bench.log"
 echo "== op profile at $profile_length (each op synchronised)"
 TOME_CUDA_OP_TIMES=1 timeout "${PROFILE_SECONDS:-45}" "$bin/tome_bench" --device=cuda \
-  --preset=sala-9b --random_weights --lengths="$profile_length" --decode_tokens=4 \
+  --preset=sala-9b --random_weights --lengths="$profile_length" \
+  --decode_tokens="${PROFILE_DECODE_TOKENS:-4}" \
   --chunk=8192 >"$OUT/profile.log" 2>&1
 tail -25 "$OUT/profile.log"

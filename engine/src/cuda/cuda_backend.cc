@@ -33,6 +33,7 @@
 #include "tome/kernels/cuda/lightning.h"
 #include "tome/kernels/cuda/norm.h"
 #include "tome/kernels/cuda/rope.h"
+#include "tome/kernels/cuda/small_matmul.h"
 #include "tome/kernels/cuda/sparse_attention.h"
 
 namespace tome::engine {
@@ -258,6 +259,13 @@ class CudaBackend final : public Backend {
     if (!Expect(x.dtype == w.dtype && x.dtype != DType::kI32 && y.dtype != DType::kI32 &&
                     x.cols == w.cols && y.rows == x.rows && y.cols == w.rows,
                 "MatMul: shapes or dtypes")) {
+      return;
+    }
+    if (x.dtype == DType::kBF16 &&
+        kc::SmallMatMulApplies(x.data, x.stride, w.data, w.stride, x.rows, x.cols)) {
+      Check(kc::SmallMatMul(B16(x), x.stride, B16(w), w.stride, y.data, y.dtype == DType::kF32,
+                            y.stride, x.rows, w.rows, x.cols, stream_),
+            "MatMul");
       return;
     }
     auto type = [](DType t) {

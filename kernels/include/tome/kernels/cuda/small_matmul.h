@@ -1,0 +1,22 @@
+// Matrix products with a few rows of activations (decode steps), where cuBLAS's tiles leave
+// most of the memory bandwidth unused.
+#pragma once
+
+#include "tome/kernels/cuda/types.h"
+
+namespace tome::kernels::cuda {
+
+inline constexpr int64_t kSmallMatMulMaxRows = 8;
+
+// Whether SmallMatMul takes these operands: 1..kSmallMatMulMaxRows rows, k a multiple of 8,
+// 16-byte aligned rows (pointers and strides).
+bool SmallMatMulApplies(const void* x, int64_t ldx, const void* w, int64_t ldw, int64_t m,
+                        int64_t k);
+
+// y[m, n] = x[m, k] · w[n, k]ᵀ (row-major, strides in elements), bf16 in, fp32 accumulation,
+// y bf16 or fp32 (`y_fp32`). cudaErrorInvalidValue unless SmallMatMulApplies.
+cudaError_t SmallMatMul(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, void* y,
+                        bool y_fp32, int64_t ldy, int64_t m, int64_t n, int64_t k,
+                        cudaStream_t stream);
+
+}  // namespace tome::kernels::cuda

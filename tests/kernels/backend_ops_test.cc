@@ -670,6 +670,8 @@ std::vector<OpCase> MakeCases() {
   add({"RmsNorm"}, "RmsNorm_small", [](Harness& h) { RmsNormCase(h, 5, 4, 16, 80, 0); });
   add({"RmsNorm"}, "RmsNorm_wide_groups",  // >= 1024 a group: one CTA per group
       [](Harness& h) { RmsNormCase(h, 4, 2, 1500, 3008, 8); });
+  add({"RmsNorm"}, "RmsNorm_wide_vec8",  // ... in 16-byte vectors held in registers
+      [](Harness& h) { RmsNormCase(h, 3, 2, 2048, 4104, 8); });
   add({"Rope"}, "Rope_tiny", [](Harness& h) { RopeCase(h, 37, 4, 16, 0, 64, 0); });
   add({"Rope"}, "Rope_strided", [](Harness& h) { RopeCase(h, 5, 32, 128, 1000, 16384, 4096); });
   add({"Rope"}, "Rope_far", [](Harness& h) { RopeCase(h, 3, 32, 128, 1048000, 4096, 0); });

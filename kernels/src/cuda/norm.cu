@@ -55,12 +55,69 @@ __global__ void __launch_bounds__(kWideThreads)
   }
 }
 
+// The wide kernel for bf16 rows in 16-byte vectors held in registers between the two passes
+// (one global read of x; a scalar loop would wait on a load every iteration).
+constexpr int kMaxVecsPerThread = 4;  // n <= 8 · 256 · 4
+
+__global__ void __launch_bounds__(kWideThreads)
+    RmsNormWideVecKernel(bf16* x, const float* w, int64_t groups, int64_t n,
+                         int64_t row_stride, float eps) {
+  __shared__ float warp_sums[kWideThreads / 32];
+  bf16* xg = x + (blockIdx.x / groups) * row_stride + (blockIdx.x % groups) * n;
+  const int vecs = static_cast<int>(n / 8);
+  uint4 v[kMaxVecsPerThread];
+  float sum_sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kMaxVecsPerThread; ++i) {
+    const int c = threadIdx.x + i * kWideThreads;
+    v[i] = c < vecs ? reinterpret_cast<const uint4*>(xg)[c] : make_uint4(0, 0, 0, 0);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v[i]);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __bfloat1622float2(h[k]);
+      sum_sq += f.x * f.x + f.y * f.y;
+    }
+  }
+  sum_sq = WarpSum(sum_sq);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum_sq;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kWideThreads / 32; ++i) total += warp_sums[i];
+  const float inv = 1.0f / sqrtf(total / static_cast<float>(n) + eps);
+#pragma unroll
+  for (int i = 0; i < kMaxVecsPerThread; ++i) {
+    const int c = threadIdx.x + i * kWideThreads;
+    if (c >= vecs) break;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&v[i]);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __bfloat1622float2(h[k]);
+      const float2 wk = *reinterpret_cast<const float2*>(w + 8 * c + 2 * k);
+      h[k] = __floats2bfloat162_rn(Round<bf16>(f.x * inv) * wk.x, Round<bf16>(f.y * inv) * wk.y);
+    }
+    reinterpret_cast<uint4*>(xg)[c] = v[i];
+  }
+}
+
+bool VecRows(const bf16* x, const float* w, int64_t n, int64_t row_stride) {
+  return n % 8 == 0 && n <= 8 * kWideThreads * kMaxVecsPerThread && row_stride % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 8 == 0;
+}
+template <typename T>
+bool VecRows(const T*, const float*, int64_t, int64_t) {
+  return false;
+}
+
 template <typename T>
 cudaError_t RmsNormT(T* x, const float* w, int64_t rows, int64_t groups, int64_t n,
                      int64_t row_stride, float eps, cudaStream_t stream) {
   const int64_t items = rows * groups;
   if (items == 0) return cudaSuccess;
-  if (n >= kWideFrom && items <= 0x7fffffff) {
+  if (n >= kWideFrom && items <= 0x7fffffff && VecRows(x, w, n, row_stride)) {
+    RmsNormWideVecKernel<<<static_cast<unsigned>(items), kWideThreads, 0, stream>>>(
+        reinterpret_cast<bf16*>(x), w, groups, n, row_stride, eps);
+  } else if (n >= kWideFrom && items <= 0x7fffffff) {
     RmsNormWideKernel<T><<<static_cast<unsigned>(items), kWideThreads, 0, stream>>>(
         x, w, groups, n, row_stride, eps);
   } else {

@@ -3,9 +3,11 @@
 // TopKKernel, one CTA per query, max-pools them into block scores and takes the top-k by
 // radix select in shared memory. Group sums: for groups of 8-16 heads (the model's shapes)
 // on tensor cores without materialising per-head scores (select_scores_mma.cu); otherwise
-// cuBLAS scores every head into a bounded fp32 tile and SelectKernel forms LSE2 per head and
-// the sums in place. Only one tile exists at a time (at most kScoreTileBytes).
+// (decode, short calls) cuBLAS scores every head into a bounded fp32 tile, LseKernel forms
+// LSE2 per (query, head) and GroupSumKernel the sums in place, each spread over the GPU. Only
+// one tile exists at a time (at most kScoreTileBytes).
 #include <algorithm>
+#include <type_traits>
 
 #include "common.cuh"
 #include "select_scores_mma.h"
@@ -140,65 +142,66 @@ __device__ bool TakesAllBlocks(int64_t p, const SparseParams& sp, int32_t* out,
   return true;
 }
 
-struct TileArgs {
-  float* s1;  // [hg, nt, ld1] scores against K1 (head 0's rows are overwritten by group sums)
+struct TileArgs {  // the cuBLAS path's score tiles of one group
+  float* s1;        // [hg, nt, ld1] scores against K1; head 0's rows become the group sums
   const float* s2;  // [hg, nt, ld2]
+  float* lse;       // [nt, hg]
   int64_t ld1, ld2, nt;
-  int hg, g, num_groups;
+  int hg;
   int64_t p_first;  // position of the tile's first query
   SparseParams sp;
   float scale;
-  int32_t* selected;
-  float* scores;
-  int64_t out_row0;  // output row of the tile's first query
 };
 
-__global__ void __launch_bounds__(kThreads) SelectKernel(TileArgs a) {
-  extern __shared__ uint32_t keys[];  // [nb] ordered keys of the block scores
-  __shared__ float lse[kMaxHeadsPerGroup];
-
-  const int t = blockIdx.x, tid = threadIdx.x;
-  const SparseParams& sp = a.sp;
+// LSE2 of one (query, head) row over its visible K2 windows; a CTA per row.
+__global__ void __launch_bounds__(kThreads) LseKernel(TileArgs a) {
+  __shared__ float partial[kThreads / 32];
+  const int64_t t = blockIdx.x / a.hg, hh = blockIdx.x % a.hg;
   const int64_t p = a.p_first + t;
-  const int64_t out_off = ((a.out_row0 + t) * a.num_groups + a.g) * sp.topk_total;
-  int32_t* out = a.selected + out_off;
-  float* out_scores = a.scores ? a.scores + out_off : nullptr;
-  if (TakesAllBlocks(p, sp, out, out_scores)) return;
-  const int64_t n1v = NumWindows(p + 1, sp.kernel_size, sp.kernel_stride);
-  const int64_t n2v = NumWindows(p + 1, 4 * sp.kernel_size, 4 * sp.kernel_stride);
-
-  // LSE2 of every head, one warp per head.
-  const int lane = tid % 32, warp = tid / 32, num_warps = blockDim.x / 32;
-  for (int hh = warp; hh < a.hg; hh += num_warps) {
-    const float* row = a.s2 + (hh * a.nt + t) * a.ld2;
-    float m = -INFINITY;
-    for (int64_t j = lane; j < n2v; j += 32) m = fmaxf(m, a.scale * row[j]);
-    m = WarpMax(m);
-    float sum = 0.0f;
-    for (int64_t j = lane; j < n2v; j += 32) sum += expf(a.scale * row[j] - m);
-    sum = WarpSum(sum);
-    if (lane == 0) lse[hh] = m + logf(sum);
-  }
+  const int64_t n2v = NumWindows(p + 1, 4 * a.sp.kernel_size, 4 * a.sp.kernel_stride);
+  const float* row = a.s2 + (hh * a.nt + t) * a.ld2;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n2v; j += blockDim.x) m = fmaxf(m, a.scale * row[j]);
+  m = WarpMax(m);
+  if (lane == 0) partial[warp] = m;
   __syncthreads();
-  // Group sums Sc(p, j), stored as bf16 values over head 0's row (each j read and written by
-  // one thread; __syncthreads makes the writes visible to the block).
-  float* acc = a.s1 + t * a.ld1;
-  for (int64_t j = tid; j < n1v; j += blockDim.x) {
-    float v = INFINITY;  // no visible K2 yet: every visible window scores +inf
-    if (n2v > 0) {
-      v = 0.0f;
-      for (int hh = 0; hh < a.hg; ++hh) {
-        v += expf(a.scale * a.s1[(hh * a.nt + t) * a.ld1 + j] - lse[hh]);
-      }
-    }
-    acc[j] = Round<bf16>(v);
-  }
+  m = -INFINITY;
+  for (int w = 0; w < kThreads / 32; ++w) m = fmaxf(m, partial[w]);
+  __syncthreads();  // partial is reused for the sums
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < n2v; j += blockDim.x) sum += expf(a.scale * row[j] - m);
+  sum = WarpSum(sum);
+  if (lane == 0) partial[warp] = sum;
   __syncthreads();
-  PoolAndTopK(acc, n1v, p, sp, keys, out, out_scores);
+  if (threadIdx.x == 0) {
+    float total = 0.0f;
+    for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
+    a.lse[t * a.hg + hh] = m + logf(total);
+  }
 }
 
+// Group sums Sc(p, j) = bf16(Σ_h exp(scale s1[h] − LSE2_h)), +inf while no K2 window is
+// visible, written over head 0's row (each element read and written by one thread).
+__global__ void GroupSumKernel(TileArgs a) {
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < a.nt * a.ld1;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t t = e / a.ld1, j = e % a.ld1, p = a.p_first + t;
+    if (j >= NumWindows(p + 1, a.sp.kernel_size, a.sp.kernel_stride)) continue;
+    float v = INFINITY;
+    if (NumWindows(p + 1, 4 * a.sp.kernel_size, 4 * a.sp.kernel_stride) > 0) {
+      v = 0.0f;
+      for (int hh = 0; hh < a.hg; ++hh) {
+        v += expf(a.scale * a.s1[(hh * a.nt + t) * a.ld1 + j] - a.lse[t * a.hg + hh]);
+      }
+    }
+    a.s1[t * a.ld1 + j] = Round<bf16>(v);
+  }
+}
+
+template <typename Score>
 struct TopKArgs {
-  const bf16* sc;  // [nt, ld] group sums (GroupScores)
+  const Score* sc;  // [nt, ld] group sums (bf16 values; null when every query takes all)
   int64_t ld;
   int g, num_groups;
   int64_t p_first, out_row0;
@@ -207,7 +210,8 @@ struct TopKArgs {
   float* scores;
 };
 
-__global__ void __launch_bounds__(kThreads) TopKKernel(TopKArgs a) {
+template <typename Score>
+__global__ void __launch_bounds__(kThreads) TopKKernel(TopKArgs<Score> a) {
   extern __shared__ uint32_t keys[];  // [nb] ordered keys of the block scores
   const int t = blockIdx.x;
   const SparseParams& sp = a.sp;
@@ -228,7 +232,7 @@ struct Plan {
   bool all_selected = false;  // every query takes all its causal blocks and no scores wanted
   bool tensor_cores = false;  // GroupScores: s1 holds bf16 group sums [tile, ld1], no s2
   int64_t hg = 0, n1 = 0, n2 = 0, ld1 = 0, ld2 = 0, tile = 0;
-  size_t k1_off = 0, k2_off = 0, s1_off = 0, s2_off = 0, bytes = 0;
+  size_t k1_off = 0, k2_off = 0, s1_off = 0, s2_off = 0, lse_off = 0, bytes = 0;
 };
 
 Plan MakePlan(const SelectBlocksArgs& a) {
@@ -243,7 +247,7 @@ Plan MakePlan(const SelectBlocksArgs& a) {
   p.ld2 = (std::max<int64_t>(p.n2, 1) + 7) / 8 * 8;
   p.tensor_cores = GroupScoresOnTensorCores(a.num_tokens, p.hg, a.head_dim);
   const size_t per_query =
-      p.tensor_cores ? sizeof(bf16) * p.ld1 : sizeof(float) * p.hg * (p.ld1 + p.ld2);
+      p.tensor_cores ? sizeof(bf16) * p.ld1 : sizeof(float) * p.hg * (p.ld1 + p.ld2 + 1);
   // Equal tiles within the budget (no small last tile that would leave the GPU idle).
   const int64_t max_tile = std::clamp<int64_t>(static_cast<int64_t>(kScoreTileBytes / per_query),
                                                1, a.num_tokens);
@@ -257,13 +261,14 @@ Plan MakePlan(const SelectBlocksArgs& a) {
     return p;
   }
   p.s2_off = p.s1_off + Align(sizeof(float) * p.hg * p.tile * p.ld1);
-  p.bytes = p.s2_off + Align(sizeof(float) * p.hg * p.tile * p.ld2);
+  p.lse_off = p.s2_off + Align(sizeof(float) * p.hg * p.tile * p.ld2);
+  p.bytes = p.lse_off + Align(sizeof(float) * p.hg * p.tile);
   return p;
 }
 
-// Dynamic shared memory both select kernels may use on the current device.
+// Dynamic shared memory the top-k kernels may use on the current device.
 int MaxSelectSmem() {
-  return std::min(OptInDynamicSmem<SelectKernel>(), OptInDynamicSmem<TopKKernel>());
+  return std::min(OptInDynamicSmem<TopKKernel<bf16>>(), OptInDynamicSmem<TopKKernel<float>>());
 }
 
 }  // namespace
@@ -291,20 +296,21 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
   bf16* k2 = reinterpret_cast<bf16*>(base + plan.k2_off);
   float* s1 = reinterpret_cast<float*>(base + plan.s1_off);
   float* s2 = reinterpret_cast<float*>(base + plan.s2_off);
+  float* lse = reinterpret_cast<float*>(base + plan.lse_off);
   for (int64_t g = 0; g < a.num_groups; ++g) {
-    TileArgs t{};
-    t.hg = static_cast<int>(plan.hg);
-    t.g = static_cast<int>(g);
-    t.num_groups = static_cast<int>(a.num_groups);
-    t.sp = sp;
-    t.scale = a.scale;
-    t.selected = a.selected;
-    t.scores = a.scores;
+    // Top-k of queries [t0, t0 + nt) from their group sums (rows `ld` apart).
+    auto top_k = [&](auto* sc, int64_t ld, int64_t t0, int64_t nt, size_t smem_bytes) {
+      using Score = std::remove_const_t<std::remove_pointer_t<decltype(sc)>>;
+      const TopKArgs<Score> k{sc, ld, static_cast<int>(g), static_cast<int>(a.num_groups),
+                              a.first_position + t0, t0, sp, a.selected, a.scores};
+      TopKKernel<Score><<<static_cast<unsigned>(nt), kThreads, smem_bytes, stream>>>(k);
+      return cudaGetLastError();
+    };
     if (plan.all_selected) {
-      t.p_first = a.first_position;
-      t.out_row0 = 0;
-      SelectKernel<<<static_cast<unsigned>(a.num_tokens), kThreads, smem, stream>>>(t);
-      if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      if (cudaError_t e = top_k(static_cast<const float*>(nullptr), 0, 0, a.num_tokens, smem);
+          e != cudaSuccess) {
+        return e;
+      }
       continue;
     }
     if (cudaError_t e = GatherRows(a.k1[g], 0, plan.n1, k1, stream); e != cudaSuccess) return e;
@@ -333,11 +339,10 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
         gs.out = reinterpret_cast<bf16*>(s1);
         gs.ld = plan.ld1;
         if (cudaError_t e = GroupScores(gs, stream); e != cudaSuccess) return e;
-        TopKArgs k{reinterpret_cast<const bf16*>(s1), plan.ld1, static_cast<int>(g),
-                   static_cast<int>(a.num_groups), a.first_position + t0, t0, sp, a.selected,
-                   a.scores};
-        TopKKernel<<<static_cast<unsigned>(nt), kThreads, tile_smem, stream>>>(k);
-        if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+        if (cudaError_t e = top_k(reinterpret_cast<const bf16*>(s1), plan.ld1, t0, nt, tile_smem);
+            e != cudaSuccess) {
+          return e;
+        }
         continue;
       }
       // scores[h, t, j] = q_{t,h} · summary_j for every head of the group (unscaled).
@@ -351,15 +356,14 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
           return cudaErrorUnknown;
         }
       }
-      t.s1 = s1;
-      t.s2 = s2;
-      t.ld1 = plan.ld1;
-      t.ld2 = plan.ld2;
-      t.nt = nt;
-      t.p_first = a.first_position + t0;
-      t.out_row0 = t0;
-      SelectKernel<<<static_cast<unsigned>(nt), kThreads, tile_smem, stream>>>(t);
-      if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      TileArgs t{s1, s2, lse, plan.ld1, plan.ld2, nt, static_cast<int>(plan.hg),
+                 a.first_position + t0, sp, a.scale};
+      LseKernel<<<static_cast<unsigned>(nt * plan.hg), kThreads, 0, stream>>>(t);
+      GroupSumKernel<<<GridFor(nt * plan.ld1, kThreads), kThreads, 0, stream>>>(t);
+      if (cudaError_t e = top_k(static_cast<const float*>(s1), plan.ld1, t0, nt, tile_smem);
+          e != cudaSuccess) {
+        return e;
+      }
     }
   }
   return cudaSuccess;

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "state_adapter.h"
 #include "tome/base/status_macros.h"
 
@@ -199,6 +200,36 @@ absl::StatusOr<int64_t> IngestionManager::NextCheckpoint(const DocumentRecord& r
   return end;
 }
 
+absl::Status IngestionManager::ReserveMemory(DocumentId doc, int64_t tokens,
+                                             int64_t document_tokens, Work& work) {
+  if (options_.memory == nullptr) return absl::OkStatus();
+  const engine::StateSizes sizes = engine_->state_sizes();
+  auto state_bytes = [&](int64_t n) {
+    return sizes.lightning_bytes + n * (sizes.kv_bytes_per_token + sizes.summary_bytes_per_token);
+  };
+  const int64_t budget = options_.memory->budget_bytes();
+  if (budget > 0 && state_bytes(document_tokens) > budget) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "ingesting this document (%d tokens) holds %.1f MiB of engine memory, more than "
+        "--ingest_memory_mb (%.1f MiB) allows; raise it or split the document",
+        document_tokens, state_bytes(document_tokens) / 1048576.0, budget / 1048576.0));
+  }
+  const int64_t need = state_bytes(tokens);
+  if (need <= work.reserved_bytes) return absl::OkStatus();
+  auto ticket = options_.memory->Acquire(need - work.reserved_bytes,
+                                         absl::Now() + options_.memory_wait,
+                                         [&] { return Forgotten(doc); });
+  if (absl::IsResourceExhausted(ticket.status())) {
+    return absl::UnavailableError(absl::StrFormat(
+        "%.1f of %.1f MiB (--ingest_memory_mb) in use by ingestion",
+        options_.memory->in_use_bytes() / 1048576.0, budget / 1048576.0));
+  }
+  TOME_RETURN_IF_ERROR(ticket.status());
+  work.memory.push_back(*std::move(ticket));
+  work.reserved_bytes = need;
+  return absl::OkStatus();
+}
+
 absl::Status IngestionManager::IngestSlice(storage::TenantId tenant, DocumentId doc, bool* done) {
   *done = true;
   auto found = store_->GetDocument(tenant, doc);
@@ -209,13 +240,26 @@ absl::Status IngestionManager::IngestSlice(storage::TenantId tenant, DocumentId 
     return absl::OkStatus();
   }
   Work& work = work_[doc];
+  const int64_t begin = record.state_tokens;
+  TOME_ASSIGN_OR_RETURN(const int64_t end, NextCheckpoint(record, work));
+  if (absl::Status reserved = ReserveMemory(doc, end, record.num_tokens, work);
+      !reserved.ok()) {
+    if (!absl::IsUnavailable(reserved)) return reserved;
+    // Other ingestion holds the memory: let go of this state (its checkpoint is durable)
+    // so that they can finish, and resume from the checkpoint later.
+    LOG(INFO) << "ingestion of document " << doc << " lets go of its state and resumes from "
+              << "token " << begin << " later: " << reserved.message();
+    work.sequence.reset();
+    work.memory.clear();
+    work.reserved_bytes = 0;
+    *done = false;
+    return absl::OkStatus();
+  }
   if (!work.sequence || work.sequence->num_tokens() != record.state_tokens) {
     TOME_ASSIGN_OR_RETURN(work.sequence, RestoreSequence(record));
     work.run_start_tokens = record.state_tokens;
     work.run_start = absl::Now();
   }
-  const int64_t begin = record.state_tokens;
-  TOME_ASSIGN_OR_RETURN(const int64_t end, NextCheckpoint(record, work));
   TOME_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
                         store_->ReadTokens(tenant, doc, begin, end));
   if (static_cast<int64_t>(tokens.size()) != end - begin) {
@@ -249,6 +293,7 @@ absl::Status IngestionManager::IngestSlice(storage::TenantId tenant, DocumentId 
     }
   }
   if (record.state_tokens == record.num_tokens) {
+    // The state cache (its own budget) takes the state; the reservation ends with the work.
     cache_->Put(doc, std::shared_ptr<const engine::Sequence>(std::move(work.sequence)));
     LOG(INFO) << "document " << doc << " ingested: " << record.num_tokens << " tokens, "
               << checkpoint->num_bytes() << " bytes in the last checkpoint";

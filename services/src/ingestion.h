@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "document_states.h"
+#include "memory_admission.h"
 #include "scheduler.h"
 #include "tome/engine/engine.h"
 #include "tome/storage/context_store.h"
@@ -33,8 +34,17 @@ namespace tome::services {
 // so the state at any offset is at most `checkpoint_tokens` tokens of recomputation away.
 // Boundaries depend only on the document, so an interrupted ingestion that resumes from its
 // last checkpoint computes exactly what an uninterrupted one does.
+//
+// Engine memory: a document being ingested holds its whole state in engine memory until its
+// last checkpoint (then the state cache takes it). With `memory` set, each slice first
+// reserves the state it will hold after the slice; a document whose state can never fit the
+// budget fails with the reason, and one that does not fit within `memory_wait` (other
+// documents' ingestion holds the memory) gives its memory back and resumes later from its
+// last checkpoint, so ingestion never fails an allocation halfway through a slice.
 struct IngestionOptions {
   int64_t checkpoint_tokens = 4096;
+  MemoryAdmission* memory = nullptr;  // null: no limit
+  absl::Duration memory_wait = absl::Seconds(30);
 };
 
 struct IngestionProgress {
@@ -83,6 +93,8 @@ class IngestionManager {
     absl::Time run_start;
     int64_t sections_version = -1;  // document version `section_starts` was read at
     std::vector<int64_t> section_starts;
+    std::vector<MemoryAdmission::Ticket> memory;  // engine memory reserved for `sequence`
+    int64_t reserved_bytes = 0;
   };
 
   void Run();
@@ -92,6 +104,11 @@ class IngestionManager {
       const storage::DocumentRecord& record);
   // The end of the slice starting at record.state_tokens (the next checkpoint).
   absl::StatusOr<int64_t> NextCheckpoint(const storage::DocumentRecord& record, Work& work);
+  // Reserves engine memory for `work` to hold a state of `tokens` tokens. Unavailable when
+  // it did not fit in time (the caller then lets go of the state and retries later);
+  // ResourceExhausted when the whole document's state (`document_tokens`) never can.
+  absl::Status ReserveMemory(storage::DocumentId doc, int64_t tokens, int64_t document_tokens,
+                             Work& work);
   void Publish(const IngestionProgress& progress);
   bool Forgotten(storage::DocumentId doc);
 

@@ -73,6 +73,13 @@ void RegisterGauges(TomeCore* core, Metrics* metrics) {
     return Samples{{{{"kind", "in_use"}}, double(a.in_use_bytes())},
                    {{{"kind", "limit"}}, double(a.budget_bytes())}};
   });
+  metrics->Gauge("tome_ingest_memory_bytes",
+                 "engine memory held by documents being ingested (in_use) and its limit",
+                 [core] {
+    const MemoryAdmission& a = core->ingest_admission();
+    return Samples{{{{"kind", "in_use"}}, double(a.in_use_bytes())},
+                   {{{"kind", "limit"}}, double(a.budget_bytes())}};
+  });
   metrics->Gauge("tome_admission_waiting", "questions waiting for engine memory",
                  [core] { return Samples{{{}, double(core->admission().waiting())}}; });
   metrics->Gauge("tome_admission_waited", "questions admitted after waiting for engine memory",
@@ -142,6 +149,7 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   core_options.store_read_threads = options.store_read_threads;
   core_options.ask_memory_bytes = options.ask_memory_bytes;
   core_options.admission_wait = absl::Milliseconds(options.admission_wait_ms);
+  core_options.ingest_memory_bytes = options.ingest_memory_bytes;
   core_options.peer_token = options.peer_token;
   TOME_ASSIGN_OR_RETURN(impl->core, TomeCore::Create(core_options));
   impl->documents = std::make_unique<DocumentServiceImpl>(impl->core.get());

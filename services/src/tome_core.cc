@@ -79,8 +79,12 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   core->admission_ = std::make_unique<MemoryAdmission>(options.ask_memory_bytes, "--ask_memory_mb");
   core->block_cache_ =
       core->engine_->NewBlockCache(options.block_cache_bytes, options.host_block_cache_bytes);
+  core->ingest_admission_ =
+      std::make_unique<MemoryAdmission>(options.ingest_memory_bytes, "--ingest_memory_mb");
   IngestionOptions ingestion_options;
   ingestion_options.checkpoint_tokens = core->checkpoint_tokens_;
+  if (options.ingest_memory_bytes > 0) ingestion_options.memory = core->ingest_admission_.get();
+  ingestion_options.memory_wait = options.admission_wait;
   core->scheduler_ = std::make_unique<BatchScheduler>(core->engine_.get(), options.max_chunk_tokens);
   core->ingestion_ = std::make_unique<IngestionManager>(core->engine_.get(), core->scheduler_.get(),
                                                         core->store_.get(), core->cache_.get(),

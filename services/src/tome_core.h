@@ -63,6 +63,9 @@ struct CoreOptions {
   // waits for memory before RESOURCE_EXHAUSTED (never past its own deadline).
   int64_t ask_memory_bytes = 0;
   absl::Duration admission_wait = absl::Seconds(30);
+  // The engine memory the in-progress states of ingested documents may hold together (each
+  // holds its whole state until its last checkpoint; 0: no limit). IngestionOptions::memory.
+  int64_t ingest_memory_bytes = 0;
   int64_t max_document_bytes = int64_t{1} << 30;  // per AppendText call
   int64_t max_question_bytes = 16 << 10;
   int32_t default_max_tokens = 256;
@@ -138,6 +141,7 @@ class TomeCore {
   BatchScheduler& scheduler() { return *scheduler_; }
   const DocumentStateCache& state_cache() const { return *cache_; }
   const MemoryAdmission& admission() const { return *admission_; }
+  const MemoryAdmission& ingest_admission() const { return *ingest_admission_; }
   engine::BlockCacheStats block_cache_stats() const { return block_cache_->stats(); }
   int64_t generated_tokens() const { return generated_tokens_.load(); }
   // Estimated bytes a tenant stores (from its document records).
@@ -253,6 +257,7 @@ class TomeCore {
   UsageTracker usage_;
   std::unique_ptr<DocumentStateCache> cache_;
   std::unique_ptr<MemoryAdmission> admission_;
+  std::unique_ptr<MemoryAdmission> ingest_admission_;
   std::unique_ptr<BatchScheduler> scheduler_;
   std::unique_ptr<IngestionManager> ingestion_;
   std::unique_ptr<SessionStore> sessions_;

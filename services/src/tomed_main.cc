@@ -54,6 +54,10 @@ ABSL_FLAG(int64_t, ask_memory_mb, 0,
           "queue, and one larger than all of it is refused (0 = no limit)");
 ABSL_FLAG(int64_t, admission_wait_ms, 30000,
           "how long a question waits for engine memory before RESOURCE_EXHAUSTED, ms");
+ABSL_FLAG(int64_t, ingest_memory_mb, 0,
+          "engine memory the states of documents being ingested may hold together, MiB (each "
+          "holds its whole state until ingested); past it ingestion takes turns, and a "
+          "document whose state is larger than all of it fails with the reason (0 = no limit)");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain: serve gRPC over TLS (empty = plaintext)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
@@ -102,6 +106,7 @@ int main(int argc, char** argv) {
   options.store_read_threads = absl::GetFlag(FLAGS_store_read_threads);
   options.ask_memory_bytes = mib(absl::GetFlag(FLAGS_ask_memory_mb));
   options.admission_wait_ms = absl::GetFlag(FLAGS_admission_wait_ms);
+  options.ingest_memory_bytes = mib(absl::GetFlag(FLAGS_ingest_memory_mb));
   const std::string mode = absl::GetFlag(FLAGS_dense_mode);
   if (mode == "hf") {
     options.dense_mode = tome::engine::DenseThresholdMode::kHf;
@@ -109,8 +114,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tomed: --dense_mode must be always_sparse or hf\n");
     return 2;
   }
-  if (options.ask_memory_bytes < 0 || options.admission_wait_ms < 0) {
-    std::fprintf(stderr, "tomed: --ask_memory_mb and --admission_wait_ms must not be negative\n");
+  if (options.ask_memory_bytes < 0 || options.admission_wait_ms < 0 ||
+      options.ingest_memory_bytes < 0) {
+    std::fprintf(stderr,
+                 "tomed: --ask_memory_mb, --ingest_memory_mb and --admission_wait_ms must not "
+                 "be negative\n");
     return 2;
   }
   if (options.state_cache_bytes < 0 || options.session_states < 0) {

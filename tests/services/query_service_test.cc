@@ -118,6 +118,70 @@ TEST_F(QueryServiceTest, QuestionsWaitForEngineMemoryOrAreRefused) {
   EXPECT_GT(server_->core()->admission().waited(), 0);  // they did queue
 }
 
+// --ingest_memory_mb: documents being ingested hold their whole state in engine memory until
+// done; past the budget they take turns (one gives its memory back and resumes from its last
+// checkpoint), and a document whose state can never fit fails with the reason.
+TEST_F(QueryServiceTest, IngestionTakesTurnsForEngineMemoryOrFailsWithTheReason) {
+  const std::string text = std::string(900, 'm') + " The lantern is blue.";
+  const std::string first = Ingest(text);
+  std::string want;
+  v1::AskSummary summary;
+  ASSERT_TRUE(Ask(first, "What colour is the lantern?", &want, &summary).ok());
+  const int64_t tokens = Get(first).num_tokens();
+  const engine::StateSizes sizes = server_->core()->engine().state_sizes();
+  const int64_t one = sizes.lightning_bytes +
+                      tokens * (sizes.kv_bytes_per_token + sizes.summary_bytes_per_token);
+
+  // Room for one document's state, not two: both documents still end READY and answer as
+  // the unconstrained one did.
+  services::ServerOptions options = Options();
+  options.ingest_memory_bytes = one + one / 4;
+  options.admission_wait_ms = 100;
+  options.state_cache_bytes = 0;  // nothing cached: questions read the stored states
+  StartServer(options);
+  auto start = [&] {
+    grpc::ClientContext context;
+    v1::CreateDocumentRequest create;
+    create.set_name("doc");
+    v1::Document document;
+    EXPECT_TRUE(documents_->CreateDocument(&context, create, &document).ok());
+    EXPECT_TRUE(Append(document.id(), text).ok());
+    return document.id();
+  };
+  auto wait = [&](const std::string& id) {
+    grpc::ClientContext context;
+    v1::WatchIngestionRequest watch;
+    watch.set_document_id(id);
+    auto reader = documents_->WatchIngestion(&context, watch);
+    v1::IngestionProgress progress;
+    while (reader->Read(&progress)) {
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    return progress;
+  };
+  const std::string a = start(), b = start();
+  EXPECT_EQ(wait(a).status(), v1::DOCUMENT_STATUS_READY);
+  EXPECT_EQ(wait(b).status(), v1::DOCUMENT_STATUS_READY);
+  const services::MemoryAdmission& memory = server_->core()->ingest_admission();
+  EXPECT_GT(memory.refused(), 0);  // one of them did wait and let go
+  EXPECT_EQ(memory.in_use_bytes(), 0);
+  for (const std::string& id : {a, b}) {
+    std::string got;
+    ASSERT_TRUE(Ask(id, "What colour is the lantern?", &got, &summary).ok());
+    EXPECT_EQ(got, want);
+  }
+
+  // A document whose state is larger than the whole budget fails, naming the flag.
+  options.ingest_memory_bytes = one / 2;
+  StartServer(options);
+  const v1::IngestionProgress failed = wait(start());
+  EXPECT_EQ(failed.status(), v1::DOCUMENT_STATUS_FAILED);
+  EXPECT_THAT(failed.error(), ::testing::HasSubstr("--ingest_memory_mb"));
+  EXPECT_THAT(failed.error(), ::testing::HasSubstr("ingesting this document"));
+  EXPECT_EQ(failed.ingested_tokens(), 0);  // refused before any work
+  EXPECT_EQ(server_->core()->ingest_admission().in_use_bytes(), 0);
+}
+
 // tomed --tensor_parallel=2 (CPU ranks here): ingestion saves the sharded state in the
 // one-rank layout, so a one-rank server answers the same from the store, and back.
 TEST_F(QueryServiceTest, SameAnswerWithTheModelSplitOverTwoRanks) {

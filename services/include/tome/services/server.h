@@ -46,6 +46,8 @@ struct ServerOptions {
   // (0: no limit), and how long one waits for it.
   int64_t ask_memory_bytes = 0;
   int64_t admission_wait_ms = 30000;
+  // Engine memory the states of documents being ingested may hold together (0: no limit).
+  int64_t ingest_memory_bytes = 0;
   // Network. Port 0 picks a free port (see TomeServer::port()).
   std::string listen_address = "127.0.0.1:7070";
   int max_message_bytes = 4 << 20;

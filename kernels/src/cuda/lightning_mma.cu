@@ -3,7 +3,8 @@
 //   1. per (chunk, head): U = Σ_j γ^(c−1−j) k_j v_jᵀ                      (D × D, fp32)
 //   2. per state element, sequentially over chunks: S_prev(chunk) = S; S ← γ^c S + U
 //      (the fp32 recurrence, written over U so that U becomes each chunk's incoming state)
-//   3. per (chunk, head): o_i = scale (γ^(i+1) q_iᵀ S_prev + Σ_{j≤i} γ^(i−j) (q_i·k_j) v_j)
+//   3. per (chunk, head):
+//      o_i = scale (γ^(i+1) q_iᵀ S_prev + Σ_{j≤i} γ^(i−j) (q_i·k_j) v_j)
 // q, k and v are bf16, so q·k and products with v are exact on bf16 MMAs with fp32
 // accumulators; the fp32 operands (decayed keys, decayed scores, the state) are split into
 // bf16 hi + lo parts and multiplied twice, which keeps ~16 bits of mantissa (relative error
@@ -49,8 +50,8 @@ __device__ __forceinline__ void Split(float x, bf16& hi, bf16& lo) {
   lo = __float2bfloat16_rn(x - __bfloat162float(hi));
 }
 
-// Kernel 1: U[h][chunk] = Σ_j γ^(c−1−j) k_j v_jᵀ. Warp w computes rows 16·(w % (D/16)) of U
-// and a D / parts column share; A = (decayed K)ᵀ via transposed ldmatrix, hi and lo parts.
+// Kernel 1: U[h][chunk] = Σ_j γ^(c−1−j) k_j v_jᵀ. Warp w computes rows 16·(w % (D/16)) of
+// U and a D / parts column share; A = (decayed K)ᵀ via transposed ldmatrix, hi and lo parts.
 template <int D>
 __global__ void __launch_bounds__(kThreads) ChunkStatesKernel(const bf16* k, const bf16* v,
                                                               int64_t num_tokens,
@@ -74,7 +75,8 @@ __global__ void __launch_bounds__(kThreads) ChunkStatesKernel(const bf16* k, con
     const int j = e / (D / 2), col = (e % (D / 2)) * 2;
     float x0 = 0.0f, x1 = 0.0f;
     if (j < c) {
-      const __nv_bfloat162 kv = *reinterpret_cast<const __nv_bfloat162*>(k + base + j * row_stride + col);
+      const __nv_bfloat162 kv =
+          *reinterpret_cast<const __nv_bfloat162*>(k + base + j * row_stride + col);
       const float w = decay[c - 1 - j];
       x0 = w * __bfloat162float(kv.x);
       x1 = w * __bfloat162float(kv.y);
@@ -97,7 +99,8 @@ __global__ void __launch_bounds__(kThreads) ChunkStatesKernel(const bf16* k, con
 #pragma unroll
     for (int np = 0; np < kNT / 2; ++np) {
       uint32_t b[4];
-      LdMatrixX4Trans(b, vs + Swz<D>(16 * ks + (mi & 1) * 8 + mrow, col0 + 16 * np + (mi >> 1) * 8));
+      const int vrow = 16 * ks + (mi & 1) * 8 + mrow, vcol = col0 + 16 * np + (mi >> 1) * 8;
+      LdMatrixX4Trans(b, vs + Swz<D>(vrow, vcol));
       MmaBf16(acc[2 * np], ahi, b[0], b[1]);
       MmaBf16(acc[2 * np], alo, b[0], b[1]);
       MmaBf16(acc[2 * np + 1], ahi, b[2], b[3]);
@@ -231,7 +234,8 @@ __global__ void __launch_bounds__(kThreads) ChunkOutputKernel(
 #pragma unroll
     for (int np = 0; np < kNT / 2; ++np) {
       uint32_t b[4];
-      LdMatrixX4Trans(b, vs + Swz<D>(16 * kk + (mi & 1) * 8 + mrow, col0 + 16 * np + (mi >> 1) * 8));
+      const int vrow = 16 * kk + (mi & 1) * 8 + mrow, vcol = col0 + 16 * np + (mi >> 1) * 8;
+      LdMatrixX4Trans(b, vs + Swz<D>(vrow, vcol));
       MmaBf16(o[2 * np], phi, b[0], b[1]);
       MmaBf16(o[2 * np], plo, b[0], b[1]);
       MmaBf16(o[2 * np + 1], phi, b[2], b[3]);

@@ -35,7 +35,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t v = threadIdx.x; v < vecs; v += kThreads) {
     float xv[M][8];
 #pragma unroll
-    for (int m = 0; m < M; ++m) Unpack(__ldg(reinterpret_cast<const uint4*>(x + m * ldx) + v), xv[m]);
+    for (int m = 0; m < M; ++m) {
+      Unpack(__ldg(reinterpret_cast<const uint4*>(x + m * ldx) + v), xv[m]);
+    }
 #pragma unroll
     for (int r = 0; r < kRowsPerCta; ++r) {
       if (r >= rows) break;

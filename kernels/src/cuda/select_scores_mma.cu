@@ -73,17 +73,6 @@ __device__ __forceinline__ void Walk(const bf16* m, int64_t n, bf16* buf, Body&&
   }
 }
 
-// Merges this lane's running (max, sum) of base-2 exponentials with lane ^ off's.
-__device__ __forceinline__ void MergeLanes(float& m, float& l, int off) {
-  const float mo = __shfl_xor_sync(0xffffffffu, m, off);
-  const float lo = __shfl_xor_sync(0xffffffffu, l, off);
-  const float x = fmaxf(m, mo);
-  if (x != -INFINITY) {
-    l = (m == -INFINITY ? 0.0f : l * exp2f(m - x)) + (mo == -INFINITY ? 0.0f : lo * exp2f(mo - x));
-  }
-  m = x;
-}
-
 template <int D>
 __global__ void __launch_bounds__(kThreads) GroupScoresKernel(GroupScoresArgs a) {
   __shared__ __align__(128) bf16 buf[2 * kTile * D];
@@ -145,8 +134,18 @@ __global__ void __launch_bounds__(kThreads) GroupScoresKernel(GroupScoresArgs a)
   });
 #pragma unroll
   for (int off = 1; off < 4; off <<= 1) {  // merge the four lanes of each row
-    MergeLanes(m0, l0, off);
-    MergeLanes(m1, l1, off);
+    const float mo0 = __shfl_xor_sync(0xffffffffu, m0, off);
+    const float lo0 = __shfl_xor_sync(0xffffffffu, l0, off);
+    const float mo1 = __shfl_xor_sync(0xffffffffu, m1, off);
+    const float lo1 = __shfl_xor_sync(0xffffffffu, l1, off);
+    const float x0 = fmaxf(m0, mo0), x1 = fmaxf(m1, mo1);
+    if (x0 != -INFINITY) {  // then x1 is finite too (both rows see the same columns)
+      l0 = (m0 == -INFINITY ? 0.0f : l0 * exp2f(m0 - x0)) +
+           (mo0 == -INFINITY ? 0.0f : lo0 * exp2f(mo0 - x0));
+      l1 = (m1 == -INFINITY ? 0.0f : l1 * exp2f(m1 - x1)) +
+           (mo1 == -INFINITY ? 0.0f : lo1 * exp2f(mo1 - x1));
+    }
+    m0 = x0, m1 = x1;
   }
   const float lse0 = m0 + log2f(l0), lse1 = m1 + log2f(l1);
 

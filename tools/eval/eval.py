@@ -195,7 +195,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per RPC")
     ap.add_argument("--min-accuracy", type=float, default=None)
     ap.add_argument("--quick", action="store_true", help="one 8K-token document, 12 "
-                    "questions; fails below %.0f%%" % (100 * QUICK_MIN_ACCURACY))
+                    "questions; fails below %.0f%%%%" % (100 * QUICK_MIN_ACCURACY))  # %% survives argparse
     ap.add_argument("--json-out", default=None, help="write every question's result here")
     ap.add_argument("--keep", action="store_true", help="do not delete the documents")
     ap.add_argument("--verbose", "-v", action="store_true")

@@ -142,6 +142,7 @@ class TomeCore {
   const DocumentStateCache& state_cache() const { return *cache_; }
   const MemoryAdmission& admission() const { return *admission_; }
   const MemoryAdmission& ingest_admission() const { return *ingest_admission_; }
+  MemoryAdmission& ingest_admission() { return *ingest_admission_; }  // tests hold memory
   engine::BlockCacheStats block_cache_stats() const { return block_cache_->stats(); }
   int64_t generated_tokens() const { return generated_tokens_.load(); }
   // Estimated bytes a tenant stores (from its document records).

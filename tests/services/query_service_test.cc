@@ -140,41 +140,21 @@ TEST_F(QueryServiceTest, IngestionTakesTurnsForEngineMemoryOrFailsWithTheReason)
   options.admission_wait_ms = 100;
   options.state_cache_bytes = 0;  // nothing cached: questions read the stored states
   StartServer(options);
-  auto start = [&] {
-    grpc::ClientContext context;
-    v1::CreateDocumentRequest create;
-    create.set_name("doc");
-    v1::Document document;
-    EXPECT_TRUE(documents_->CreateDocument(&context, create, &document).ok());
-    EXPECT_TRUE(Append(document.id(), text).ok());
-    return document.id();
-  };
-  auto wait = [&](const std::string& id) {
-    grpc::ClientContext context;
-    v1::WatchIngestionRequest watch;
-    watch.set_document_id(id);
-    auto reader = documents_->WatchIngestion(&context, watch);
-    v1::IngestionProgress progress;
-    while (reader->Read(&progress)) {
-    }
-    EXPECT_TRUE(reader->Finish().ok());
-    return progress;
-  };
   // Memory held elsewhere (here by the test) makes a document wait, let go and resume from
   // its checkpoint until the memory is free.
   services::MemoryAdmission& memory = server_->core()->ingest_admission();
   auto held = memory.Acquire(memory.budget_bytes(), absl::InfiniteFuture(), nullptr);
   ASSERT_TRUE(held.ok()) << held.status();
-  const std::string waiting = start();
+  const std::string waiting = StartIngest(text);
   for (int i = 0; i < 200 && memory.refused() == 0; ++i) absl::SleepFor(absl::Milliseconds(50));
   EXPECT_GT(memory.refused(), 0);
   EXPECT_EQ(Get(waiting).status(), v1::DOCUMENT_STATUS_INGESTING);
   *held = services::MemoryAdmission::Ticket();  // release
-  EXPECT_EQ(wait(waiting).status(), v1::DOCUMENT_STATUS_READY);
+  EXPECT_EQ(WaitIngestion(waiting).status(), v1::DOCUMENT_STATUS_READY);
   // Two documents at once, each allowed alone: both end READY.
-  const std::string a = start(), b = start();
-  EXPECT_EQ(wait(a).status(), v1::DOCUMENT_STATUS_READY);
-  EXPECT_EQ(wait(b).status(), v1::DOCUMENT_STATUS_READY);
+  const std::string a = StartIngest(text), b = StartIngest(text);
+  EXPECT_EQ(WaitIngestion(a).status(), v1::DOCUMENT_STATUS_READY);
+  EXPECT_EQ(WaitIngestion(b).status(), v1::DOCUMENT_STATUS_READY);
   EXPECT_EQ(memory.in_use_bytes(), 0);
   for (const std::string& id : {waiting, a, b}) {
     std::string got;
@@ -185,7 +165,7 @@ TEST_F(QueryServiceTest, IngestionTakesTurnsForEngineMemoryOrFailsWithTheReason)
   // A document whose state is larger than the whole budget fails, naming the flag.
   options.ingest_memory_bytes = one / 2;
   StartServer(options);
-  const v1::IngestionProgress failed = wait(start());
+  const v1::IngestionProgress failed = WaitIngestion(StartIngest(text));
   EXPECT_EQ(failed.status(), v1::DOCUMENT_STATUS_FAILED);
   EXPECT_THAT(failed.error(), ::testing::HasSubstr("--ingest_memory_mb"));
   EXPECT_THAT(failed.error(), ::testing::HasSubstr("ingesting this document"));

@@ -15,23 +15,33 @@ grpc::Status ServerTest::Append(const std::string& id, const std::string& text,
   return writer->Finish();
 }
 
-std::string ServerTest::Ingest(const std::string& text) {
+std::string ServerTest::StartIngest(const std::string& text) {
   grpc::ClientContext context;
   v1::CreateDocumentRequest create;
   create.set_name("doc");
   v1::Document document;
   EXPECT_TRUE(documents_->CreateDocument(&context, create, &document).ok());
   EXPECT_TRUE(Append(document.id(), text).ok());
-  grpc::ClientContext watch_context;
+  return document.id();
+}
+
+v1::IngestionProgress ServerTest::WaitIngestion(const std::string& id) {
+  grpc::ClientContext context;
   v1::WatchIngestionRequest watch;
-  watch.set_document_id(document.id());
-  auto reader = documents_->WatchIngestion(&watch_context, watch);
+  watch.set_document_id(id);
+  auto reader = documents_->WatchIngestion(&context, watch);
   v1::IngestionProgress progress;
   while (reader->Read(&progress)) {
   }
   EXPECT_TRUE(reader->Finish().ok());
+  return progress;
+}
+
+std::string ServerTest::Ingest(const std::string& text) {
+  const std::string id = StartIngest(text);
+  const v1::IngestionProgress progress = WaitIngestion(id);
   EXPECT_EQ(progress.status(), v1::DOCUMENT_STATUS_READY) << progress.error();
-  return document.id();
+  return id;
 }
 
 grpc::Status ServerTest::Ask(const std::string& id, const std::string& question,

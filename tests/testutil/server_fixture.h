@@ -51,6 +51,10 @@ class ServerTest : public ::testing::Test {
 
   // Creates a document, appends `text`, waits until READY; returns its id.
   std::string Ingest(const std::string& text);
+  // Creates a document and appends `text` without waiting; returns its id.
+  std::string StartIngest(const std::string& text);
+  // Follows WatchIngestion to its end; returns the last progress message.
+  v1::IngestionProgress WaitIngestion(const std::string& id);
   grpc::Status Append(const std::string& id, const std::string& text,
                       v1::AppendTextResponse* response = nullptr);
   // Runs Ask to completion; returns the status; fills the concatenated deltas and summary.

@@ -56,6 +56,16 @@ __device__ __forceinline__ bf16 FromFloat<bf16>(float x) { return __float2bfloat
 template <typename T>
 __device__ __forceinline__ float Round(float x) { return ToFloat(FromFloat<T>(x)); }
 
+// 8 bf16 (one 16-byte vector) as floats: bf16 is the high half of an fp32.
+__device__ __forceinline__ void UnpackBf16x8(const uint4& v, float (&f)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
 __device__ __forceinline__ float WarpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

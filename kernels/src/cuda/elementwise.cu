@@ -59,13 +59,7 @@ __global__ void AddScaledKernel(T* h, int64_t h_stride, const T* x, int64_t x_st
 // --- bf16 rows in 16-byte vectors (8 elements a thread; the engine's activations qualify) ---
 
 __device__ __forceinline__ void Load8(const bf16* p, float (&f)[8]) {
-  const uint4 v = *reinterpret_cast<const uint4*>(p);
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
+  UnpackBf16x8(*reinterpret_cast<const uint4*>(p), f);
 }
 __device__ __forceinline__ void Store8(bf16* p, const float (&f)[8]) {
   uint32_t w[4];

@@ -31,11 +31,22 @@ __global__ void RmsNormKernel(T* x, const float* w, int64_t rows, int64_t groups
 constexpr int kWideThreads = 256;
 constexpr int64_t kWideFrom = 1024;
 
+// 1 / sqrt(mean of squares + eps) over a CTA of kWideThreads, from each thread's sum of squares.
+__device__ __forceinline__ float InverseRms(float sum_sq, int64_t n, float eps) {
+  __shared__ float warp_sums[kWideThreads / 32];
+  sum_sq = WarpSum(sum_sq);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum_sq;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kWideThreads / 32; ++i) total += warp_sums[i];
+  return 1.0f / sqrtf(total / static_cast<float>(n) + eps);
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kWideThreads)
     RmsNormWideKernel(T* x, const float* w, int64_t groups, int64_t n, int64_t row_stride,
                       float eps) {
-  __shared__ float warp_sums[kWideThreads / 32];
   const int64_t item = blockIdx.x;
   T* xg = x + (item / groups) * row_stride + (item % groups) * n;
   float sum_sq = 0.0f;
@@ -43,13 +54,7 @@ __global__ void __launch_bounds__(kWideThreads)
     const float v = ToFloat(xg[i]);
     sum_sq += v * v;
   }
-  sum_sq = WarpSum(sum_sq);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum_sq;
-  __syncthreads();
-  float total = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kWideThreads / 32; ++i) total += warp_sums[i];
-  const float inv = 1.0f / sqrtf(total / static_cast<float>(n) + eps);
+  const float inv = InverseRms(sum_sq, n, eps);
   for (int64_t i = threadIdx.x; i < n; i += kWideThreads) {
     xg[i] = FromFloat<T>(Round<T>(ToFloat(xg[i]) * inv) * w[i]);
   }
@@ -62,7 +67,6 @@ constexpr int kMaxVecsPerThread = 4;  // n <= 8 · 256 · 4
 __global__ void __launch_bounds__(kWideThreads)
     RmsNormWideVecKernel(bf16* x, const float* w, int64_t groups, int64_t n,
                          int64_t row_stride, float eps) {
-  __shared__ float warp_sums[kWideThreads / 32];
   bf16* xg = x + (blockIdx.x / groups) * row_stride + (blockIdx.x % groups) * n;
   const int vecs = static_cast<int>(n / 8);
   uint4 v[kMaxVecsPerThread];
@@ -78,13 +82,7 @@ __global__ void __launch_bounds__(kWideThreads)
       sum_sq += f.x * f.x + f.y * f.y;
     }
   }
-  sum_sq = WarpSum(sum_sq);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum_sq;
-  __syncthreads();
-  float total = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kWideThreads / 32; ++i) total += warp_sums[i];
-  const float inv = 1.0f / sqrtf(total / static_cast<float>(n) + eps);
+  const float inv = InverseRms(sum_sq, n, eps);
 #pragma unroll
   for (int i = 0; i < kMaxVecsPerThread; ++i) {
     const int c = threadIdx.x + i * kWideThreads;

@@ -14,15 +14,6 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kRowsPerCta = 4;
 
-__device__ __forceinline__ void Unpack(const uint4& v, float (&f)[8]) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 template <int M, typename Out>
 __global__ void __launch_bounds__(kThreads)
     SmallMatMulKernel(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, Out* y,
@@ -36,13 +27,13 @@ __global__ void __launch_bounds__(kThreads)
     float xv[M][8];
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      Unpack(__ldg(reinterpret_cast<const uint4*>(x + m * ldx) + v), xv[m]);
+      UnpackBf16x8(__ldg(reinterpret_cast<const uint4*>(x + m * ldx) + v), xv[m]);
     }
 #pragma unroll
     for (int r = 0; r < kRowsPerCta; ++r) {
       if (r >= rows) break;
       float wv[8];
-      Unpack(__ldg(reinterpret_cast<const uint4*>(w + (n0 + r) * ldw) + v), wv);
+      UnpackBf16x8(__ldg(reinterpret_cast<const uint4*>(w + (n0 + r) * ldw) + v), wv);
 #pragma unroll
       for (int m = 0; m < M; ++m) {
 #pragma unroll

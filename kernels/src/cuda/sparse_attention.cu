@@ -70,7 +70,8 @@ __device__ __forceinline__ void LoadRow(const float* src, float (&dst)[n]) {
   }
 }
 
-// 8 bf16 (one 16-byte load) as floats; zeros for a null source.
+// 8 bf16 (one 16-byte load) as floats; zeros for a null source. (Not UnpackBf16x8 from
+// common.cuh: this form is the one measured on the GPU; the other compiles differently.)
 __device__ __forceinline__ void Unpack8(const uint4* src, float (&f)[8]) {
   uint4 v = make_uint4(0, 0, 0, 0);
   if (src != nullptr) v = *src;

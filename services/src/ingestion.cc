@@ -154,8 +154,8 @@ void IngestionManager::Run() {
     absl::Status status = IngestSlice(tenant, doc, &done);
     if (!status.ok() && !Forgotten(doc)) {
       LOG(ERROR) << "ingestion of document " << doc << " failed: " << status;
+      work_.erase(doc);  // its memory returns before anyone sees it FAILED
       store_->SetStatus(tenant, doc, DocumentStatus::kFailed, status.ToString()).IgnoreError();
-      work_.erase(doc);
       auto record = store_->GetDocument(tenant, doc);
       if (record.ok()) Publish({*record, 0, 0});
       continue;
@@ -278,6 +278,12 @@ absl::Status IngestionManager::IngestSlice(storage::TenantId tenant, DocumentId 
       store_->BeginCheckpoint(tenant, doc);
   CheckpointSink sink(checkpoint.get());
   TOME_RETURN_IF_ERROR(engine_->SaveState(*work.sequence, begin, sink));
+  if (end == record.num_tokens) {
+    // The reservation ends before the commit makes the document READY, so that whoever sees
+    // it READY also sees its memory returned; the state itself moves to the state cache.
+    work.memory.clear();
+    work.reserved_bytes = 0;
+  }
   auto committed = store_->CommitCheckpoint(*checkpoint, end);
   if (absl::IsNotFound(committed.status())) return absl::OkStatus();  // deleted meanwhile
   TOME_RETURN_IF_ERROR(committed.status());
@@ -293,7 +299,7 @@ absl::Status IngestionManager::IngestSlice(storage::TenantId tenant, DocumentId 
     }
   }
   if (record.state_tokens == record.num_tokens) {
-    // The state cache (its own budget) takes the state; the reservation ends with the work.
+    // The state cache (its own budget) takes the state.
     cache_->Put(doc, std::shared_ptr<const engine::Sequence>(std::move(work.sequence)));
     LOG(INFO) << "document " << doc << " ingested: " << record.num_tokens << " tokens, "
               << checkpoint->num_bytes() << " bytes in the last checkpoint";

@@ -8,25 +8,35 @@
 
 namespace tome::engine {
 
-absl::StatusOr<BlockCache::Block> BlockCache::Get(const std::string& source_id, StateSource& source,
-                                                  int32_t layer, int32_t head, int64_t index,
-                                                  int64_t rows, int64_t width,
+BlockCache::BlockCache(std::vector<Backend*> backends, int64_t device_budget_bytes,
+                       int64_t host_budget_bytes)
+    : backends_(std::move(backends)),
+      device_budget_(device_budget_bytes),
+      host_budget_(host_budget_bytes),
+      devices_(backends_.size()) {}
+
+absl::StatusOr<BlockCache::Block> BlockCache::Get(int device, const std::string& source_id,
+                                                  StateSource& source, int32_t layer, int32_t head,
+                                                  int64_t index, int64_t rows, int64_t width,
                                                   int64_t element_bytes) {
   const BlockId block{head, index};
   TOME_ASSIGN_OR_RETURN(std::vector<Block> blocks,
-                        GetMany(source_id, source, layer, absl::MakeConstSpan(&block, 1), rows,
-                                width, element_bytes));
+                        GetMany(device, source_id, source, layer, absl::MakeConstSpan(&block, 1),
+                                rows, width, element_bytes));
   return std::move(blocks[0]);
 }
 
 absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
-    const std::string& source_id, StateSource& source, int32_t layer,
+    int device, const std::string& source_id, StateSource& source, int32_t layer,
     absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes) {
+  if (device < 0 || device >= static_cast<int>(backends_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("the block cache has no device ", device));
+  }
   std::vector<Block> out;
   out.reserve(blocks.size());
   for (size_t i = 0; i < blocks.size(); i += kStateReadBatch) {
     TOME_ASSIGN_OR_RETURN(std::vector<Block> part,
-                          GetBatch(source_id, source, layer,
+                          GetBatch(device, source_id, source, layer,
                                    blocks.subspan(i, std::min(kStateReadBatch, blocks.size() - i)),
                                    rows, width, element_bytes));
     for (Block& block : part) out.push_back(std::move(block));
@@ -35,9 +45,11 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
 }
 
 absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
-    const std::string& source_id, StateSource& source, int32_t layer,
+    int device, const std::string& source_id, StateSource& source, int32_t layer,
     absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes) {
   const int64_t half = rows * width * element_bytes;  // keys or values
+  Backend* backend = backends_[device];
+  Lru<Block>& pool = devices_[device];  // this device's tier 1
   std::vector<Block> out(blocks.size());
   std::vector<std::string> bytes(blocks.size());  // stored bytes of blocks not on the device
   std::vector<size_t> missing;                    // in neither tier
@@ -45,8 +57,8 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < blocks.size(); ++i) {
       const Key key{source_id, layer, blocks[i].head, blocks[i].index};
-      if (auto it = device_.entries.find(key); it != device_.entries.end()) {
-        device_.order.splice(device_.order.begin(), device_.order, it->second.second);
+      if (auto it = pool.entries.find(key); it != pool.entries.end()) {
+        pool.order.splice(pool.order.begin(), pool.order, it->second.second);
         ++stats_.device_hits;
         out[i] = it->second.first;
       } else if (auto it = host_.entries.find(key); it != host_.entries.end()) {
@@ -111,24 +123,24 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
     if (out[i].keys) continue;  // on the device already
     Block block;
     for (int part = 0; part < 2; ++part) {
-      TOME_ASSIGN_OR_RETURN(Buffer buffer, backend_->Allocate(half));
+      TOME_ASSIGN_OR_RETURN(Buffer buffer, backend->Allocate(half));
       auto page = std::make_shared<Buffer>(std::move(buffer));
-      backend_->CopyFromHost(Tensor{page->data(), dtype, rows, width, width},
-                             bytes[i].data() + part * half);
+      backend->CopyFromHost(Tensor{page->data(), dtype, rows, width, width},
+                            bytes[i].data() + part * half);
       (part == 0 ? block.keys : block.values) = std::move(page);
     }
     const Key key{source_id, layer, blocks[i].head, blocks[i].index};
     std::lock_guard<std::mutex> lock(mu_);
-    if (!device_.entries.count(key)) {
-      device_.order.push_front(key);
-      device_.entries[key] = {block, device_.order.begin()};
-      device_.bytes += 2 * half;
+    if (!pool.entries.count(key)) {
+      pool.order.push_front(key);
+      pool.entries[key] = {block, pool.order.begin()};
+      pool.bytes += 2 * half;
       // Evict the least recently used; blocks still in use stay alive through their holders.
-      while (device_.bytes > device_budget_ && device_.order.size() > 1) {
-        auto victim = device_.entries.find(device_.order.back());
-        device_.bytes -= victim->second.first.keys->bytes() + victim->second.first.values->bytes();
-        device_.entries.erase(victim);
-        device_.order.pop_back();
+      while (pool.bytes > device_budget_ && pool.order.size() > 1) {
+        auto victim = pool.entries.find(pool.order.back());
+        pool.bytes -= victim->second.first.keys->bytes() + victim->second.first.values->bytes();
+        pool.entries.erase(victim);
+        pool.order.pop_back();
         ++stats_.device_evictions;
       }
     }
@@ -140,7 +152,7 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
 BlockCacheStats BlockCache::stats() {
   std::lock_guard<std::mutex> lock(mu_);
   BlockCacheStats s = stats_;
-  s.device_bytes = device_.bytes;
+  for (const Lru<Block>& device : devices_) s.device_bytes += device.bytes;
   s.host_bytes = host_.bytes;
   return s;
 }

@@ -58,12 +58,6 @@ Engine::~Engine() {
   parallel_.reset();
 }
 
-absl::Status Engine::SingleRankOnly(const char* what) const {
-  if (!parallel_) return absl::OkStatus();
-  return absl::UnimplementedError(
-      absl::StrCat(what, " is not supported with tensor_parallel > 1 yet"));
-}
-
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   namespace fs = std::filesystem;
   const bool random = options.random_weights_seed.has_value();
@@ -244,15 +238,19 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadState(int64_t num_tokens,
 
 std::shared_ptr<BlockCache> Engine::NewBlockCache(int64_t device_budget_bytes,
                                                   int64_t host_budget_bytes) const {
-  // Storage-backed attention is single-rank only (LoadStateOnDemand refuses otherwise).
-  Backend* backend = parallel_ ? parallel_->backend(0) : backend_.get();
-  return std::make_shared<BlockCache>(backend, device_budget_bytes, host_budget_bytes);
+  std::vector<Backend*> backends;  // one per rank
+  if (parallel_) {
+    for (int r = 0; r < parallel_->world(); ++r) backends.push_back(parallel_->backend(r));
+  } else {
+    backends.push_back(backend_.get());
+  }
+  return std::make_shared<BlockCache>(std::move(backends), device_budget_bytes,
+                                      host_budget_bytes);
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
     int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
     std::string source_id) const {
-  TOME_RETURN_IF_ERROR(SingleRankOnly("LoadStateOnDemand"));
   if (source == nullptr || cache == nullptr) {
     return absl::InvalidArgumentError("LoadStateOnDemand needs a state source and a block cache");
   }
@@ -262,7 +260,8 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
   stored->source_id = std::move(source_id);
   std::lock_guard<std::mutex> lock(forward_mu_);
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
-                        model_->Load(num_tokens, *stored->source, stored));
+                        parallel_ ? parallel_->LoadState(num_tokens, *stored->source, stored)
+                                  : model_->Load(num_tokens, *stored->source, stored));
   return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
 }
 

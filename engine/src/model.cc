@@ -548,21 +548,23 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   const int64_t elem = DTypeSize(backend_->activation_dtype());
   // Every block some query reads that is not resident, fetched in one call (the cache reads
   // its misses from the store in batches).
+  // Blocks are stored under their global group index (this rank's groups start at kv_head0).
   std::vector<BlockCache::BlockId> fetch;
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t b = 0; b < causal; ++b) {
       if (needed[g * causal + b] && !overlay_keys_[g].page_resident(b)) {
-        fetch.push_back({int32_t(g), b});
+        fetch.push_back({int32_t(dims_.kv_head0 + g), b});
       }
     }
   }
   if (fetch.empty()) return absl::OkStatus();
   TOME_ASSIGN_OR_RETURN(std::vector<BlockCache::Block> blocks,
-                        stored.cache->GetMany(stored.source_id, *stored.source, int32_t(layer),
-                                              fetch, B, d, elem));
+                        stored.cache->GetMany(shard_.rank, stored.source_id, *stored.source,
+                                              int32_t(layer), fetch, B, d, elem));
   for (size_t i = 0; i < fetch.size(); ++i) {
-    overlay_keys_[fetch[i].head].SetPage(fetch[i].index, std::move(blocks[i].keys));
-    overlay_values_[fetch[i].head].SetPage(fetch[i].index, std::move(blocks[i].values));
+    const int64_t g = fetch[i].head - dims_.kv_head0;
+    overlay_keys_[g].SetPage(fetch[i].index, std::move(blocks[i].keys));
+    overlay_values_[g].SetPage(fetch[i].index, std::move(blocks[i].values));
   }
   return absl::OkStatus();
 }
@@ -662,10 +664,10 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
         bytes.resize(2 * rows * d * elem);
         BlockCache::Block fetched;  // for a block still in storage (sequence loaded on demand)
         if (!keys.page_resident(b)) {
-          TOME_ASSIGN_OR_RETURN(fetched, state.stored->cache->Get(state.stored->source_id,
-                                                                  *state.stored->source,
-                                                                  int32_t(l), int32_t(g), b,
-                                                                  rows, d, elem));
+          TOME_ASSIGN_OR_RETURN(fetched, state.stored->cache->Get(
+                                             shard_.rank, state.stored->source_id,
+                                             *state.stored->source, int32_t(l), global_g, b,
+                                             rows, d, elem));
         }
         const void* k = fetched.keys ? fetched.keys->data() : keys.page(b);
         const void* v = fetched.values ? fetched.values->data() : values.page(b);
@@ -697,10 +699,6 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
 
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
     int64_t num_tokens, StateSource& source, std::shared_ptr<const StoredBlocks> stored) {
-  if (sharded() && stored) {
-    return absl::UnimplementedError(
-        "opening a state on demand is not supported with tensor_parallel > 1 yet");
-  }
   // Records are in the unsharded layout (Save): a rank reads its Lightning heads' rows and
   // its KV groups by their global index.
   const ModelConfig& c = config_;

@@ -167,13 +167,13 @@ absl::Status ParallelModel::SaveState(const SequenceState& state, int64_t saved_
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<SequenceState>> ParallelModel::LoadState(int64_t num_tokens,
-                                                                        StateSource& source) {
+absl::StatusOr<std::unique_ptr<SequenceState>> ParallelModel::LoadState(
+    int64_t num_tokens, StateSource& source, std::shared_ptr<const StoredBlocks> stored) {
   std::mutex mu;
   LockedSource locked(&source, &mu);
   std::vector<std::unique_ptr<SequenceState>> states(world());
   TOME_RETURN_IF_ERROR(pool_.Run([&](int r) -> absl::Status {
-    TOME_ASSIGN_OR_RETURN(states[r], models_[r]->Load(num_tokens, locked, nullptr));
+    TOME_ASSIGN_OR_RETURN(states[r], models_[r]->Load(num_tokens, locked, stored));
     return absl::OkStatus();
   }));
   std::unique_ptr<SequenceState> top = std::move(states[0]);

@@ -6,8 +6,9 @@
 // shares in `other_ranks`.
 //
 // States are saved and loaded in the unsharded record layout (a TP=2 engine reads what a
-// TP=1 engine wrote and vice versa). Not supported yet (Unimplemented): storage-backed
-// (on-demand) sequences, PrefillOptions::capture_selection.
+// TP=1 engine wrote and vice versa). A storage-backed (on-demand) sequence's ranks fetch
+// their own groups' blocks, each into its own device's tier of the shared block cache. Not
+// supported yet (Unimplemented): PrefillOptions::capture_selection.
 #pragma once
 
 #include <memory>
@@ -54,10 +55,12 @@ class ParallelModel {
                             absl::Span<std::vector<double>* const> evidence);
   // Model::Save / Model::Load on every rank: KV records pass through (each group written
   // once, under its global index); a Lightning layer's record is assembled from, or split
-  // into, the ranks' head rows.
+  // into, the ranks' head rows. With `stored`, every rank's sequence is storage-backed
+  // (Model::Load); its source is then read by every rank's thread at once.
   absl::Status SaveState(const SequenceState& state, int64_t saved_tokens, StateSink& sink);
-  absl::StatusOr<std::unique_ptr<SequenceState>> LoadState(int64_t num_tokens,
-                                                           StateSource& source);
+  absl::StatusOr<std::unique_ptr<SequenceState>> LoadState(
+      int64_t num_tokens, StateSource& source,
+      std::shared_ptr<const StoredBlocks> stored = nullptr);
 
  private:
   ParallelModel(const ModelConfig& config, const EngineOptions& options, int world);

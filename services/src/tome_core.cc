@@ -575,9 +575,7 @@ absl::StatusOr<std::vector<Citation>> TomeCore::Cite(const DocumentRecord& recor
 }
 
 bool TomeCore::OpensOnDemand(int64_t tokens) const {
-  // Tensor-parallel engines have no on-demand opening yet: they hold every state whole.
-  return options_.tensor_parallel == 1 &&
-         tokens * engine_->state_sizes().kv_bytes_per_token > options_.resident_kv_limit_bytes;
+  return tokens * engine_->state_sizes().kv_bytes_per_token > options_.resident_kv_limit_bytes;
 }
 
 absl::StatusOr<MemoryAdmission::Ticket> TomeCore::AdmitQuestion(

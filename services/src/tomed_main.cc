@@ -36,7 +36,9 @@ ABSL_FLAG(int32_t, session_states, 64, "sessions whose state is kept in memory (
 ABSL_FLAG(int64_t, resident_kv_limit_mb, 4096,
           "document states with more KV than this (MiB) are loaded on demand: KV blocks stay "
           "in the store until a query selects them");
-ABSL_FLAG(int64_t, block_cache_mb, 1024, "engine memory for KV blocks of on-demand documents, MiB");
+ABSL_FLAG(int64_t, block_cache_mb, 1024,
+          "engine memory for KV blocks of on-demand documents, MiB (on each GPU with "
+          "--tensor_parallel)");
 ABSL_FLAG(int64_t, host_block_cache_mb, 2048,
           "host memory caching KV blocks read from the store for on-demand documents, MiB");
 ABSL_FLAG(int32_t, store_read_threads, 8,
@@ -47,7 +49,7 @@ ABSL_FLAG(std::string, device, "cpu",
 ABSL_FLAG(int32_t, cuda_device, 0, "first CUDA device the engine uses (--device=cuda)");
 ABSL_FLAG(int32_t, tensor_parallel, 1,
           "split the model over this many ranks: GPUs cuda_device.. with NCCL (on the CPU, "
-          "in-process ranks); documents are then always opened whole, never on demand");
+          "in-process ranks); each rank fetches its own KV groups' blocks on demand");
 ABSL_FLAG(int64_t, ask_memory_mb, 0,
           "engine memory (GPU memory on CUDA) all running questions may reserve together, "
           "MiB: the states they open plus their prompt and answer tokens; past it questions "

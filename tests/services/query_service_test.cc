@@ -197,6 +197,18 @@ TEST_F(QueryServiceTest, SameAnswerWithTheModelSplitOverTwoRanks) {
   EXPECT_EQ(s3.state_source(), "store");
   EXPECT_EQ(split_again, one_rank);
 
+  // Two ranks opening the state on demand (two blocks per rank's cache) answer the same.
+  options.tensor_parallel = 2;
+  options.resident_kv_limit_bytes = 0;
+  options.block_cache_bytes = 2 * (2 * 64 * 16 * 4);
+  options.host_block_cache_bytes = 0;
+  StartServer(options);
+  std::string on_demand;
+  ASSERT_TRUE(Ask(id, "What colour is the light?", &on_demand, &s3).ok());
+  EXPECT_EQ(s3.state_source(), "store");
+  EXPECT_EQ(on_demand, whole);
+  EXPECT_GT(server_->core()->block_cache_stats().source_reads, 0);
+
   options.device = "tpu";
   EXPECT_THAT(std::string(services::TomeServer::Start(options).status().message()),
               ::testing::HasSubstr("unknown device \"tpu\": use cpu or cuda"));

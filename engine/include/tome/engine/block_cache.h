@@ -7,7 +7,8 @@
 // each tier a least-recently-used set within its byte budget. Blocks in use by a running
 // forward pass are pinned (held) until it ends. One cache may serve many sequences (each
 // names its source by an id that must change whenever the stored blocks could: a document
-// id plus its ingestion, say). Thread-safe.
+// id plus its ingestion, say). With tensor parallelism each rank's device has a tier 1 of
+// its own (the budget is per device) and the ranks share tier 2. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -32,25 +33,28 @@ struct BlockCacheStats {
   int64_t device_hits = 0;
   int64_t host_hits = 0;
   int64_t source_reads = 0;
-  int64_t bytes_read = 0;       // from the source
+  int64_t bytes_read = 0;  // from the source
   int64_t device_evictions = 0;
-  int64_t device_bytes = 0;     // resident now
+  int64_t device_bytes = 0;  // resident now
   int64_t host_bytes = 0;
 };
 
 class BlockCache {
  public:
-  BlockCache(Backend* backend, int64_t device_budget_bytes, int64_t host_budget_bytes)
-      : backend_(backend), device_budget_(device_budget_bytes), host_budget_(host_budget_bytes) {}
+  // backends[i] is device i's (a tensor-parallel rank's); device_budget_bytes applies to
+  // each device.
+  BlockCache(std::vector<Backend*> backends, int64_t device_budget_bytes,
+             int64_t host_budget_bytes);
 
   // Keys and values of block `index` of (layer, head) of `source_id`'s stored state, each
-  // [rows, width] in backend memory. The returned pointers keep the pages alive (pinned)
-  // even if the cache evicts them meanwhile.
+  // [rows, width] in the memory of `device` (an index into the backends). The returned
+  // pointers keep the pages alive (pinned) even if the cache evicts them meanwhile. `head` is
+  // the stored (global) KV group.
   struct Block {
     std::shared_ptr<Buffer> keys, values;
   };
-  absl::StatusOr<Block> Get(const std::string& source_id, StateSource& source, int32_t layer,
-                            int32_t head, int64_t index, int64_t rows, int64_t width,
+  absl::StatusOr<Block> Get(int device, const std::string& source_id, StateSource& source,
+                            int32_t layer, int32_t head, int64_t index, int64_t rows, int64_t width,
                             int64_t element_bytes);
 
   // Get for many blocks of one layer, in order: the blocks missing from both tiers are read
@@ -59,17 +63,19 @@ class BlockCache {
     int32_t head = 0;
     int64_t index = 0;
   };
-  absl::StatusOr<std::vector<Block>> GetMany(const std::string& source_id, StateSource& source,
-                                             int32_t layer, absl::Span<const BlockId> blocks,
-                                             int64_t rows, int64_t width, int64_t element_bytes);
+  absl::StatusOr<std::vector<Block>> GetMany(int device, const std::string& source_id,
+                                             StateSource& source, int32_t layer,
+                                             absl::Span<const BlockId> blocks, int64_t rows,
+                                             int64_t width, int64_t element_bytes);
 
   BlockCacheStats stats();
 
  private:
   // GetMany of at most kStateReadBatch blocks.
-  absl::StatusOr<std::vector<Block>> GetBatch(const std::string& source_id, StateSource& source,
-                                              int32_t layer, absl::Span<const BlockId> blocks,
-                                              int64_t rows, int64_t width, int64_t element_bytes);
+  absl::StatusOr<std::vector<Block>> GetBatch(int device, const std::string& source_id,
+                                              StateSource& source, int32_t layer,
+                                              absl::Span<const BlockId> blocks, int64_t rows,
+                                              int64_t width, int64_t element_bytes);
 
   using Key = std::tuple<std::string, int32_t, int32_t, int64_t>;
   template <typename V>
@@ -79,11 +85,11 @@ class BlockCache {
     int64_t bytes = 0;
   };
 
-  Backend* backend_;
+  const std::vector<Backend*> backends_;
   const int64_t device_budget_;
   const int64_t host_budget_;
   std::mutex mu_;
-  Lru<Block> device_;
+  std::vector<Lru<Block>> devices_;  // one per backend
   Lru<std::string> host_;
   BlockCacheStats stats_;
 };

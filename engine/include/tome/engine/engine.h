@@ -69,7 +69,7 @@ class Engine {
   // Loads config, weights and tokenizer from options.model_dir. NotFound / InvalidArgument /
   // DataLoss name the file and the first problem found. With options.tensor_parallel > 1
   // the model is split over that many ranks (options.h); states are saved and loaded in
-  // the same record layout as with one rank, and LoadStateOnDemand answers Unimplemented.
+  // the same record layout as with one rank.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   ~Engine();
 
@@ -114,8 +114,8 @@ class Engine {
                                                       StateSource& source) const;
 
   // Storage-backed attention, for documents whose KV does not fit in device memory: a
-  // cache of stored KV blocks in backend memory (LRU within `device_budget_bytes`) over a
-  // host-memory tier (LRU within `host_budget_bytes`; 0 turns it off).
+  // cache of stored KV blocks in backend memory (LRU within `device_budget_bytes` on each
+  // rank's device) over a host-memory tier (LRU within `host_budget_bytes`; 0 turns it off).
   std::shared_ptr<BlockCache> NewBlockCache(int64_t device_budget_bytes,
                                             int64_t host_budget_bytes) const;
   // Like LoadState, but reads only the Lightning states, the block summaries and the last
@@ -123,6 +123,8 @@ class Engine {
   // when their queries select them, so the result equals a fully loaded sequence's.
   // `source_id` names the stored blocks in the cache (it must change whenever they could).
   // A record missing later fails the forward pass that needed it (NotFound / DataLoss).
+  // With tensor parallelism the ranks read `source` from their threads at once, so it must
+  // be thread-safe.
   absl::StatusOr<std::unique_ptr<Sequence>> LoadStateOnDemand(
       int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
       std::string source_id) const;
@@ -130,8 +132,6 @@ class Engine {
  private:
   Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Model> model,
          std::unique_ptr<ParallelModel> parallel, std::unique_ptr<Tokenizer> tokenizer);
-  // An Unimplemented error for `what` when this engine is tensor-parallel, else OK.
-  absl::Status SingleRankOnly(const char* what) const;
 
   EngineOptions options_;
   ModelConfig config_;

@@ -39,6 +39,10 @@ class Backend {
   virtual void CopyToHost(const Tensor& src, void* host) = 0;
   // Converts between fp32 and bf16 where dst and src differ in dtype.
   virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
+  // Rows first_row .. first_row + rows.rows - 1 of `dst` ← `rows` (same dtype), in one op
+  // however many pages they span. The pages must exist and be dst's own (PagedBuffer::Append
+  // prepares them).
+  virtual void WriteRows(PagedBuffer& dst, int64_t first_row, const Tensor& rows) = 0;
   virtual void Fill(const Tensor& dst, float value) = 0;
   // dst[r, c] = mean + stddev · HashedNormal(seed, r · cols + c) (tome/kernels/random.h), in
   // dst's dtype: the same values on every backend (models with random weights).

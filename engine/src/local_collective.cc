@@ -121,6 +121,9 @@ class LocalRank final : public Backend {
                  const Tensor& out) override {
     inner_->Lightning(q, k, v, heads, head_dim, slopes, scale, state, out);
   }
+  void WriteRows(PagedBuffer& dst, int64_t first_row, const Tensor& rows) override {
+    inner_->WriteRows(dst, first_row, rows);
+  }
   void WindowMeans(const PagedBuffer& keys, int64_t first_window, int64_t window,
                    int64_t stride, const Tensor& out) override {
     inner_->WindowMeans(keys, first_window, window, stride, out);

@@ -23,27 +23,41 @@ absl::Status PagedBuffer::EnsureWritableLastPage() {
   return absl::OkStatus();
 }
 
+void WriteRowsPageByPage(Backend& backend, PagedBuffer& dst, int64_t first_row,
+                         const Tensor& rows) {
+  const int64_t per_page = dst.rows_per_page(), width = dst.width();
+  for (int64_t done = 0; done < rows.rows;) {
+    const int64_t row = first_row + done, in_page = row % per_page;
+    const int64_t n = std::min(per_page - in_page, rows.rows - done);
+    char* page = static_cast<char*>(dst.mutable_page(row / per_page));
+    backend.Copy(Tensor{page + in_page * width * DTypeSize(dst.dtype()), dst.dtype(), n, width,
+                        width},
+                 rows.Rows(done, n));
+    done += n;
+  }
+}
+
 absl::Status PagedBuffer::Append(const Tensor& rows) {
   if (rows.cols != width_ || rows.dtype != dtype_) {
     return absl::InternalError(absl::StrCat("PagedBuffer::Append: rows of ", rows.cols,
                                             " elements, expected ", width_));
   }
-  int64_t done = 0;
-  while (done < rows.rows) {
-    const int64_t in_page = num_rows_ % rows_per_page_;
-    if (in_page == 0) {
-      TOME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> page, NewPage());
-      page_ptrs_.push_back(page->data());
-      pages_.push_back(std::move(page));
-    } else {
-      TOME_RETURN_IF_ERROR(EnsureWritableLastPage());
-    }
-    const int64_t n = std::min(rows_per_page_ - in_page, rows.rows - done);
-    char* dst = static_cast<char*>(pages_.back()->data()) + in_page * width_ * DTypeSize(dtype_);
-    backend_->Copy(Tensor{dst, dtype_, n, width_, width_}, rows.Rows(done, n));
-    num_rows_ += n;
-    done += n;
+  if (rows.rows == 0) return absl::OkStatus();
+  if (num_rows_ % rows_per_page_ != 0) TOME_RETURN_IF_ERROR(EnsureWritableLastPage());
+  // Every new page first (on failure the buffer is unchanged), then one write for all rows.
+  const int64_t end = num_rows_ + rows.rows;
+  std::vector<std::shared_ptr<Buffer>> added;
+  for (int64_t p = num_pages(); p * rows_per_page_ < end; ++p) {
+    TOME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> page, NewPage());
+    added.push_back(std::move(page));
   }
+  for (std::shared_ptr<Buffer>& page : added) {
+    page_ptrs_.push_back(page->data());
+    pages_.push_back(std::move(page));
+  }
+  const int64_t first = num_rows_;
+  num_rows_ = end;
+  backend_->WriteRows(*this, first, rows);
   return absl::OkStatus();
 }
 

@@ -13,6 +13,13 @@
 
 namespace tome::engine {
 
+class PagedBuffer;
+
+// Backend::WriteRows as one Copy per page touched (the CPU backend's, and any backend's
+// fallback).
+void WriteRowsPageByPage(Backend& backend, PagedBuffer& dst, int64_t first_row,
+                         const Tensor& rows);
+
 class PagedBuffer {
  public:
   PagedBuffer() = default;
@@ -44,6 +51,8 @@ class PagedBuffer {
   // Rows present in page `index`.
   int64_t rows_in_page(int64_t index) const;
   const void* page(int64_t index) const { return page_ptrs_[index]; }
+  // Writable page `index` (Backend::WriteRows): only for pages this buffer alone holds.
+  void* mutable_page(int64_t index) { return pages_[index]->data(); }
   // Pointer array of all pages, for building kernel views.
   const std::vector<const void*>& page_pointers() const { return page_ptrs_; }
   bool page_shared(int64_t index) const { return pages_[index].use_count() > 1; }

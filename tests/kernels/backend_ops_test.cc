@@ -483,6 +483,49 @@ void LightningCase(Harness& h, int64_t heads, int64_t d, std::vector<int64_t> sp
 
 // --- sparse layers --------------------------------------------------------------------------
 
+// The rows of a paged buffer, dense, read page by page (Copy: bit-exact for equal dtypes).
+std::vector<float> PagedRowsOf(Harness& h, const PagedBuffer& p) {
+  Mat out(h.gpu, p.dtype(), p.num_rows(), p.width());
+  for (int64_t page = 0; page < p.num_pages(); ++page) {
+    const int64_t rows = p.rows_in_page(page);
+    h.gpu.Copy(out.t().Rows(page * p.rows_per_page(), rows),
+               Tensor{const_cast<void*>(p.page(page)), p.dtype(), rows, p.width(), p.width()});
+  }
+  h.Sync();
+  return out.Get();
+}
+
+// PagedBuffer::Append → WriteRows: pieces starting mid-page and spanning several pages, from
+// a strided (and, at offset 1, unaligned) source; a fork appending to a shared partial page
+// copies it first, so neither buffer sees the other's rows. The copy is exact.
+void WriteRowsCase(Harness& h, int64_t width, int64_t stride, int64_t offset) {
+  const int64_t n = 172;
+  Mat src(h.gpu, DType::kBF16, n, width, stride, offset);
+  src.Set(RandomValues(n * width, width + stride));
+  const std::vector<float> v = src.Get();  // bf16-rounded
+  auto rows_of = [&](int64_t first, int64_t count) {
+    return std::vector<float>(v.begin() + first * width, v.begin() + (first + count) * width);
+  };
+  PagedBuffer a(&h.gpu, DType::kBF16, 64, width);
+  for (auto [first, count] : {std::pair<int64_t, int64_t>{0, 10}, {10, 150}}) {
+    const absl::Status s = a.Append(src.t().Rows(first, count));
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  PagedBuffer b = a.Fork();
+  ASSERT_TRUE(b.Append(src.t().Rows(160, 7)).ok());
+  ASSERT_TRUE(a.Append(src.t().Rows(167, 5)).ok());
+  std::vector<float> want_a = rows_of(0, 160), want_b = rows_of(0, 160);
+  const std::vector<float> tail_a = rows_of(167, 5), tail_b = rows_of(160, 7);
+  want_a.insert(want_a.end(), tail_a.begin(), tail_a.end());
+  want_b.insert(want_b.end(), tail_b.begin(), tail_b.end());
+  EXPECT_EQ(a.num_pages(), 3);
+  EXPECT_NE(a.page(2), b.page(2));  // copied on write
+  EXPECT_EQ(a.page(1), b.page(1));  // full pages stay shared
+  EXPECT_EQ(PagedRowsOf(h, a), want_a);
+  EXPECT_EQ(PagedRowsOf(h, b), want_b);
+}
+
+
 void WindowMeansCase(Harness& h, int64_t rows, int64_t d, int64_t window, int64_t stride,
                      int64_t first) {
   const std::vector<float> keys = RandomValues(rows * d, rows + window);
@@ -700,6 +743,9 @@ std::vector<OpCase> MakeCases() {
   add({"Lightning"}, "Lightning_tc_split_300_1_70_128",
       [](Harness& h) { LightningCase(h, 32, 128, {300, 1, 70, 128}); });
   add({"Lightning"}, "Lightning_tc_h4d64_T777", [](Harness& h) { LightningCase(h, 4, 64, {777}); });
+  add({"WriteRows"}, "WriteRows_d128_strided", [](Harness& h) { WriteRowsCase(h, 128, 136, 8); });
+  add({"WriteRows"}, "WriteRows_d128_unaligned", [](Harness& h) { WriteRowsCase(h, 128, 128, 1); });
+  add({"WriteRows"}, "WriteRows_d20", [](Harness& h) { WriteRowsCase(h, 20, 23, 0); });
   add({"WindowMeans"}, "WindowMeans_k1", [](Harness& h) { WindowMeansCase(h, 300, 128, 32, 16, 0); });
   add({"WindowMeans"}, "WindowMeans_k2_tail",
       [](Harness& h) { WindowMeansCase(h, 300, 128, 128, 64, 1); });

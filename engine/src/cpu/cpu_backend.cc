@@ -126,6 +126,9 @@ class CpuBackend final : public Backend {
     k::LightningAttention(q.f32(), k_.f32(), v.f32(), q.rows, heads, head_dim, q.stride,
                           slopes.f32(), scale, state.f32(), out.f32(), out.stride);
   }
+  void WriteRows(PagedBuffer& dst, int64_t first_row, const Tensor& rows) override {
+    WriteRowsPageByPage(*this, dst, first_row, rows);
+  }
   void WindowMeans(const PagedBuffer& keys, int64_t first_window, int64_t window,
                    int64_t stride, const Tensor& out) override {
     k::WindowMeans(*Views(absl::MakeConstSpan(&keys, 1), views_a_), first_window, out.rows,

@@ -363,6 +363,18 @@ class CudaBackend final : public Backend {
           "Lightning");
   }
 
+  void WriteRows(PagedBuffer& dst, int64_t first_row, const Tensor& rows) override {
+    ScopedOp op(*timer_, "WriteRows");
+    if (dst.dtype() != DType::kBF16 || rows.dtype != DType::kBF16) {
+      return WriteRowsPageByPage(*this, dst, first_row, rows);
+    }
+    // One kernel through the page table instead of a copy per page (prefill appends 128
+    // pages per KV group and chunk).
+    auto view = tables_->View(dst);
+    if (!view.ok()) return Check(view.status());
+    Check(kc::ScatterRows(*view, first_row, rows.rows, B16(rows), rows.stride, stream_),
+          "WriteRows");
+  }
   void WindowMeans(const PagedBuffer& keys, int64_t first_window, int64_t window,
                    int64_t stride, const Tensor& out) override {
     ScopedOp op(*timer_, "WindowMeans");

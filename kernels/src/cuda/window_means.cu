@@ -1,4 +1,5 @@
-// Block summaries (WindowMeans) and the gather of paged rows into a dense matrix.
+// Block summaries (WindowMeans), and paged rows gathered into (GatherRows) or scattered
+// from (ScatterRows) a dense matrix.
 #include "common.cuh"
 #include "tome/kernels/cuda/sparse_attention.h"
 
@@ -38,6 +39,27 @@ __global__ void GatherScalarKernel(DevicePagedRows rows, int64_t first_row, int6
   }
 }
 
+// 8 bf16 (16 bytes) per thread: the scatter of appended rows into their pages.
+__global__ void ScatterKernel(DevicePagedRows rows, int64_t first_row, int64_t n, const bf16* src,
+                              int64_t src_stride) {
+  const int64_t vecs_per_row = rows.width / 8;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * vecs_per_row;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = e / vecs_per_row, c = e % vecs_per_row;
+    reinterpret_cast<uint4*>(const_cast<bf16*>(PagedRow(rows, first_row + r)))[c] =
+        reinterpret_cast<const uint4*>(src + r * src_stride)[c];
+  }
+}
+
+__global__ void ScatterScalarKernel(DevicePagedRows rows, int64_t first_row, int64_t n,
+                                    const bf16* src, int64_t src_stride) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * rows.width;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = e / rows.width, c = e % rows.width;
+    const_cast<bf16*>(PagedRow(rows, first_row + r))[c] = src[r * src_stride + c];
+  }
+}
+
 }  // namespace
 
 cudaError_t WindowMeans(const DevicePagedRows& keys, int64_t first_window, int64_t num_windows,
@@ -60,6 +82,19 @@ cudaError_t GatherRows(const DevicePagedRows& rows, int64_t first_row, int64_t n
   } else {
     GatherScalarKernel<<<GridFor(n * rows.width, 256), 256, 0, stream>>>(rows, first_row, n,
                                                                          out);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t ScatterRows(const DevicePagedRows& rows, int64_t first_row, int64_t n,
+                        const bf16* src, int64_t src_stride, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  if (rows.width % 8 == 0 && src_stride % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+    ScatterKernel<<<GridFor(n * rows.width / 8, 256), 256, 0, stream>>>(rows, first_row, n, src,
+                                                                        src_stride);
+  } else {
+    ScatterScalarKernel<<<GridFor(n * rows.width, 256), 256, 0, stream>>>(rows, first_row, n,
+                                                                          src, src_stride);
   }
   return cudaGetLastError();
 }

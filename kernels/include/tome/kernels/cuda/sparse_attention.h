@@ -19,6 +19,11 @@ cudaError_t WindowMeans(const DevicePagedRows& keys, int64_t first_window, int64
 cudaError_t GatherRows(const DevicePagedRows& rows, int64_t first_row, int64_t n, bf16* out,
                        cudaStream_t stream);
 
+// rows.row(first_row + r) = src[r, :] for r < n (src rows src_stride elements apart). The
+// view's pages must be writable (its pointers are const for the readers).
+cudaError_t ScatterRows(const DevicePagedRows& rows, int64_t first_row, int64_t n,
+                        const bf16* src, int64_t src_stride, cudaStream_t stream);
+
 struct SelectBlocksArgs {
   const bf16* q = nullptr;  // [T, Hq, d], q_stride between tokens
   int64_t num_tokens = 0, num_q_heads = 0, num_groups = 0, head_dim = 0, q_stride = 0;

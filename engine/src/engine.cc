@@ -265,4 +265,21 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
   return std::unique_ptr<Sequence>(new Sequence(std::move(state)));
 }
 
+absl::Status Engine::MoveBlocksToStorage(Sequence& sequence, std::shared_ptr<StateSource> source,
+                                         std::shared_ptr<BlockCache> cache,
+                                         std::string source_id) const {
+  if (source == nullptr || cache == nullptr) {
+    return absl::InvalidArgumentError(
+        "MoveBlocksToStorage needs a state source and a block cache");
+  }
+  auto stored = std::make_shared<StoredBlocks>();
+  stored->source = std::move(source);
+  stored->cache = std::move(cache);
+  stored->source_id = std::move(source_id);
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  if (parallel_) return parallel_->MoveBlocksToStorage(*sequence.state_, std::move(stored));
+  model_->MoveBlocksToStorage(*sequence.state_, std::move(stored));
+  return absl::OkStatus();
+}
+
 }  // namespace tome::engine

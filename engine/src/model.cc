@@ -697,6 +697,26 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
   return absl::OkStatus();
 }
 
+int64_t Model::FirstResidentBlock(int64_t num_tokens) const {
+  const int64_t B = config_.sparse.block_size;
+  return std::max<int64_t>(
+      0, CeilDiv(num_tokens, B) - (CeilDiv(sparse_params_.kernel_size2(), B) + 1));
+}
+
+void Model::MoveBlocksToStorage(SequenceState& state, std::shared_ptr<const StoredBlocks> stored) {
+  const int64_t first_resident = FirstResidentBlock(state.num_tokens);
+  for (LayerState& ls : state.layers) {
+    if (ls.type == MixerType::kLightning) continue;
+    for (size_t g = 0; g < ls.sparse.keys.size(); ++g) {
+      for (int64_t b = 0; b < first_resident; ++b) {
+        ls.sparse.keys[g].DropPage(b);
+        ls.sparse.values[g].DropPage(b);
+      }
+    }
+  }
+  state.stored = std::move(stored);
+}
+
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
     int64_t num_tokens, StateSource& source, std::shared_ptr<const StoredBlocks> stored) {
   // Records are in the unsharded layout (Save): a rank reads its Lightning heads' rows and
@@ -718,12 +738,10 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
                              bytes.data() + dims_.lightning_head0 * ld * ld * 4);
       continue;
     }
-    // On demand, only the last blocks are read now: those the summary windows of the next
-    // tokens reach back into (appends and summaries then never touch an absent page).
+    // On demand, only the last blocks are read now (appends and summaries then never touch
+    // an absent page).
     const int64_t num_blocks = CeilDiv(num_tokens, B);
-    const int64_t first_resident =
-        stored ? std::max<int64_t>(0, num_blocks - (CeilDiv(sparse_params_.kernel_size2(), B) + 1))
-               : 0;
+    const int64_t first_resident = stored ? FirstResidentBlock(num_tokens) : 0;
     for (int64_t g = 0; g < dims_.kv_heads; ++g) {
       const int32_t global_g = static_cast<int32_t>(dims_.kv_head0 + g);
       for (int64_t b = 0; b < first_resident; ++b) {

@@ -92,6 +92,9 @@ class Model {
   absl::StatusOr<std::unique_ptr<SequenceState>> Load(
       int64_t num_tokens, StateSource& source,
       std::shared_ptr<const StoredBlocks> stored = nullptr);
+  // Makes `state` storage-backed as Load with `stored` would have built it: its KV pages
+  // before the last few leave memory (its state must be saved through num_tokens).
+  void MoveBlocksToStorage(SequenceState& state, std::shared_ptr<const StoredBlocks> stored);
 
  private:
   Model(const ModelConfig& config, Backend* backend, const EngineOptions& options,
@@ -127,6 +130,9 @@ class Model {
   // Fills overlay_keys_/overlay_values_ with the sparse layer's pages plus, fetched from
   // storage, every absent block that `selected` (all causal blocks when it has no data)
   // names for these `rows` queries.
+  // The first KV block a storage-backed sequence of `num_tokens` keeps resident: the summary
+  // windows of the next tokens reach back into the blocks after it.
+  int64_t FirstResidentBlock(int64_t num_tokens) const;
   absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer,
                                  const Tensor& selected, int64_t rows, int64_t last_position);
   // Adds the dynamically selected blocks' scores of `rows` queries to `evidence`.

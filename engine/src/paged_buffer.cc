@@ -84,6 +84,11 @@ void PagedBuffer::SetPage(int64_t index, std::shared_ptr<Buffer> page) {
   pages_[index] = std::move(page);
 }
 
+void PagedBuffer::DropPage(int64_t index) {
+  pages_[index].reset();
+  page_ptrs_[index] = nullptr;
+}
+
 int64_t PagedBuffer::rows_in_page(int64_t index) const {
   return std::min(rows_per_page_, num_rows_ - index * rows_per_page_);
 }

@@ -41,6 +41,8 @@ class PagedBuffer {
   // Makes page `index` (absent) resident with `page` in this buffer, usually a temporary copy
   // of a sequence's buffer built for one forward pass: its holder pins the page.
   void SetPage(int64_t index, std::shared_ptr<Buffer> page);
+  // Makes page `index` absent (its memory goes once no fork holds it).
+  void DropPage(int64_t index);
 
   int64_t num_rows() const { return num_rows_; }
   int64_t num_pages() const { return static_cast<int64_t>(pages_.size()); }

@@ -181,6 +181,14 @@ absl::StatusOr<std::unique_ptr<SequenceState>> ParallelModel::LoadState(
   return top;
 }
 
+absl::Status ParallelModel::MoveBlocksToStorage(SequenceState& state,
+                                                std::shared_ptr<const StoredBlocks> stored) {
+  return pool_.Run([&](int r) {  // on the rank's thread: pages free on its device
+    models_[r]->MoveBlocksToStorage(*RankState(state, r), stored);
+    return absl::OkStatus();
+  });
+}
+
 absl::Status ParallelModel::Forward(SequenceState& state, absl::Span<const int32_t> tokens,
                                     const PrefillOptions& options, std::vector<float>* logits,
                                     std::mutex* chunk_lock) {

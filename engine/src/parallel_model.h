@@ -61,6 +61,8 @@ class ParallelModel {
   absl::StatusOr<std::unique_ptr<SequenceState>> LoadState(
       int64_t num_tokens, StateSource& source,
       std::shared_ptr<const StoredBlocks> stored = nullptr);
+  // Model::MoveBlocksToStorage on every rank.
+  absl::Status MoveBlocksToStorage(SequenceState& state, std::shared_ptr<const StoredBlocks> stored);
 
  private:
   ParallelModel(const ModelConfig& config, const EngineOptions& options, int world);

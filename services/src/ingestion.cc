@@ -168,12 +168,21 @@ void IngestionManager::Run() {
   }
 }
 
+bool IngestionManager::StorageBacked(int64_t tokens) const {
+  return options_.block_cache != nullptr &&
+         tokens * engine_->state_sizes().kv_bytes_per_token > options_.resident_kv_limit_bytes;
+}
+
 absl::StatusOr<std::unique_ptr<engine::Sequence>> IngestionManager::RestoreSequence(
     const DocumentRecord& record) {
   if (auto cached = cache_->Get(record.id, record.state_tokens)) return engine_->Fork(*cached);
   if (record.state_tokens == 0) return engine_->NewSequence();
-  StoreSource source(store_, record.tenant, record.id);
-  return engine_->LoadState(record.state_tokens, source);
+  auto source = std::make_shared<StoreSource>(store_, record.tenant, record.id);
+  if (StorageBacked(record.num_tokens)) {
+    return engine_->LoadStateOnDemand(record.state_tokens, source, options_.block_cache,
+                                      BlockSourceId(record));
+  }
+  return engine_->LoadState(record.state_tokens, *source);
 }
 
 absl::StatusOr<int64_t> IngestionManager::NextCheckpoint(const DocumentRecord& record,
@@ -204,8 +213,14 @@ absl::Status IngestionManager::ReserveMemory(DocumentId doc, int64_t tokens,
                                              int64_t document_tokens, Work& work) {
   if (options_.memory == nullptr) return absl::OkStatus();
   const engine::StateSizes sizes = engine_->state_sizes();
+  // Storage-backed, KV stays resident for the current slice and the last blocks before it:
+  // two slices' worth at most.
+  const bool storage_backed = StorageBacked(document_tokens);
   auto state_bytes = [&](int64_t n) {
-    return sizes.lightning_bytes + n * (sizes.kv_bytes_per_token + sizes.summary_bytes_per_token);
+    const int64_t kv_tokens =
+        storage_backed ? std::min(n, 2 * options_.checkpoint_tokens) : n;
+    return sizes.lightning_bytes + n * sizes.summary_bytes_per_token +
+           kv_tokens * sizes.kv_bytes_per_token;
   };
   const int64_t budget = options_.memory->budget_bytes();
   if (budget > 0 && state_bytes(document_tokens) > budget) {
@@ -288,6 +303,12 @@ absl::Status IngestionManager::IngestSlice(storage::TenantId tenant, DocumentId 
   if (absl::IsNotFound(committed.status())) return absl::OkStatus();  // deleted meanwhile
   TOME_RETURN_IF_ERROR(committed.status());
   record = *committed;
+  if (StorageBacked(record.num_tokens)) {
+    // The blocks just stored leave engine memory; later slices fetch those they select.
+    TOME_RETURN_IF_ERROR(engine_->MoveBlocksToStorage(
+        *work.sequence, std::make_shared<StoreSource>(store_, tenant, doc), options_.block_cache,
+        BlockSourceId(record)));
+  }
 
   IngestionProgress progress{record, 0, 0};
   const double seconds = absl::ToDoubleSeconds(absl::Now() - work.run_start);

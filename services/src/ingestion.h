@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,10 +42,18 @@ namespace tome::services {
 // budget fails with the reason, and one that does not fit within `memory_wait` (other
 // documents' ingestion holds the memory) gives its memory back and resumes later from its
 // last checkpoint, so ingestion never fails an allocation halfway through a slice.
+//
+// A document whose KV exceeds `resident_kv_limit_bytes` is ingested storage-backed: after each
+// checkpoint its stored KV blocks (all but the last few) leave engine memory, and the next
+// slices' sparse layers fetch the blocks they select through `block_cache`, so such a
+// document holds its Lightning states, summaries and about one slice of KV (plus the shared
+// block cache) rather than its whole state. It then reserves that much.
 struct IngestionOptions {
   int64_t checkpoint_tokens = 4096;
   MemoryAdmission* memory = nullptr;  // null: no limit
   absl::Duration memory_wait = absl::Seconds(30);
+  int64_t resident_kv_limit_bytes = std::numeric_limits<int64_t>::max();
+  std::shared_ptr<engine::BlockCache> block_cache;  // null: always resident
 };
 
 struct IngestionProgress {
@@ -109,6 +118,8 @@ class IngestionManager {
   // ResourceExhausted when the whole document's state (`document_tokens`) never can.
   absl::Status ReserveMemory(storage::DocumentId doc, int64_t tokens, int64_t document_tokens,
                              Work& work);
+  // Whether a document of `tokens` tokens is ingested storage-backed (IngestionOptions).
+  bool StorageBacked(int64_t tokens) const;
   void Publish(const IngestionProgress& progress);
   bool Forgotten(storage::DocumentId doc);
 

@@ -1,6 +1,12 @@
 #include "state_adapter.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace tome::services {
+
+std::string BlockSourceId(const storage::DocumentRecord& record) {
+  return absl::StrCat(record.tenant, "/", record.id, "@", record.created_micros);
+}
 
 storage::StateKey ToStorageKey(const engine::StateRecordKey& key) {
   return storage::StateKey{static_cast<uint8_t>(key.kind), key.layer, key.head, key.index,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <string>
 #include <vector>
 
 #include "tome/engine/state_io.h"
@@ -10,6 +11,11 @@
 namespace tome::services {
 
 storage::StateKey ToStorageKey(const engine::StateRecordKey& key);
+
+// The name of a document's stored KV blocks in the engine's block cache: it changes when the
+// id is re-created (a new creation time), never while the document grows (full blocks are
+// immutable).
+std::string BlockSourceId(const storage::DocumentRecord& record);
 
 // Collects the engine's records into a store checkpoint (committed by the caller).
 class CheckpointSink final : public engine::StateSink {

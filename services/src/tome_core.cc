@@ -85,6 +85,8 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   ingestion_options.checkpoint_tokens = core->checkpoint_tokens_;
   if (options.ingest_memory_bytes > 0) ingestion_options.memory = core->ingest_admission_.get();
   ingestion_options.memory_wait = options.admission_wait;
+  ingestion_options.resident_kv_limit_bytes = options.resident_kv_limit_bytes;
+  ingestion_options.block_cache = core->block_cache_;
   core->scheduler_ = std::make_unique<BatchScheduler>(core->engine_.get(), options.max_chunk_tokens);
   core->ingestion_ = std::make_unique<IngestionManager>(core->engine_.get(), core->scheduler_.get(),
                                                         core->store_.get(), core->cache_.get(),
@@ -426,8 +428,7 @@ absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
     auto store_source = std::make_shared<StoreSource>(store_.get(), record.tenant, record.id);
     auto loaded = on_demand
                       ? engine_->LoadStateOnDemand(
-                            base, store_source, block_cache_,
-                            absl::StrCat(record.tenant, "/", record.id, "@", record.created_micros))
+                            base, store_source, block_cache_, BlockSourceId(record))
                       : engine_->LoadState(base, *store_source);
     if (!loaded.ok()) {
       MarkStateDamaged(record, loaded.status());

@@ -119,6 +119,35 @@ TEST_F(OnDemandTest, ForkAndSaveOfAnOnDemandSequence) {
             kTol);
 }
 
+// A sequence in memory whose state is saved lets its stored blocks go (ingestion of a
+// document larger than engine memory) and continues exactly as before; a fork made earlier
+// keeps its pages.
+TEST_F(OnDemandTest, MovingBlocksToStorageKeepsTheLogits) {
+  const auto more = absl::MakeConstSpan(tokens_).subspan(kStored);
+  const auto expected = ResidentLogits(more);
+  auto seq = engine_->LoadState(kStored, *store_).value();
+  const int64_t before = seq->OwnedBytes();
+  auto cache = engine_->NewBlockCache(2 * BlockBytes(), 0);
+  ASSERT_TRUE(engine_->MoveBlocksToStorage(*seq, store_, cache, "doc@1").ok());
+  EXPECT_TRUE(seq->on_demand());
+  // 15 blocks of 64, of which the last 3 stay: 12 blocks of every group of every sparse layer
+  // left memory.
+  EXPECT_EQ(before - seq->OwnedBytes(),
+            12 * config_.num_sparse_layers() * config_.num_kv_heads * BlockBytes());
+  PrefillOptions all;
+  all.all_logits = true;
+  EXPECT_LT(MaxRelativeError(engine_->Prefill(*seq, more, all).value(), expected), kTol);
+  EXPECT_GT(cache->stats().source_reads, 0);
+
+  auto kept = engine_->LoadState(kStored, *store_).value();
+  auto fork = engine_->Fork(*kept).value();
+  ASSERT_TRUE(engine_->MoveBlocksToStorage(*kept, store_, cache, "doc@1").ok());
+  EXPECT_FALSE(fork->on_demand());
+  EXPECT_LT(MaxRelativeError(engine_->Prefill(*fork, more, all).value(), expected), kTol);
+  EXPECT_EQ(engine_->MoveBlocksToStorage(*fork, nullptr, cache, "x").code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(OnDemandTest, MissingBlockFailsTheForwardPassNotTheProcess) {
   auto cache = engine_->NewBlockCache(2 * BlockBytes(), 0);
   auto seq = engine_->LoadStateOnDemand(kStored, store_, cache, "doc@1").value();

@@ -216,6 +216,17 @@ TEST_P(TensorParallelWorldTest, OnDemandSequencesMatchOneRankResident) {
                     one->Prefill(*resident, absl::MakeConstSpan(&next, 1)).value()),
             kTol);
 
+  // A split sequence in memory lets its stored blocks go (storage-backed ingestion) and
+  // continues the same.
+  auto moved = tp->LoadState(900, *store).value();
+  EXPECT_FALSE(moved->on_demand());
+  ASSERT_TRUE(
+      tp->MoveBlocksToStorage(*moved, store, tp->NewBlockCache(2 * block_bytes, 0), "doc@3").ok());
+  EXPECT_TRUE(moved->on_demand());
+  const auto after_move = tp->Prefill(*moved, more, all);
+  ASSERT_TRUE(after_move.ok()) << after_move.status();
+  EXPECT_LE(NormRel(*after_move, want), kTol);
+
   // A block lost from the store fails the forward pass on every rank, not the process.
   auto again = tp->LoadStateOnDemand(900, store, tp->NewBlockCache(2 * block_bytes, 0), "doc@2");
   ASSERT_TRUE(again.ok()) << again.status();

@@ -173,6 +173,41 @@ TEST_F(QueryServiceTest, IngestionTakesTurnsForEngineMemoryOrFailsWithTheReason)
   EXPECT_EQ(server_->core()->ingest_admission().in_use_bytes(), 0);
 }
 
+// A document whose KV exceeds --resident_kv_limit_mb is ingested storage-backed: after each
+// checkpoint its stored blocks leave engine memory and later slices fetch what they select.
+// It answers exactly as a resident ingestion does, within an --ingest_memory_mb that the
+// resident ingestion of the same document could never fit.
+TEST_F(QueryServiceTest, IngestsADocumentLargerThanEngineMemoryStorageBacked) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "Entry " + std::to_string(i) + " of a long ledger. ";
+  text += "The vault code is 27182.";
+  const std::string resident_id = Ingest(text);
+  std::string want;
+  v1::AskSummary summary;
+  ASSERT_TRUE(Ask(resident_id, "What is the vault code?", &want, &summary).ok());
+  const int64_t tokens = Get(resident_id).num_tokens();
+  const engine::StateSizes sizes = server_->core()->engine().state_sizes();
+  const int64_t whole = sizes.lightning_bytes +
+                        tokens * (sizes.kv_bytes_per_token + sizes.summary_bytes_per_token);
+
+  services::ServerOptions options = Options();
+  options.resident_kv_limit_bytes = 0;
+  options.block_cache_bytes = 2 * (2 * 64 * 16 * 4);  // two tiny-model blocks (K and V)
+  options.host_block_cache_bytes = 0;
+  options.ingest_memory_bytes = whole * 3 / 4;  // the whole state would not fit
+  StartServer(options);
+  const std::string id = Ingest(text);
+  EXPECT_GT(server_->core()->block_cache_stats().source_reads, 0);  // slices fetched blocks
+  EXPECT_EQ(server_->core()->ingest_admission().in_use_bytes(), 0);
+  std::string got;
+  ASSERT_TRUE(Ask(id, "What is the vault code?", &got, &summary).ok());
+  EXPECT_EQ(got, want);
+  StartServer(options);  // and from the store, on demand
+  ASSERT_TRUE(Ask(id, "What is the vault code?", &got, &summary).ok());
+  EXPECT_EQ(summary.state_source(), "store");
+  EXPECT_EQ(got, want);
+}
+
 // tomed --tensor_parallel=2 (CPU ranks here): ingestion saves the sharded state in the
 // one-rank layout, so a one-rank server answers the same from the store, and back.
 TEST_F(QueryServiceTest, SameAnswerWithTheModelSplitOverTwoRanks) {

@@ -128,6 +128,13 @@ class Engine {
   absl::StatusOr<std::unique_ptr<Sequence>> LoadStateOnDemand(
       int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
       std::string source_id) const;
+  // Makes a sequence in memory storage-backed, as LoadStateOnDemand would have opened it:
+  // its KV blocks but the last few leave memory and are fetched from `source` when
+  // selected (forks keep the pages they share). Its state must be saved to `source`
+  // through its num_tokens() (ingestion of documents larger than engine memory).
+  absl::Status MoveBlocksToStorage(Sequence& sequence, std::shared_ptr<StateSource> source,
+                                   std::shared_ptr<BlockCache> cache,
+                                   std::string source_id) const;
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Model> model,

@@ -248,16 +248,32 @@ std::shared_ptr<BlockCache> Engine::NewBlockCache(int64_t device_budget_bytes,
                                       host_budget_bytes);
 }
 
-absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
-    int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
-    std::string source_id) const {
+namespace {
+
+// Where a storage-backed sequence fetches its blocks from; InvalidArgument naming `caller`
+// without a source or a cache.
+absl::StatusOr<std::shared_ptr<const StoredBlocks>> MakeStoredBlocks(
+    const char* caller, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
+    std::string source_id) {
   if (source == nullptr || cache == nullptr) {
-    return absl::InvalidArgumentError("LoadStateOnDemand needs a state source and a block cache");
+    return absl::InvalidArgumentError(
+        absl::StrCat(caller, " needs a state source and a block cache"));
   }
   auto stored = std::make_shared<StoredBlocks>();
   stored->source = std::move(source);
   stored->cache = std::move(cache);
   stored->source_id = std::move(source_id);
+  return stored;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
+    int64_t num_tokens, std::shared_ptr<StateSource> source, std::shared_ptr<BlockCache> cache,
+    std::string source_id) const {
+  TOME_ASSIGN_OR_RETURN(std::shared_ptr<const StoredBlocks> stored,
+                        MakeStoredBlocks("LoadStateOnDemand", std::move(source), std::move(cache),
+                                         std::move(source_id)));
   std::lock_guard<std::mutex> lock(forward_mu_);
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state,
                         parallel_ ? parallel_->LoadState(num_tokens, *stored->source, stored)
@@ -268,14 +284,9 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadStateOnDemand(
 absl::Status Engine::MoveBlocksToStorage(Sequence& sequence, std::shared_ptr<StateSource> source,
                                          std::shared_ptr<BlockCache> cache,
                                          std::string source_id) const {
-  if (source == nullptr || cache == nullptr) {
-    return absl::InvalidArgumentError(
-        "MoveBlocksToStorage needs a state source and a block cache");
-  }
-  auto stored = std::make_shared<StoredBlocks>();
-  stored->source = std::move(source);
-  stored->cache = std::move(cache);
-  stored->source_id = std::move(source_id);
+  TOME_ASSIGN_OR_RETURN(std::shared_ptr<const StoredBlocks> stored,
+                        MakeStoredBlocks("MoveBlocksToStorage", std::move(source),
+                                         std::move(cache), std::move(source_id)));
   std::lock_guard<std::mutex> lock(forward_mu_);
   if (parallel_) return parallel_->MoveBlocksToStorage(*sequence.state_, std::move(stored));
   model_->MoveBlocksToStorage(*sequence.state_, std::move(stored));

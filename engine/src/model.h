@@ -127,12 +127,12 @@ class Model {
   absl::Status SparseMixer(int64_t layer, const std::vector<Segment>& segments,
                            const Tensor& a, const PrefillOptions& options,
                            int64_t chunk_offset, const Tensor& out);
-  // Fills overlay_keys_/overlay_values_ with the sparse layer's pages plus, fetched from
-  // storage, every absent block that `selected` (all causal blocks when it has no data)
-  // names for these `rows` queries.
   // The first KV block a storage-backed sequence of `num_tokens` keeps resident: the summary
   // windows of the next tokens reach back into the blocks after it.
   int64_t FirstResidentBlock(int64_t num_tokens) const;
+  // Fills overlay_keys_/overlay_values_ with the sparse layer's pages plus, fetched from
+  // storage, every absent block that `selected` (all causal blocks when it has no data)
+  // names for these `rows` queries.
   absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer,
                                  const Tensor& selected, int64_t rows, int64_t last_position);
   // Adds the dynamically selected blocks' scores of `rows` queries to `evidence`.

@@ -11,7 +11,18 @@
 namespace tome {
 namespace {
 
-class QueryServiceTest : public testing::ServerTest {};
+// Two blocks (K and V) of the tiny test model: a block cache this small evicts constantly.
+constexpr int64_t kTwoTinyBlocks = 2 * (2 * 64 * 16 * 4);
+
+class QueryServiceTest : public testing::ServerTest {
+ protected:
+  // Engine memory of a whole resident state of `tokens` tokens (Lightning, KV, summaries).
+  int64_t WholeStateBytes(int64_t tokens) {
+    const engine::StateSizes sizes = server_->core()->engine().state_sizes();
+    return sizes.lightning_bytes +
+           tokens * (sizes.kv_bytes_per_token + sizes.summary_bytes_per_token);
+  }
+};
 
 TEST_F(QueryServiceTest, StreamsAnAnswerWithASummary) {
   const std::string id = Ingest(std::string(900, 'q') + " The answer is 42.");
@@ -57,7 +68,7 @@ TEST_F(QueryServiceTest, SameAnswerWhenTheStateIsOpenedOnDemand) {
   // in host memory: the answer must not change.
   services::ServerOptions options = Options();
   options.resident_kv_limit_bytes = 0;
-  options.block_cache_bytes = 2 * (2 * 64 * 16 * 4);  // two tiny-model blocks (K and V)
+  options.block_cache_bytes = kTwoTinyBlocks;
   options.host_block_cache_bytes = 0;
   StartServer(options);
   ASSERT_TRUE(Ask(id, "What is the vault code?", &on_demand, &s2).ok());
@@ -128,10 +139,7 @@ TEST_F(QueryServiceTest, IngestionTakesTurnsForEngineMemoryOrFailsWithTheReason)
   std::string want;
   v1::AskSummary summary;
   ASSERT_TRUE(Ask(first, "What colour is the lantern?", &want, &summary).ok());
-  const int64_t tokens = Get(first).num_tokens();
-  const engine::StateSizes sizes = server_->core()->engine().state_sizes();
-  const int64_t one = sizes.lightning_bytes +
-                      tokens * (sizes.kv_bytes_per_token + sizes.summary_bytes_per_token);
+  const int64_t one = WholeStateBytes(Get(first).num_tokens());
 
   // Room for one document's state, not two: both documents still end READY and answer as
   // the unconstrained one did.
@@ -185,14 +193,11 @@ TEST_F(QueryServiceTest, IngestsADocumentLargerThanEngineMemoryStorageBacked) {
   std::string want;
   v1::AskSummary summary;
   ASSERT_TRUE(Ask(resident_id, "What is the vault code?", &want, &summary).ok());
-  const int64_t tokens = Get(resident_id).num_tokens();
-  const engine::StateSizes sizes = server_->core()->engine().state_sizes();
-  const int64_t whole = sizes.lightning_bytes +
-                        tokens * (sizes.kv_bytes_per_token + sizes.summary_bytes_per_token);
+  const int64_t whole = WholeStateBytes(Get(resident_id).num_tokens());
 
   services::ServerOptions options = Options();
   options.resident_kv_limit_bytes = 0;
-  options.block_cache_bytes = 2 * (2 * 64 * 16 * 4);  // two tiny-model blocks (K and V)
+  options.block_cache_bytes = kTwoTinyBlocks;
   options.host_block_cache_bytes = 0;
   options.ingest_memory_bytes = whole * 3 / 4;  // the whole state would not fit
   StartServer(options);
@@ -235,7 +240,7 @@ TEST_F(QueryServiceTest, SameAnswerWithTheModelSplitOverTwoRanks) {
   // Two ranks opening the state on demand (two blocks per rank's cache) answer the same.
   options.tensor_parallel = 2;
   options.resident_kv_limit_bytes = 0;
-  options.block_cache_bytes = 2 * (2 * 64 * 16 * 4);
+  options.block_cache_bytes = kTwoTinyBlocks;
   options.host_block_cache_bytes = 0;
   StartServer(options);
   std::string on_demand;

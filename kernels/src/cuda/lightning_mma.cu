@@ -117,9 +117,13 @@ __global__ void __launch_bounds__(kThreads) ChunkStatesKernel(const bf16* k, con
   }
 }
 
-// Kernel 2: the fp32 state recurrence over chunks, one thread per state element.
+// Kernel 2: the fp32 state recurrence over chunks, one thread per state element. A thread's
+// loads do not depend on its recurrence, so they are issued kBatch at a time before the
+// batch's stores (one load in flight at a time left the kernel at memory latency: 1.1 ms for
+// an 8192-token call against ~0.15 ms at bandwidth).
 __global__ void ScanKernel(float* u, int64_t num_chunks, int64_t num_tokens, int64_t num_heads,
                            int64_t dd, const float* slopes, float* state) {
+  constexpr int kBatch = 16;
   const int64_t last_len = num_tokens - (num_chunks - 1) * kChunk;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < num_heads * dd;
        e += int64_t{gridDim.x} * blockDim.x) {
@@ -128,11 +132,21 @@ __global__ void ScanKernel(float* u, int64_t num_chunks, int64_t num_tokens, int
     const float full = static_cast<float>(exp(-lambda * kChunk));
     const float last = static_cast<float>(exp(-lambda * last_len));
     float s = state[e];
-    float* slot = u + h * num_chunks * dd + within;
-    for (int64_t ch = 0; ch < num_chunks; ++ch, slot += dd) {
-      const float add = *slot;
-      *slot = s;
-      s = (ch + 1 < num_chunks ? full : last) * s + add;
+    float* slots = u + h * num_chunks * dd + within;
+    for (int64_t ch0 = 0; ch0 < num_chunks; ch0 += kBatch) {
+      float add[kBatch];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        add[i] = ch0 + i < num_chunks ? slots[(ch0 + i) * dd] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        const int64_t ch = ch0 + i;
+        if (ch < num_chunks) {
+          slots[ch * dd] = s;
+          s = (ch + 1 < num_chunks ? full : last) * s + add[i];
+        }
+      }
     }
     state[e] = s;
   }

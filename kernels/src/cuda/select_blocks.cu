@@ -34,22 +34,53 @@ __device__ __forceinline__ float FromKey(uint32_t k) {
   return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
-// Exclusive prefix count of `flag` over the block in thread order; *total = block count.
-// Every thread of the block must call it.
-__device__ int BlockExclusiveCount(bool flag, int* total, int* warp_counts) {
+// Exclusive prefix sum of `count` over the block in thread order; *total = block sum. Every
+// thread of the block must call it.
+__device__ int BlockExclusiveSum(int count, int* total, int* warp_sums) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const unsigned ballot = __ballot_sync(0xffffffffu, flag);
-  if (lane == 0) warp_counts[warp] = __popc(ballot);
+  int inclusive = count;
+  for (int off = 1; off < 32; off <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, inclusive, off);
+    if (lane >= off) inclusive += v;
+  }
+  if (lane == 31) warp_sums[warp] = inclusive;
   __syncthreads();
   int before = 0, all = 0;
   for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
-    const int c = warp_counts[w];
+    const int c = warp_sums[w];
     before += w < warp ? c : 0;
     all += c;
   }
-  __syncthreads();  // warp_counts is reused by the next call
+  __syncthreads();  // warp_sums is reused by the next call
   *total = all;
-  return before + __popc(ballot & ((1u << lane) - 1u));
+  return before + inclusive - count;
+}
+
+// Warp 0 finds the radix digit holding the need-th largest key: the largest d with
+// Σ_{d' ≥ d} hist[d'] ≥ need. Lane l holds digits 255 − 8l down to 248 − 8l.
+__device__ void FindDigit(const uint32_t* hist, uint32_t prefix, int shift, int need,
+                          uint32_t* s_prefix, int* s_need) {
+  const int lane = threadIdx.x % 32;
+  int mine = 0;
+  for (int i = 0; i < 8; ++i) mine += static_cast<int>(hist[255 - 8 * lane - i]);
+  int inclusive = mine;  // keys in digits ≥ 248 − 8·lane
+  for (int off = 1; off < 32; off <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, inclusive, off);
+    if (lane >= off) inclusive += v;
+  }
+  const unsigned reached = __ballot_sync(0xffffffffu, inclusive >= need);
+  if (lane == __ffs(reached) - 1) {  // the first lane whose digits reach `need`
+    int above = inclusive - mine;
+    for (int i = 0; i < 8; ++i) {
+      const int d = 255 - 8 * lane - i, h = static_cast<int>(hist[d]);
+      if (above + h >= need) {
+        *s_prefix = prefix | (static_cast<uint32_t>(d) << shift);
+        *s_need = need - above;
+        break;
+      }
+      above += h;
+    }
+  }
 }
 
 // One CTA per query: block scores from the query's group sums `sc` (bf16-rounded values;
@@ -94,41 +125,47 @@ __device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const Spars
       if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 0xffu], 1u);
     }
     __syncthreads();
-    if (tid == 0) {
-      int above = 0;
-      for (int d = 255; d >= 0; --d) {
-        const int h = static_cast<int>(hist[d]);
-        if (above + h >= need) {
-          s_prefix = prefix | (static_cast<uint32_t>(d) << shift);
-          s_need = need - above;
-          break;
-        }
-        above += h;
-      }
-    }
+    if (tid < 32) FindDigit(hist, prefix, shift, need, &s_prefix, &s_need);
     __syncthreads();
-    prefix = s_prefix;
+    prefix = s_prefix;  // rewritten only after two more barriers
     need = s_need;
     mask |= 0xffu << shift;
-    __syncthreads();
   }
   // Keys above the threshold, plus the `need` lowest-index keys equal to it (ties to the
-  // lower block index), written in ascending block order.
-  int eq_base = 0, out_base = 0;
-  for (int64_t b0 = 0; b0 < nb; b0 += blockDim.x) {
-    const int64_t b = b0 + tid;
-    const uint32_t u = b < nb ? keys[b] : 0u;
-    const bool above = b < nb && u > prefix, equal = b < nb && u == prefix;
-    int eq_total, out_total;
-    const int eq_rank = BlockExclusiveCount(equal, &eq_total, warp_counts);
-    const bool take = above || (equal && eq_base + eq_rank < need);
-    const int out_rank = BlockExclusiveCount(take, &out_total, warp_counts);
+  // lower block index), written in ascending block order. Each warp owns one contiguous
+  // range of blocks (lanes read consecutive keys); one scan over the warps places them.
+  const int lane = tid % 32, warp = tid / 32, num_warps = blockDim.x / 32;
+  const int64_t per_warp = (nb + num_warps - 1) / num_warps;
+  const int64_t w_lo = min(nb, warp * per_warp), w_hi = min(nb, w_lo + per_warp);
+  int w_equal = 0, w_above = 0;
+  for (int64_t b = w_lo + lane; b - lane < w_hi; b += 32) {
+    const uint32_t u = b < w_hi ? keys[b] : 0u;
+    w_equal += __popc(__ballot_sync(0xffffffffu, b < w_hi && u == prefix));
+    w_above += __popc(__ballot_sync(0xffffffffu, b < w_hi && u > prefix));
+  }
+  // Lane 0 of each warp carries the warp's counts into the block scans.
+  int total;
+  const int eq_before = __shfl_sync(
+      0xffffffffu, BlockExclusiveSum(lane == 0 ? w_equal : 0, &total, warp_counts), 0);
+  const int w_take = w_above + max(0, min(w_equal, need - eq_before));
+  int pos = __shfl_sync(0xffffffffu,
+                        BlockExclusiveSum(lane == 0 ? w_take : 0, &total, warp_counts), 0);
+  int eq_seen = eq_before;
+  const unsigned below_lane = (1u << lane) - 1u;
+  for (int64_t b = w_lo + lane; b - lane < w_hi; b += 32) {
+    const uint32_t u = b < w_hi ? keys[b] : 0u;
+    const bool equal = b < w_hi && u == prefix;
+    const unsigned equals = __ballot_sync(0xffffffffu, equal);
+    const bool take = (b < w_hi && u > prefix) ||
+                      (equal && eq_seen + __popc(equals & below_lane) < need);
+    const unsigned takes = __ballot_sync(0xffffffffu, take);
     if (take) {
-      out[out_base + out_rank] = static_cast<int32_t>(b);
-      if (out_scores) out_scores[out_base + out_rank] = FromKey(u);
+      const int slot = pos + __popc(takes & below_lane);
+      out[slot] = static_cast<int32_t>(b);
+      if (out_scores) out_scores[slot] = FromKey(u);
     }
-    eq_base += eq_total;
-    out_base += out_total;
+    eq_seen += __popc(equals);
+    pos += __popc(takes);
   }
 }
 

@@ -37,6 +37,11 @@ class Backend {
   // CopyToHost returns once `host` holds the data.
   virtual void CopyFromHost(const Tensor& dst, const void* host) = 0;
   virtual void CopyToHost(const Tensor& src, void* host) = 0;
+  // CopyFromHost for many destinations; the host memory may be reused once it returns.
+  // Backends where each host copy has a fixed cost (a driver call) stage them as one.
+  virtual void CopyManyFromHost(absl::Span<const HostPiece> pieces) {
+    for (const HostPiece& p : pieces) CopyFromHost(p.dst, p.host);
+  }
   // Converts between fp32 and bf16 where dst and src differ in dtype.
   virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
   // Rows first_row .. first_row + rows.rows - 1 of `dst` ← `rows` (same dtype), in one op

@@ -117,34 +117,37 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
       }
     }
   }
-  // Into backend memory.
+  // Into backend memory: pages for every block not on the device, filled by one upload.
   const DType dtype = element_bytes == 4 ? DType::kF32 : DType::kBF16;
+  std::vector<HostPiece> pieces;
+  std::vector<size_t> uploaded;
   for (size_t i = 0; i < blocks.size(); ++i) {
     if (out[i].keys) continue;  // on the device already
-    Block block;
     for (int part = 0; part < 2; ++part) {
       TOME_ASSIGN_OR_RETURN(Buffer buffer, backend->Allocate(half));
       auto page = std::make_shared<Buffer>(std::move(buffer));
-      backend->CopyFromHost(Tensor{page->data(), dtype, rows, width, width},
-                            bytes[i].data() + part * half);
-      (part == 0 ? block.keys : block.values) = std::move(page);
+      pieces.push_back(
+          {Tensor{page->data(), dtype, rows, width, width}, bytes[i].data() + part * half});
+      (part == 0 ? out[i].keys : out[i].values) = std::move(page);
     }
+    uploaded.push_back(i);
+  }
+  backend->CopyManyFromHost(pieces);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i : uploaded) {
     const Key key{source_id, layer, blocks[i].head, blocks[i].index};
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!pool.entries.count(key)) {
-      pool.order.push_front(key);
-      pool.entries[key] = {block, pool.order.begin()};
-      pool.bytes += 2 * half;
-      // Evict the least recently used; blocks still in use stay alive through their holders.
-      while (pool.bytes > device_budget_ && pool.order.size() > 1) {
-        auto victim = pool.entries.find(pool.order.back());
-        pool.bytes -= victim->second.first.keys->bytes() + victim->second.first.values->bytes();
-        pool.entries.erase(victim);
-        pool.order.pop_back();
-        ++stats_.device_evictions;
-      }
+    if (pool.entries.count(key)) continue;
+    pool.order.push_front(key);
+    pool.entries[key] = {out[i], pool.order.begin()};
+    pool.bytes += 2 * half;
+    // Evict the least recently used; blocks still in use stay alive through their holders.
+    while (pool.bytes > device_budget_ && pool.order.size() > 1) {
+      auto victim = pool.entries.find(pool.order.back());
+      pool.bytes -= victim->second.first.keys->bytes() + victim->second.first.values->bytes();
+      pool.entries.erase(victim);
+      pool.order.pop_back();
+      ++stats_.device_evictions;
     }
-    out[i] = std::move(block);
   }
   return out;
 }

@@ -764,9 +764,13 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
                           std::min(kSummaryPageRows, n - page * kSummaryPageRows)});
         }
       }
+      // Each batch's pages are filled by one upload, before its bytes are replaced.
       std::vector<absl::StatusOr<std::string>> values;
+      std::vector<HostPiece> pending;
       for (size_t i = 0; i < keys.size(); ++i) {
         if (i % kStateReadBatch == 0) {
+          backend_->CopyManyFromHost(pending);
+          pending.clear();
           const size_t n = std::min(kStateReadBatch, keys.size() - i);
           values = source.GetMany(absl::MakeConstSpan(keys).subspan(i, n));
           if (values.size() != n) {
@@ -785,9 +789,9 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
               stored_rows < rows || stored_rows > B) {
             return MissingRecord(key, "KV block has the wrong size");
           }
-          TOME_RETURN_IF_ERROR(ls.sparse.keys[g].AppendPageFromHost(bytes.data(), rows));
+          TOME_RETURN_IF_ERROR(ls.sparse.keys[g].AppendPageFromHost(bytes.data(), rows, &pending));
           TOME_RETURN_IF_ERROR(ls.sparse.values[g].AppendPageFromHost(
-              bytes.data() + stored_rows * row_bytes, rows));
+              bytes.data() + stored_rows * row_bytes, rows, &pending));
           continue;
         }
         PagedBuffer& sum =
@@ -797,8 +801,9 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
             size > kSummaryPageRows * d * elem) {
           return MissingRecord(key, "summary page has the wrong size");
         }
-        TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes.data(), rows));
+        TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes.data(), rows, &pending));
       }
+      backend_->CopyManyFromHost(pending);
     }
   }
   state->num_tokens = num_tokens;

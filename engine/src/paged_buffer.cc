@@ -61,12 +61,18 @@ absl::Status PagedBuffer::Append(const Tensor& rows) {
   return absl::OkStatus();
 }
 
-absl::Status PagedBuffer::AppendPageFromHost(const void* host, int64_t rows) {
+absl::Status PagedBuffer::AppendPageFromHost(const void* host, int64_t rows,
+                                             std::vector<HostPiece>* pending) {
   if (num_rows_ % rows_per_page_ != 0 || rows > rows_per_page_ || rows <= 0) {
     return absl::InternalError("PagedBuffer::AppendPageFromHost: not on a page boundary");
   }
   TOME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> page, NewPage());
-  backend_->CopyFromHost(Tensor{page->data(), dtype_, rows, width_, width_}, host);
+  const Tensor dst{page->data(), dtype_, rows, width_, width_};
+  if (pending != nullptr) {
+    pending->push_back({dst, host});
+  } else {
+    backend_->CopyFromHost(dst, host);
+  }
   page_ptrs_.push_back(page->data());
   pages_.push_back(std::move(page));
   num_rows_ += rows;

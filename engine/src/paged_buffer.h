@@ -32,8 +32,11 @@ class PagedBuffer {
   PagedBuffer Fork() const { return *this; }
 
   // Appends a page holding `rows` (<= rows_per_page) rows read from dense host bytes. The
-  // buffer must end on a page boundary. Used when loading stored state.
-  absl::Status AppendPageFromHost(const void* host, int64_t rows);
+  // buffer must end on a page boundary. Used when loading stored state. With `pending` the
+  // copy is queued there for one Backend::CopyManyFromHost of the caller's, before which
+  // `host` must stay valid and the page is not to be read.
+  absl::Status AppendPageFromHost(const void* host, int64_t rows,
+                                  std::vector<HostPiece>* pending = nullptr);
   // Appends a full page that is not resident (storage-backed attention fetches it when a
   // query selects it). The buffer must end on a page boundary.
   void AppendAbsentPage();

@@ -34,6 +34,12 @@ struct Tensor {
   int32_t* i32() const { return static_cast<int32_t*>(data); }
 };
 
+// A host copy of Backend::CopyManyFromHost: dst's rows, packed, in dst's dtype, at `host`.
+struct HostPiece {
+  Tensor dst;
+  const void* host = nullptr;
+};
+
 // Memory allocated by a backend; freed through it. Move-only.
 class Buffer {
  public:

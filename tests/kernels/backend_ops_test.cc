@@ -23,6 +23,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -243,6 +244,43 @@ void CopyCase(Harness& h) {
     h.Sync();
     EXPECT_EQ(dst.Get(), v);
   }
+}
+
+// CopyManyFromHost: pieces of KV-page, odd (byte-copied) and fp32 shapes, bytes read back
+// exactly; the second, larger call grows the staging memory and the third reuses it while
+// the host buffers are already rewritten (the call copies before it returns).
+void CopyManyFromHostCase(Harness& h) {
+  struct Shape {
+    DType dtype;
+    int64_t rows, cols;
+  };
+  std::mt19937 rng(14);
+  for (int pieces : {5, 300, 40}) {
+    std::vector<Buffer> buffers;
+    std::vector<std::vector<uint8_t>> host;
+    std::vector<HostPiece> list;
+    for (int i = 0; i < pieces; ++i) {
+      const Shape shape = i % 5 == 1   ? Shape{DType::kBF16, 7, 21}
+                          : i % 5 == 3 ? Shape{DType::kF32, 3, 5}
+                                       : Shape{DType::kBF16, 64, 128};
+      const int64_t bytes = shape.rows * shape.cols * DTypeSize(shape.dtype);
+      buffers.push_back(h.gpu.Allocate(bytes).value());
+      host.emplace_back(bytes);
+      for (uint8_t& b : host.back()) b = static_cast<uint8_t>(rng());
+      list.push_back(
+          {Tensor{buffers.back().data(), shape.dtype, shape.rows, shape.cols, shape.cols},
+           host.back().data()});
+    }
+    h.gpu.CopyManyFromHost(list);
+    const std::vector<std::vector<uint8_t>> want = host;
+    for (auto& b : host) std::fill(b.begin(), b.end(), 0);  // the call copied already
+    for (int i = 0; i < pieces; ++i) {
+      std::vector<uint8_t> got(want[i].size());
+      h.gpu.CopyToHost(list[i].dst, got.data());
+      ASSERT_EQ(got, want[i]) << "piece " << i << " of " << pieces;
+    }
+  }
+  h.Sync();
 }
 
 // Collectives of a backend that is a group of one: the all-reduce leaves the data as it is,
@@ -684,6 +722,7 @@ std::vector<OpCase> MakeCases() {
   add({"kind", "activation_dtype", "weight_dtype"}, "Properties", PropertiesCase);
   add({"Allocate", "Free", "CopyFromHost", "CopyToHost", "Synchronize"}, "Memory", MemoryCase);
   add({"Copy"}, "Copy", CopyCase);
+  add({"CopyManyFromHost"}, "CopyManyFromHost", CopyManyFromHostCase);
   add({"Fill"}, "Fill", FillCase);
   add({"AllReduceSum", "AllGatherCols"}, "CollectivesAlone", CollectivesAloneCase);
   add({"AbortCollectives"}, "AbortAlone", AbortAloneCase);

@@ -25,13 +25,16 @@ __device__ __forceinline__ int64_t NumWindows(int64_t n, int64_t w, int64_t s) {
   return n < w ? 0 : (n - w) / s + 1;
 }
 
-// Monotone map of floats to unsigned keys (larger float, larger key) and back.
-__device__ __forceinline__ uint32_t OrderKey(float f) {
+// Monotone map of bf16 values (held in floats) to 16-bit keys (larger value, larger key) and
+// back. A bf16 value's float has 16 zero low bits, so its 32-bit order key (flipped when
+// negative) is determined by the top 16 bits, and two radix passes select exactly.
+__device__ __forceinline__ uint16_t OrderKey(float f) {
   const uint32_t u = __float_as_uint(f);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return static_cast<uint16_t>(((u & 0x80000000u) ? ~u : (u | 0x80000000u)) >> 16);
 }
-__device__ __forceinline__ float FromKey(uint32_t k) {
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+__device__ __forceinline__ float FromKey(uint16_t key) {
+  const uint32_t k = uint32_t{key} << 16;
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~(k | 0xffffu));
 }
 
 // Exclusive prefix sum of `count` over the block in thread order; *total = block sum. Every
@@ -83,12 +86,13 @@ __device__ void FindDigit(const uint32_t* hist, uint32_t prefix, int shift, int 
   }
 }
 
-// One CTA per query: block scores from the query's group sums `sc` (bf16-rounded values;
-// float or bf16 storage), max over the visible windows overlapping each block, forced blocks
-// +inf; then the top-k, ascending, -1 padded. Every thread of the CTA must call it.
+// One CTA per query: block scores from the query's group sums `sc` (bf16-rounded values, which
+// OrderKey relies on; float or bf16 storage), max over the visible windows overlapping each
+// block, forced blocks +inf; then the top-k, ascending, -1 padded. Every thread of the CTA
+// must call it.
 template <typename Score>
 __device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const SparseParams& sp,
-                            uint32_t* keys, int32_t* out, float* out_scores) {
+                            uint16_t* keys, int32_t* out, float* out_scores) {
   __shared__ uint32_t hist[256];
   __shared__ int warp_counts[kThreads / 32];
   __shared__ uint32_t s_prefix;
@@ -114,15 +118,21 @@ __device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const Spars
     }
     return;
   }
-  // Radix select (8 bits a pass, high to low) of the topk-th largest key.
+  // Radix select (8 bits a pass, high to low) of the topk-th largest key. Scores cluster (the
+  // first pass sees one or two digits), so lanes with equal digits add once per warp.
   uint32_t prefix = 0, mask = 0;
   int need = static_cast<int>(topk);
-  for (int shift = 24; shift >= 0; shift -= 8) {
+  const int lane = tid % 32;
+  for (int shift = 8; shift >= 0; shift -= 8) {
     for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0;
     __syncthreads();
-    for (int64_t b = tid; b < nb; b += blockDim.x) {
-      const uint32_t u = keys[b];
-      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 0xffu], 1u);
+    for (int64_t b0 = 0; b0 < nb; b0 += blockDim.x) {  // uniform trip count for the match
+      const int64_t b = b0 + tid;
+      const uint32_t u = b < nb ? keys[b] : 0u;
+      const bool counted = b < nb && (u & mask) == prefix;
+      const uint32_t digit = counted ? (u >> shift) & 0xffu : 256u;
+      const unsigned same = __match_any_sync(0xffffffffu, digit);
+      if (counted && lane == __ffs(same) - 1) atomicAdd(&hist[digit], __popc(same));
     }
     __syncthreads();
     if (tid < 32) FindDigit(hist, prefix, shift, need, &s_prefix, &s_need);
@@ -134,7 +144,7 @@ __device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const Spars
   // Keys above the threshold, plus the `need` lowest-index keys equal to it (ties to the
   // lower block index), written in ascending block order. Each warp owns one contiguous
   // range of blocks (lanes read consecutive keys); one scan over the warps places them.
-  const int lane = tid % 32, warp = tid / 32, num_warps = blockDim.x / 32;
+  const int warp = tid / 32, num_warps = blockDim.x / 32;
   const int64_t per_warp = (nb + num_warps - 1) / num_warps;
   const int64_t w_lo = min(nb, warp * per_warp), w_hi = min(nb, w_lo + per_warp);
   int w_equal = 0, w_above = 0;
@@ -162,7 +172,7 @@ __device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const Spars
     if (take) {
       const int slot = pos + __popc(takes & below_lane);
       out[slot] = static_cast<int32_t>(b);
-      if (out_scores) out_scores[slot] = FromKey(u);
+      if (out_scores) out_scores[slot] = FromKey(static_cast<uint16_t>(u));
     }
     eq_seen += __popc(equals);
     pos += __popc(takes);
@@ -249,7 +259,7 @@ struct TopKArgs {
 
 template <typename Score>
 __global__ void __launch_bounds__(kThreads) TopKKernel(TopKArgs<Score> a) {
-  extern __shared__ uint32_t keys[];  // [nb] ordered keys of the block scores
+  extern __shared__ uint16_t keys[];  // [nb] ordered keys of the block scores
   const int t = blockIdx.x;
   const SparseParams& sp = a.sp;
   const int64_t p = a.p_first + t;
@@ -324,7 +334,7 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
       a.num_q_heads / a.num_groups > kMaxHeadsPerGroup || scratch_bytes < plan.bytes) {
     return cudaErrorInvalidValue;
   }
-  const size_t smem = sizeof(uint32_t) * (plan.all_selected ? 1 : nb_max);
+  const size_t smem = sizeof(uint16_t) * (plan.all_selected ? 1 : nb_max);
   const int max_smem = MaxSelectSmem();
   if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
 
@@ -357,7 +367,7 @@ cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void*
       const int64_t p_last = a.first_position + t0 + nt - 1;
       const int64_t n1 = NumK1(sp, p_last + 1), n2 = NumK2(sp, p_last + 1);
       const bf16* q = a.q + t0 * a.q_stride + g * plan.hg * a.head_dim;
-      const size_t tile_smem = sizeof(uint32_t) * (p_last / sp.block_size + 1);
+      const size_t tile_smem = sizeof(uint16_t) * (p_last / sp.block_size + 1);
       if (plan.tensor_cores) {
         GroupScoresArgs gs;
         gs.q = q;

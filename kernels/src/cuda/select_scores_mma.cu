@@ -166,11 +166,14 @@ __global__ void __launch_bounds__(kThreads) GroupScoresKernel(GroupScoresArgs a)
         sum_a += __shfl_xor_sync(0xffffffffu, sum_a, off);
         sum_b += __shfl_xor_sync(0xffffffffu, sum_b, off);
       }
-      const int64_t col = j0 + 8 * j + 2 * c;
+      const int64_t col = j0 + 8 * j + 2 * c;  // even, and rows are 8 apart: 4-byte aligned
       if (gi == 0) {
         if (n2v == 0) sum_a = sum_b = INFINITY;
-        if (col < n1v) out[col] = __float2bfloat16_rn(sum_a);
-        if (col + 1 < n1v) out[col + 1] = __float2bfloat16_rn(sum_b);
+        if (col + 1 < n1v) {
+          *reinterpret_cast<uint32_t*>(out + col) = PackBf16(sum_a, sum_b);
+        } else if (col < n1v) {
+          out[col] = __float2bfloat16_rn(sum_a);
+        }
       }
     }
   });
@@ -188,7 +191,7 @@ cudaError_t GroupScores(const GroupScoresArgs& a, cudaStream_t stream) {
   // Any tile size (the caller routes whole calls by GroupScoresOnTensorCores; a call's last
   // tile may be small).
   if (a.heads < 1 || a.heads > 16 || (a.head_dim != 64 && a.head_dim != 128) ||
-      a.q_stride % 2 != 0 ||
+      a.q_stride % 2 != 0 || a.ld % 2 != 0 || reinterpret_cast<uintptr_t>(a.out) % 4 != 0 ||
       reinterpret_cast<uintptr_t>(a.q) % 4 != 0 || reinterpret_cast<uintptr_t>(a.k1) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(a.k2) % 16 != 0) {
     return cudaErrorInvalidValue;

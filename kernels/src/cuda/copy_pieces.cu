@@ -1,0 +1,34 @@
+// CopyPieces: one CTA per piece.
+#include "common.cuh"
+#include "tome/kernels/cuda/copy_pieces.h"
+
+namespace tome::kernels::cuda {
+namespace {
+
+__global__ void CopyPiecesKernel(const PieceCopy* pieces) {
+  const PieceCopy p = pieces[blockIdx.x];
+  const bool vectors = (reinterpret_cast<uintptr_t>(p.dst) | reinterpret_cast<uintptr_t>(p.src) |
+                        static_cast<uintptr_t>(p.bytes)) %
+                           16 ==
+                       0;
+  if (vectors) {
+    uint4* dst = static_cast<uint4*>(p.dst);
+    const uint4* src = static_cast<const uint4*>(p.src);
+    for (int64_t i = threadIdx.x; i < p.bytes / 16; i += blockDim.x) dst[i] = src[i];
+  } else {
+    char* dst = static_cast<char*>(p.dst);
+    const char* src = static_cast<const char*>(p.src);
+    for (int64_t i = threadIdx.x; i < p.bytes; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+}  // namespace
+
+cudaError_t CopyPieces(const PieceCopy* pieces, int64_t num_pieces, cudaStream_t stream) {
+  if (num_pieces <= 0) return cudaSuccess;
+  if (num_pieces > INT32_MAX) return cudaErrorInvalidValue;  // one CTA a piece
+  CopyPiecesKernel<<<static_cast<unsigned>(num_pieces), 256, 0, stream>>>(pieces);
+  return cudaGetLastError();
+}
+
+}  // namespace tome::kernels::cuda

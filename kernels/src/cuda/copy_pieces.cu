@@ -7,10 +7,9 @@ namespace {
 
 __global__ void CopyPiecesKernel(const PieceCopy* pieces) {
   const PieceCopy p = pieces[blockIdx.x];
-  const bool vectors = (reinterpret_cast<uintptr_t>(p.dst) | reinterpret_cast<uintptr_t>(p.src) |
-                        static_cast<uintptr_t>(p.bytes)) %
-                           16 ==
-                       0;
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(p.dst) |
+                         reinterpret_cast<uintptr_t>(p.src) | static_cast<uintptr_t>(p.bytes);
+  const bool vectors = bits % 16 == 0;
   if (vectors) {
     uint4* dst = static_cast<uint4*>(p.dst);
     const uint4* src = static_cast<const uint4*>(p.src);

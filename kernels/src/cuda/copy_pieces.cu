@@ -7,8 +7,8 @@ namespace {
 
 __global__ void CopyPiecesKernel(const PieceCopy* pieces) {
   const PieceCopy p = pieces[blockIdx.x];
-  const uintptr_t bits = reinterpret_cast<uintptr_t>(p.dst) |
-                         reinterpret_cast<uintptr_t>(p.src) | static_cast<uintptr_t>(p.bytes);
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(p.dst) | reinterpret_cast<uintptr_t>(p.src) |
+                         static_cast<uintptr_t>(p.bytes);
   const bool vectors = bits % 16 == 0;
   if (vectors) {
     uint4* dst = static_cast<uint4*>(p.dst);

@@ -503,12 +503,13 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
     if (seg.state->stored) {  // storage-backed: bring in the blocks these queries read
       TOME_RETURN_IF_ERROR(FetchStoredBlocks(*seg.state, layer, select ? selected : Tensor{}, n,
                                              p0 + n - 1));
-      keys = overlay_keys_;
-      values = overlay_values_;
+      keys = overlay_keys_[layer];
+      values = overlay_values_[layer];
     }
     backend_->BlockSparseAttention(Qs, Hq, d, p0, keys, values, c.sparse.block_size,
                                    select ? selected : Tensor{}, topk, scale,
                                    mix.Rows(seg.row0, n));
+    fetched_.clear();  // enqueued: frees of evicted blocks now wait for the attention
     if (capture) {
       std::vector<int32_t>& dst = (*options.capture_selection)[layer];
       dst.resize((chunk_offset + n) * G * topk, -1);
@@ -543,8 +544,18 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
       }
     }
   }
-  overlay_keys_.assign(s.keys.begin(), s.keys.end());
-  overlay_values_.assign(s.values.begin(), s.values.end());
+  if (static_cast<int64_t>(overlay_keys_.size()) <= layer) {
+    overlay_keys_.resize(layer + 1);
+    overlay_values_.resize(layer + 1);
+  }
+  std::vector<PagedBuffer>& keys = overlay_keys_[layer];
+  std::vector<PagedBuffer>& values = overlay_values_[layer];
+  keys.resize(G);
+  values.resize(G);
+  for (int64_t g = 0; g < G; ++g) {
+    keys[g].AssignView(s.keys[g]);
+    values[g].AssignView(s.values[g]);
+  }
   const int64_t elem = DTypeSize(backend_->activation_dtype());
   // Every block some query reads that is not resident, fetched in one call (the cache reads
   // its misses from the store in batches).
@@ -552,19 +563,19 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   std::vector<BlockCache::BlockId> fetch;
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t b = 0; b < causal; ++b) {
-      if (needed[g * causal + b] && !overlay_keys_[g].page_resident(b)) {
+      if (needed[g * causal + b] && !keys[g].page_resident(b)) {
         fetch.push_back({int32_t(dims_.kv_head0 + g), b});
       }
     }
   }
   if (fetch.empty()) return absl::OkStatus();
-  TOME_ASSIGN_OR_RETURN(std::vector<BlockCache::Block> blocks,
-                        stored.cache->GetMany(shard_.rank, stored.source_id, *stored.source,
-                                              int32_t(layer), fetch, B, d, elem));
+  TOME_ASSIGN_OR_RETURN(
+      fetched_, stored.cache->GetMany(shard_.rank, stored.source_id, *stored.source, int32_t(layer),
+                                      fetch, B, d, elem));
   for (size_t i = 0; i < fetch.size(); ++i) {
     const int64_t g = fetch[i].head - dims_.kv_head0;
-    overlay_keys_[g].SetPage(fetch[i].index, std::move(blocks[i].keys));
-    overlay_values_[g].SetPage(fetch[i].index, std::move(blocks[i].values));
+    keys[g].SetViewPage(fetch[i].index, fetched_[i].keys->data());
+    values[g].SetViewPage(fetch[i].index, fetched_[i].values->data());
   }
   return absl::OkStatus();
 }

@@ -130,9 +130,10 @@ class Model {
   // The first KV block a storage-backed sequence of `num_tokens` keeps resident: the summary
   // windows of the next tokens reach back into the blocks after it.
   int64_t FirstResidentBlock(int64_t num_tokens) const;
-  // Fills overlay_keys_/overlay_values_ with the sparse layer's pages plus, fetched from
-  // storage, every absent block that `selected` (all causal blocks when it has no data)
-  // names for these `rows` queries.
+  // Makes overlay_keys_/overlay_values_[layer] views of the sparse layer's pages plus,
+  // fetched from storage, every absent block that `selected` (all causal blocks when it has
+  // no data) names for these `rows` queries; fetched_ holds those blocks until the layer's
+  // attention is enqueued.
   absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer,
                                  const Tensor& selected, int64_t rows, int64_t last_position);
   // Adds the dynamically selected blocks' scores of `rows` queries to `evidence`.
@@ -166,8 +167,11 @@ class Model {
   std::vector<float> host_scores_;
   std::vector<int32_t> batch_tokens_;
   std::vector<uint16_t> host_bf16_;
-  // One segment's view of a storage-backed sparse layer: its pages plus fetched blocks.
-  std::vector<PagedBuffer> overlay_keys_, overlay_values_;
+  // Per layer, one segment's view of a storage-backed sparse layer: its pages plus fetched
+  // blocks. A view per layer keeps each layer's device page tables, so that a decode step
+  // uploads only the entries its selection changed.
+  std::vector<std::vector<PagedBuffer>> overlay_keys_, overlay_values_;
+  std::vector<BlockCache::Block> fetched_;
 };
 
 }  // namespace tome::engine

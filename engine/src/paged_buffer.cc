@@ -85,9 +85,14 @@ void PagedBuffer::AppendAbsentPage() {
   num_rows_ += rows_per_page_;
 }
 
-void PagedBuffer::SetPage(int64_t index, std::shared_ptr<Buffer> page) {
-  page_ptrs_[index] = page->data();
-  pages_[index] = std::move(page);
+void PagedBuffer::AssignView(const PagedBuffer& source) {
+  backend_ = source.backend_;
+  dtype_ = source.dtype_;
+  rows_per_page_ = source.rows_per_page_;
+  width_ = source.width_;
+  num_rows_ = source.num_rows_;
+  pages_.clear();
+  page_ptrs_ = source.page_ptrs_;  // reuses this view's capacity
 }
 
 void PagedBuffer::DropPage(int64_t index) {

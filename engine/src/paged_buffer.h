@@ -41,14 +41,19 @@ class PagedBuffer {
   // query selects it). The buffer must end on a page boundary.
   void AppendAbsentPage();
   bool page_resident(int64_t index) const { return page_ptrs_[index] != nullptr; }
-  // Makes page `index` (absent) resident with `page` in this buffer, usually a temporary copy
-  // of a sequence's buffer built for one forward pass: its holder pins the page.
-  void SetPage(int64_t index, std::shared_ptr<Buffer> page);
+  // Makes this buffer a read-only view of `source` for one sparse layer's attention of
+  // storage-backed sequences: its page pointers, no references taken (copying 16K pointers
+  // at a million tokens, where a Fork would count 16K references up and down). `source`
+  // keeps its pages alive; pages added with SetViewPage are kept by the caller until the
+  // kernels reading them are enqueued (a backend frees in stream order after them).
+  void AssignView(const PagedBuffer& source);
+  // Page `index` of this view reads the page at `page` (backend memory of page_bytes()).
+  void SetViewPage(int64_t index, const void* page) { page_ptrs_[index] = page; }
   // Makes page `index` absent (its memory goes once no fork holds it).
   void DropPage(int64_t index);
 
   int64_t num_rows() const { return num_rows_; }
-  int64_t num_pages() const { return static_cast<int64_t>(pages_.size()); }
+  int64_t num_pages() const { return static_cast<int64_t>(page_ptrs_.size()); }
   int64_t rows_per_page() const { return rows_per_page_; }
   int64_t width() const { return width_; }
   DType dtype() const { return dtype_; }

@@ -713,6 +713,51 @@ void AttentionCase(Harness& h, int64_t q_heads, int64_t groups, int64_t d, int64
               sparse ? "BlockSparseAttention (selected)" : "BlockSparseAttention (dense)");
 }
 
+// Storage-backed decode: per step, views of the stored K/V whose selected blocks point at
+// pages fetched elsewhere (here: another buffer's), the same view objects each step, so the
+// device page tables take only the entries that changed (PageTableCache's sparse upload).
+void AttentionViewsCase(Harness& h) {
+  const int64_t B = 64, d = 128, groups = 2, q_heads = 32, n = 200 * B + 17, topk = 96;
+  std::vector<PagedPair> k, v, alt_k, alt_v;
+  for (int64_t g = 0; g < groups; ++g) {
+    k.push_back(MakePaged(h, RandomValues(n * d, 500 + g), n, d, B));
+    v.push_back(MakePaged(h, RandomValues(n * d, 510 + g), n, d, B));
+    alt_k.push_back(MakePaged(h, RandomValues(n * d, 520 + g), n, d, B));
+    alt_v.push_back(MakePaged(h, RandomValues(n * d, 530 + g), n, d, B));
+  }
+  std::vector<PagedBuffer> kc(groups), vc(groups), kg(groups), vg(groups);
+  std::mt19937 rng(15);
+  for (int step = 0; step < 4; ++step) {
+    const int64_t first = n - 1, last_block = first / B;
+    std::vector<int32_t> sel(groups * topk, -1);
+    for (int64_t g = 0; g < groups; ++g) {
+      kc[g].AssignView(k[g].cpu), vc[g].AssignView(v[g].cpu);
+      kg[g].AssignView(k[g].gpu), vg[g].AssignView(v[g].gpu);
+      std::set<int32_t> blocks = {static_cast<int32_t>(last_block)};
+      while (blocks.size() < 12) blocks.insert(static_cast<int32_t>(rng() % last_block));
+      int64_t i = 0;
+      for (int32_t b : blocks) {
+        sel[g * topk + i++] = b;
+        if (b % 2 == step % 2 && b != last_block) {  // "fetched": another buffer's page
+          kc[g].SetViewPage(b, alt_k[g].cpu.page(b)), vc[g].SetViewPage(b, alt_v[g].cpu.page(b));
+          kg[g].SetViewPage(b, alt_k[g].gpu.page(b)), vg[g].SetViewPage(b, alt_v[g].gpu.page(b));
+        }
+      }
+    }
+    const std::vector<float> q = RandomValues(q_heads * d, 540 + step);
+    Mat qc(h.cpu, DType::kF32, 1, q_heads * d), qg(h.gpu, DType::kBF16, 1, q_heads * d);
+    qc.Set(q), qg.Set(q);
+    Mat sc(h.cpu, DType::kI32, 1, groups * topk), sg(h.gpu, DType::kI32, 1, groups * topk);
+    sc.SetInt(sel), sg.SetInt(sel);
+    Mat oc(h.cpu, DType::kF32, 1, q_heads * d), og(h.gpu, DType::kBF16, 1, q_heads * d);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    h.cpu.BlockSparseAttention(qc.t(), q_heads, d, first, kc, vc, B, sc.t(), topk, scale, oc.t());
+    h.gpu.BlockSparseAttention(qg.t(), q_heads, d, first, kg, vg, B, sg.t(), topk, scale, og.t());
+    h.Sync();
+    ExpectClose(og.Get(), oc.Get(), kBf16Tol, "BlockSparseAttention (views)");
+  }
+}
+
 std::vector<OpCase> MakeCases() {
   std::vector<OpCase> c;
   auto add = [&](std::vector<std::string> ops, std::string name,
@@ -723,6 +768,7 @@ std::vector<OpCase> MakeCases() {
   add({"Allocate", "Free", "CopyFromHost", "CopyToHost", "Synchronize"}, "Memory", MemoryCase);
   add({"Copy"}, "Copy", CopyCase);
   add({"CopyManyFromHost"}, "CopyManyFromHost", CopyManyFromHostCase);
+  add({"BlockSparseAttention"}, "Attention_views", AttentionViewsCase);
   add({"Fill"}, "Fill", FillCase);
   add({"AllReduceSum", "AllGatherCols"}, "CollectivesAlone", CollectivesAloneCase);
   add({"AbortCollectives"}, "AbortAlone", AbortAloneCase);

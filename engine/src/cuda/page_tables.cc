@@ -17,8 +17,45 @@ constexpr size_t kMaxTables = 4096;
 PageTableCache::~PageTableCache() { Clear(); }
 
 void PageTableCache::Clear() {
-  for (auto& [key, table] : tables_) cudaFreeAsync(table.device, stream_);
+  for (auto& [key, table] : tables_) {
+    cudaFreeAsync(table.device, stream_);
+    if (table.entries) cudaFreeAsync(table.entries, stream_);
+  }
   tables_.clear();
+}
+
+absl::StatusOr<bool> PageTableCache::UploadChanged(Table& t, const std::vector<const void*>& pages,
+                                                   size_t first, size_t changed) {
+  if (changed > t.entries_capacity) {
+    const size_t capacity = std::max<size_t>(changed, 2 * t.entries_capacity);
+    void* entries = nullptr;
+    if (cudaMallocAsync(&entries, capacity * sizeof(kernels::cuda::TableEntry), stream_) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    if (t.entries) cudaFreeAsync(t.entries, stream_);
+    t.entries = entries;
+    t.entries_capacity = capacity;
+  }
+  host_entries_.clear();
+  for (size_t i = first; i < pages.size(); ++i) {
+    if (i >= t.uploaded.size() || t.uploaded[i] != pages[i]) {
+      host_entries_.push_back({static_cast<int64_t>(i), pages[i]});
+    }
+  }
+  // From pageable memory: staged before the call returns (host_entries_ is reused).
+  TOME_RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpyAsync(t.entries, host_entries_.data(),
+                                 host_entries_.size() * sizeof(kernels::cuda::TableEntry),
+                                 cudaMemcpyHostToDevice, stream_),
+                 "page table entries upload"));
+  TOME_RETURN_IF_ERROR(CudaStatus(
+      kernels::cuda::SetTableEntries(static_cast<const void**>(t.device),
+                                     static_cast<const kernels::cuda::TableEntry*>(t.entries),
+                                     static_cast<int64_t>(host_entries_.size()), stream_),
+      "page table entries"));
+  return true;
 }
 
 absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedBuffer& buffer) {
@@ -45,6 +82,20 @@ absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedB
     t.capacity = capacity;
     t.uploaded.clear();
     first = 0;
+  }
+  if (first < pages.size()) {
+    size_t changed = 0;
+    for (size_t i = first; i < pages.size(); ++i) {
+      changed += i >= t.uploaded.size() || t.uploaded[i] != pages[i];
+    }
+    // 16 bytes an entry and a kernel against 8 bytes for every entry from `first` on.
+    if (4 * changed < pages.size() - first) {
+      TOME_ASSIGN_OR_RETURN(const bool uploaded, UploadChanged(t, pages, first, changed));
+      if (uploaded) {
+        t.uploaded = pages;
+        first = pages.size();
+      }
+    }
   }
   if (first < pages.size()) {
     // From pageable memory: the source is staged before the call returns, so `pages` may

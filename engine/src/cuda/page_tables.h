@@ -1,8 +1,10 @@
 // Device copies of PagedBuffer page-pointer arrays, for the kernels' paged views. One table
 // per PagedBuffer (keyed by its address); each use compares the buffer's pointers with the
 // last uploaded ones and uploads only the entries from the first difference on (decode
-// appends one page every block_size tokens, so almost every step uploads nothing). The
-// comparison also makes a reused address (a new buffer where a freed one lived) safe.
+// appends one page every block_size tokens, so almost every step uploads nothing), or, when
+// few entries past it differ (a storage-backed view whose selected blocks changed), just
+// those, scattered by a kernel. The comparison also makes a reused address (a new buffer
+// where a freed one lived) safe.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "paged_buffer.h"
+#include "tome/kernels/cuda/copy_pieces.h"
 #include "tome/kernels/cuda/types.h"
 
 namespace tome::engine {
@@ -35,7 +38,14 @@ class PageTableCache {
     void* device = nullptr;  // capacity page pointers
     size_t capacity = 0;
     std::vector<const void*> uploaded;
+    void* entries = nullptr;  // kernels::cuda::TableEntry[entries_capacity], changed entries
+    size_t entries_capacity = 0;
   };
+  // Uploads the `changed` entries of `pages` into t's table; false if t's entry buffer
+  // could not grow (the caller uploads densely instead).
+  absl::StatusOr<bool> UploadChanged(Table& t, const std::vector<const void*>& pages, size_t first,
+                                     size_t changed);
+  std::vector<kernels::cuda::TableEntry> host_entries_;
   void Clear();
 
   cudaStream_t stream_;

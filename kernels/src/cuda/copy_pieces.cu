@@ -1,4 +1,4 @@
-// CopyPieces: one CTA per piece.
+// CopyPieces (one CTA per piece) and SetTableEntries.
 #include "common.cuh"
 #include "tome/kernels/cuda/copy_pieces.h"
 
@@ -21,7 +21,21 @@ __global__ void CopyPiecesKernel(const PieceCopy* pieces) {
   }
 }
 
+__global__ void SetTableEntriesKernel(const void** table, const TableEntry* entries, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    table[entries[i].index] = entries[i].pointer;
+  }
+}
+
 }  // namespace
+
+cudaError_t SetTableEntries(const void** table, const TableEntry* entries, int64_t num_entries,
+                            cudaStream_t stream) {
+  if (num_entries <= 0) return cudaSuccess;
+  SetTableEntriesKernel<<<GridFor(num_entries, 256), 256, 0, stream>>>(table, entries, num_entries);
+  return cudaGetLastError();
+}
 
 cudaError_t CopyPieces(const PieceCopy* pieces, int64_t num_pieces, cudaStream_t stream) {
   if (num_pieces <= 0) return cudaSuccess;

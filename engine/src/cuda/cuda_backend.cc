@@ -183,7 +183,7 @@ class CudaBackend final : public Backend {
     if (pieces.empty()) return;
     const DeviceScope bound = Bind();
     char* host = StagingFor(total);
-    if (host == nullptr) return;
+    if (host == nullptr) return Backend::CopyManyFromHost(pieces);  // a copy each, pageable
     char* device = static_cast<char*>(staging_device_);
     auto* list = reinterpret_cast<kc::PieceCopy*>(host);
     size_t offset = AlignTo16(pieces.size() * sizeof(kc::PieceCopy));
@@ -629,29 +629,29 @@ class CudaBackend final : public Backend {
   static size_t AlignTo16(size_t n) { return (n + 15) / 16 * 16; }
 
   // The pinned staging buffer of CopyManyFromHost, at least `bytes` large, once the device
-  // has read its previous contents; null (and the error recorded) on failure.
+  // has read its previous contents; null when pinned memory cannot be had (the caller copies
+  // piece by piece instead) or the device failed (recorded).
   char* StagingFor(size_t bytes) {
-    auto ok = [this](cudaError_t e) {
-      Check(e, "pinned staging memory for CopyManyFromHost");
-      return e == cudaSuccess;
-    };
-    if (!ok(cudaEventSynchronize(staging_free_))) return nullptr;
+    if (const cudaError_t e = cudaEventSynchronize(staging_free_); e != cudaSuccess) {
+      Check(e, "CopyManyFromHost");
+      return nullptr;
+    }
     if (bytes > staging_bytes_) {
       Drain();  // pinned allocations map memory (see Drain)
       if (staging_host_ != nullptr) cudaFreeHost(staging_host_);
       staging_host_ = staging_device_ = nullptr;
       staging_bytes_ = 0;
-      const size_t size = std::max(bytes, kStagingMinBytes);
       void* p = nullptr;
-      if (!ok(cudaHostAlloc(&p, size, cudaHostAllocMapped | cudaHostAllocPortable))) {
-        return nullptr;
-      }
-      if (!ok(cudaHostGetDevicePointer(&staging_device_, p, 0))) {
-        cudaFreeHost(p);
+      if (cudaHostAlloc(&p, std::max(bytes, kStagingMinBytes),
+                        cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess ||
+          cudaHostGetDevicePointer(&staging_device_, p, 0) != cudaSuccess) {
+        cudaGetLastError();  // not an error of the stream: the pageable path follows
+        if (p != nullptr) cudaFreeHost(p);
+        staging_device_ = nullptr;
         return nullptr;
       }
       staging_host_ = p;
-      staging_bytes_ = size;
+      staging_bytes_ = std::max(bytes, kStagingMinBytes);
     }
     return static_cast<char*>(staging_host_);
   }

@@ -24,8 +24,8 @@ void PageTableCache::Clear() {
   tables_.clear();
 }
 
-absl::StatusOr<bool> PageTableCache::UploadChanged(Table& t, const std::vector<const void*>& pages,
-                                                   size_t first, size_t changed) {
+absl::StatusOr<bool> PageTableCache::UploadChanged(Table& t) {
+  const size_t changed = host_entries_.size();
   if (changed > t.entries_capacity) {
     const size_t capacity = std::max<size_t>(changed, 2 * t.entries_capacity);
     void* entries = nullptr;
@@ -37,12 +37,6 @@ absl::StatusOr<bool> PageTableCache::UploadChanged(Table& t, const std::vector<c
     if (t.entries) cudaFreeAsync(t.entries, stream_);
     t.entries = entries;
     t.entries_capacity = capacity;
-  }
-  host_entries_.clear();
-  for (size_t i = first; i < pages.size(); ++i) {
-    if (i >= t.uploaded.size() || t.uploaded[i] != pages[i]) {
-      host_entries_.push_back({static_cast<int64_t>(i), pages[i]});
-    }
   }
   // From pageable memory: staged before the call returns (host_entries_ is reused).
   TOME_RETURN_IF_ERROR(
@@ -84,13 +78,15 @@ absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedB
     first = 0;
   }
   if (first < pages.size()) {
-    size_t changed = 0;
+    host_entries_.clear();
     for (size_t i = first; i < pages.size(); ++i) {
-      changed += i >= t.uploaded.size() || t.uploaded[i] != pages[i];
+      if (i >= t.uploaded.size() || t.uploaded[i] != pages[i]) {
+        host_entries_.push_back({static_cast<int64_t>(i), pages[i]});
+      }
     }
     // 16 bytes an entry and a kernel against 8 bytes for every entry from `first` on.
-    if (4 * changed < pages.size() - first) {
-      TOME_ASSIGN_OR_RETURN(const bool uploaded, UploadChanged(t, pages, first, changed));
+    if (4 * host_entries_.size() < pages.size() - first) {
+      TOME_ASSIGN_OR_RETURN(const bool uploaded, UploadChanged(t));
       if (uploaded) {
         t.uploaded = pages;
         first = pages.size();

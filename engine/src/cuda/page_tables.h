@@ -41,10 +41,9 @@ class PageTableCache {
     void* entries = nullptr;  // kernels::cuda::TableEntry[entries_capacity], changed entries
     size_t entries_capacity = 0;
   };
-  // Uploads the `changed` entries of `pages` into t's table; false if t's entry buffer
+  // Writes host_entries_ (the changed entries) into t's table; false if t's entry buffer
   // could not grow (the caller uploads densely instead).
-  absl::StatusOr<bool> UploadChanged(Table& t, const std::vector<const void*>& pages, size_t first,
-                                     size_t changed);
+  absl::StatusOr<bool> UploadChanged(Table& t);
   std::vector<kernels::cuda::TableEntry> host_entries_;
   void Clear();
 

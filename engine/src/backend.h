@@ -65,10 +65,27 @@ class Backend {
   // In-place rotate-half RoPE of x viewed as [rows, heads, head_dim], positions first.. .
   virtual void Rope(const Tensor& x, int64_t heads, int64_t head_dim, int64_t first_position,
                     float theta) = 0;
+  // RmsNorm of each head (`heads` groups of head_dim) with `weight`, then Rope: a backend may
+  // fuse them; the result must equal this default's.
+  virtual void HeadRmsNormRope(const Tensor& x, const Tensor& weight, int64_t heads,
+                               int64_t head_dim, float eps, int64_t first_position,
+                               float theta) {
+    RmsNorm(x, weight, heads, eps);
+    Rope(x, heads, head_dim, first_position, theta);
+  }
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   virtual void SigmoidMul(const Tensor& x, const Tensor& z) = 0;
   // h += alpha · x
   virtual void AddScaled(const Tensor& h, const Tensor& x, float alpha) = 0;
+  // The residual step between blocks: h += alpha · x (x empty: h unchanged), then out =
+  // RmsNorm(h) with `weight` (one group). A backend may fuse the three ops into one pass; the
+  // result must equal this default's.
+  virtual void ResidualRmsNorm(const Tensor& h, const Tensor& x, float alpha,
+                               const Tensor& weight, float eps, const Tensor& out) {
+    if (x.data != nullptr) AddScaled(h, x, alpha);
+    Copy(out, h);
+    RmsNorm(out, weight, 1, eps);
+  }
 
   // --- mixers -------------------------------------------------------------------------------
   // Lightning attention of q, k, v viewed as [rows, heads, head_dim]; `state` is

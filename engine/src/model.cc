@@ -371,25 +371,27 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
   const Tensor h = ws_h_.View(act, T, D), a = ws_a_.View(act, T, D), out = ws_out_.View(act, T, D);
 
   backend_->Embedding(embed_, batch_tokens_, static_cast<float>(c.scale_emb), h);
+  // a = the next block's normalised input: each residual add is fused with the RMSNorm after it.
+  backend_->ResidualRmsNorm(h, Tensor{}, 0.0f, layers_[0].input_norm, eps, a);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
-    backend_->Copy(a, h);
-    backend_->RmsNorm(a, w.input_norm, 1, eps);
     if (w.type == MixerType::kLightning) {
       LightningMixer(l, segments, a, out);
     } else {
       TOME_RETURN_IF_ERROR(SparseMixer(l, segments, a, options, chunk_offset, out));
     }
     if (sharded()) backend_->AllReduceSum(out);  // the ranks' heads' o_proj parts
-    backend_->AddScaled(h, out, alpha);
-    backend_->Copy(a, h);
-    backend_->RmsNorm(a, w.post_norm, 1, eps);
+    backend_->ResidualRmsNorm(h, out, alpha, w.post_norm, eps, a);
     const Tensor gate_up = ws_proj_.View(act, T, 2 * F), mid = ws_mix_.View(act, T, F);
     backend_->MatMul(a, w.gate_up, gate_up);
     backend_->SiluMul(gate_up.Cols(0, F), gate_up.Cols(F, F), mid);
     backend_->MatMul(mid, w.down, out);
     if (sharded()) backend_->AllReduceSum(out);  // the ranks' MLP columns' down_proj parts
-    backend_->AddScaled(h, out, alpha);
+    if (l + 1 < c.num_layers) {
+      backend_->ResidualRmsNorm(h, out, alpha, layers_[l + 1].input_norm, eps, a);
+    } else {
+      backend_->AddScaled(h, out, alpha);
+    }
     if (options.capture_hidden) {
       std::vector<float>& dst = (*options.capture_hidden)[l];
       dst.resize((chunk_offset + T) * D);
@@ -434,13 +436,11 @@ void Model::LightningMixer(int64_t layer, const std::vector<Segment>& segments, 
   backend_->MatMul(a, w.in_proj, proj);
   const Tensor Q = proj.Cols(0, q), K = proj.Cols(q, q), V = proj.Cols(2 * q, q);
   const Tensor Z = proj.Cols(3 * q, q);
-  backend_->RmsNorm(Q, w.q_norm, H, eps);
-  backend_->RmsNorm(K, w.k_norm, H, eps);
   const Tensor mix = ws_mix_.View(act, T, q);
   for (const Segment& s : segments) {  // positions and states are the sequence's own
     const Tensor Qs = Q.Rows(s.row0, s.rows()), Ks = K.Rows(s.row0, s.rows());
-    backend_->Rope(Qs, H, d, s.first_position, theta);
-    backend_->Rope(Ks, H, d, s.first_position, theta);
+    backend_->HeadRmsNormRope(Qs, w.q_norm, H, d, eps, s.first_position, theta);
+    backend_->HeadRmsNormRope(Ks, w.k_norm, H, d, eps, s.first_position, theta);
     backend_->Lightning(Qs, Ks, V.Rows(s.row0, s.rows()), H, d, slopes_,
                         static_cast<float>(1.0 / std::sqrt(double(d))),
                         s.state->layers[layer].lightning.View(DType::kF32, H * d, d),
@@ -623,8 +623,8 @@ absl::Status Model::UpdateSummaries(SparseLayerState& s, int64_t old_tokens,
 absl::Status Model::ComputeLogits(const Tensor& h_row, std::vector<float>* logits,
                                   int64_t offset) {
   const Tensor x = ws_logit_in_.View(backend_->activation_dtype(), 1, config_.hidden_size);
-  backend_->Copy(x, h_row);
-  backend_->RmsNorm(x, final_norm_, 1, static_cast<float>(config_.rms_norm_eps));
+  backend_->ResidualRmsNorm(h_row, Tensor{}, 0.0f, final_norm_,
+                            static_cast<float>(config_.rms_norm_eps), x);
   const Tensor out = ws_logits_.View(DType::kF32, 1, shard_.world * dims_.vocab_rows);
   if (sharded()) {  // this rank's vocabulary rows, then every rank's
     const Tensor local = ws_logits_local_.View(DType::kF32, 1, dims_.vocab_rows);

@@ -1,10 +1,17 @@
 #include "paged_buffer.h"
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
 #include "backend.h"
 #include "tome/base/status_macros.h"
 
 namespace tome::engine {
+
+uint64_t PageStamp::Next() {
+  static std::atomic<uint64_t> counter{0};
+  return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 
 absl::StatusOr<std::shared_ptr<Buffer>> PagedBuffer::NewPage() {
   TOME_ASSIGN_OR_RETURN(Buffer buffer, backend_->Allocate(page_bytes()));
@@ -20,6 +27,7 @@ absl::Status PagedBuffer::EnsureWritableLastPage() {
                  Tensor{pages_.back()->data(), dtype_, rows, width_, width_});
   pages_.back() = std::move(copy);
   page_ptrs_.back() = pages_.back()->data();
+  stamp_.Renew();
   return absl::OkStatus();
 }
 
@@ -55,6 +63,7 @@ absl::Status PagedBuffer::Append(const Tensor& rows) {
     page_ptrs_.push_back(page->data());
     pages_.push_back(std::move(page));
   }
+  if (!added.empty()) stamp_.Renew();
   const int64_t first = num_rows_;
   num_rows_ = end;
   backend_->WriteRows(*this, first, rows);
@@ -75,6 +84,7 @@ absl::Status PagedBuffer::AppendPageFromHost(const void* host, int64_t rows,
   }
   page_ptrs_.push_back(page->data());
   pages_.push_back(std::move(page));
+  stamp_.Renew();
   num_rows_ += rows;
   return absl::OkStatus();
 }
@@ -82,6 +92,7 @@ absl::Status PagedBuffer::AppendPageFromHost(const void* host, int64_t rows,
 void PagedBuffer::AppendAbsentPage() {
   pages_.push_back(nullptr);
   page_ptrs_.push_back(nullptr);
+  stamp_.Renew();
   num_rows_ += rows_per_page_;
 }
 
@@ -93,11 +104,13 @@ void PagedBuffer::AssignView(const PagedBuffer& source) {
   num_rows_ = source.num_rows_;
   pages_.clear();
   page_ptrs_ = source.page_ptrs_;  // reuses this view's capacity
+  stamp_ = source.stamp_;          // the same pointers
 }
 
 void PagedBuffer::DropPage(int64_t index) {
   pages_[index].reset();
   page_ptrs_[index] = nullptr;
+  stamp_.Renew();
 }
 
 int64_t PagedBuffer::rows_in_page(int64_t index) const {

@@ -15,6 +15,30 @@ namespace tome::engine {
 
 class PagedBuffer;
 
+// Names one state of a PagedBuffer's page-pointer array: a fresh value from a process-wide
+// counter whenever the pointers change, so two equal stamps mean equal pointer arrays (a
+// device page-table cache may then skip comparing them: 16K pointers per buffer at a million
+// tokens, on every decode step). A copy shares its source's stamp (same pointers); the
+// source of a move gets a fresh one (its pointers are gone).
+class PageStamp {
+ public:
+  PageStamp() : value_(Next()) {}
+  PageStamp(const PageStamp&) = default;
+  PageStamp& operator=(const PageStamp&) = default;
+  PageStamp(PageStamp&& other) noexcept : value_(other.value_) { other.Renew(); }
+  PageStamp& operator=(PageStamp&& other) noexcept {
+    value_ = other.value_;
+    other.Renew();
+    return *this;
+  }
+  void Renew() { value_ = Next(); }
+  uint64_t value() const { return value_; }
+
+ private:
+  static uint64_t Next();
+  uint64_t value_;
+};
+
 // Backend::WriteRows as one Copy per page touched (the CPU backend's, and any backend's
 // fallback).
 void WriteRowsPageByPage(Backend& backend, PagedBuffer& dst, int64_t first_row,
@@ -48,7 +72,10 @@ class PagedBuffer {
   // kernels reading them are enqueued (a backend frees in stream order after them).
   void AssignView(const PagedBuffer& source);
   // Page `index` of this view reads the page at `page` (backend memory of page_bytes()).
-  void SetViewPage(int64_t index, const void* page) { page_ptrs_[index] = page; }
+  void SetViewPage(int64_t index, const void* page) {
+    page_ptrs_[index] = page;
+    stamp_.Renew();
+  }
   // Makes page `index` absent (its memory goes once no fork holds it).
   void DropPage(int64_t index);
 
@@ -65,6 +92,8 @@ class PagedBuffer {
   void* mutable_page(int64_t index) { return pages_[index]->data(); }
   // Pointer array of all pages, for building kernel views.
   const std::vector<const void*>& page_pointers() const { return page_ptrs_; }
+  // Changes whenever page_pointers() does (see PageStamp).
+  uint64_t page_stamp() const { return stamp_.value(); }
   bool page_shared(int64_t index) const { return pages_[index].use_count() > 1; }
   // Bytes of backend memory held by pages that only this buffer references.
   int64_t OwnedBytes() const;
@@ -80,6 +109,7 @@ class PagedBuffer {
   int64_t num_rows_ = 0;
   std::vector<std::shared_ptr<Buffer>> pages_;
   std::vector<const void*> page_ptrs_;
+  PageStamp stamp_;  // renewed by every change of page_ptrs_
 };
 
 }  // namespace tome::engine

@@ -1,5 +1,6 @@
 // PagedBuffer on the CPU backend: appends that start mid-page and span pages (one
-// Backend::WriteRows each), copy-on-write of a shared partial page, shared full pages.
+// Backend::WriteRows each), copy-on-write of a shared partial page, shared full pages, and
+// the page stamp that tells a device page-table cache when the pointers changed.
 // backend_ops_test runs the same checks on the CUDA backend's WriteRows kernel.
 #include "paged_buffer.h"
 
@@ -52,6 +53,45 @@ TEST(PagedBufferTest, AppendsAcrossPagesAndCopiesASharedPartialPageOnWrite) {
   EXPECT_EQ(RowsOf(b), want_b);
   EXPECT_FALSE(a.Append(Tensor{source.data(), DType::kF32, 1, width + 1, stride}).ok());
   EXPECT_EQ(a.num_rows(), 165);
+}
+
+// The stamp changes exactly when the page pointers do: a cache that sees an equal stamp may
+// skip comparing them.
+TEST(PagedBufferTest, PageStampChangesWithThePagePointers) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  std::vector<float> source(200 * 3, 1.0f);
+  const Tensor src{source.data(), DType::kF32, 200, 3, 3};
+  PagedBuffer a(cpu.get(), DType::kF32, 64, 3);
+  PagedBuffer other(cpu.get(), DType::kF32, 64, 3);
+  EXPECT_NE(a.page_stamp(), other.page_stamp());  // never shared by unrelated buffers
+  uint64_t s = a.page_stamp();
+  ASSERT_TRUE(a.Append(src.Rows(0, 10)).ok());  // a new page
+  EXPECT_NE(a.page_stamp(), s);
+  s = a.page_stamp();
+  ASSERT_TRUE(a.Append(src.Rows(10, 20)).ok());  // rows into the same page: pointers unchanged
+  EXPECT_EQ(a.page_stamp(), s);
+  PagedBuffer b = a.Fork();  // same pointers, same stamp
+  EXPECT_EQ(b.page_stamp(), s);
+  ASSERT_TRUE(b.Append(src.Rows(30, 1)).ok());  // copy-on-write of the shared partial page
+  EXPECT_NE(b.page_stamp(), s);
+  EXPECT_EQ(a.page_stamp(), s);
+  ASSERT_TRUE(a.Append(src.Rows(31, 100)).ok());  // fills page 0 (a alone holds it now), adds two
+  EXPECT_NE(a.page_stamp(), s);
+
+  PagedBuffer view;
+  view.AssignView(a);
+  EXPECT_EQ(view.page_stamp(), a.page_stamp());
+  EXPECT_EQ(view.page_pointers(), a.page_pointers());
+  const uint64_t before_set = view.page_stamp();
+  view.SetViewPage(0, b.page(0));
+  EXPECT_NE(view.page_stamp(), before_set);
+  s = a.page_stamp();
+  a.DropPage(0);
+  EXPECT_NE(a.page_stamp(), s);
+  s = a.page_stamp();
+  PagedBuffer moved = std::move(a);  // the pointers move with the stamp; the source's go
+  EXPECT_EQ(moved.page_stamp(), s);
+  EXPECT_NE(a.page_stamp(), s);  // NOLINT(bugprone-use-after-move): checking the moved-from state
 }
 
 }  // namespace

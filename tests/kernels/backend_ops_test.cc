@@ -481,6 +481,51 @@ void AddScaledCase(Harness& h, int64_t rows, int64_t cols) {
   ExpectClose(hg.Get(), hc.Get(), kBf16Tol, "AddScaled");
 }
 
+// The fused residual step (h += alpha·x, out = RmsNorm(h)): against the CPU's default, and
+// bit for bit against the CUDA backend's own AddScaled, Copy and RmsNorm. Rows `stride` apart
+// (the engine's are dense; the fused kernel takes any 16-byte-aligned stride).
+void ResidualRmsNormCase(Harness& h, int64_t rows, int64_t n, int64_t stride, bool with_x) {
+  const std::vector<float> hv = RandomValues(rows * n, 11 + n, 4.0f);
+  const std::vector<float> x = RandomValues(rows * n, 12 + n);
+  const std::vector<float> w = RandomValues(n, 13, 0.1f, 1.0f);
+  Mat hc(h.cpu, DType::kF32, rows, n), xc(h.cpu, DType::kF32, rows, n);
+  Mat oc(h.cpu, DType::kF32, rows, n), wc(h.cpu, DType::kF32, 1, n);
+  Mat hg(h.gpu, DType::kBF16, rows, n, stride), xg(h.gpu, DType::kBF16, rows, n, stride);
+  Mat og(h.gpu, DType::kBF16, rows, n, stride), wg(h.gpu, DType::kF32, 1, n);
+  Mat hg2(h.gpu, DType::kBF16, rows, n), og2(h.gpu, DType::kBF16, rows, n);
+  hc.Set(hv), hg.Set(hv), hg2.Set(hv), xc.Set(x), xg.Set(x), wc.Set(w), wg.Set(w);
+  const float alpha = 0.2475f;
+  h.cpu.ResidualRmsNorm(hc.t(), with_x ? xc.t() : Tensor{}, alpha, wc.t(), 1e-6f, oc.t());
+  h.gpu.ResidualRmsNorm(hg.t(), with_x ? xg.t() : Tensor{}, alpha, wg.t(), 1e-6f, og.t());
+  if (with_x) h.gpu.AddScaled(hg2.t(), xg.t(), alpha);  // the unfused sequence
+  h.gpu.Copy(og2.t(), hg2.t());
+  h.gpu.RmsNorm(og2.t(), wg.t(), 1, 1e-6f);
+  h.Sync();
+  ExpectClose(hg.Get(), hc.Get(), kBf16Tol, "ResidualRmsNorm residual");
+  ExpectClose(og.Get(), oc.Get(), kBf16Tol, "ResidualRmsNorm normalised");
+  EXPECT_EQ(hg.Get(), hg2.Get()) << "fused residual differs from AddScaled";
+  EXPECT_EQ(og.Get(), og2.Get()) << "fused norm differs from Copy + RmsNorm";
+}
+
+// Per-head RMSNorm then RoPE: against the CPU's default, and bit for bit against the CUDA
+// backend's own RmsNorm and Rope.
+void HeadRmsNormRopeCase(Harness& h, int64_t tokens, int64_t heads, int64_t d, int64_t first,
+                         int64_t stride) {
+  const std::vector<float> x = RandomValues(tokens * heads * d, tokens + d, 3.0f);
+  const std::vector<float> w = RandomValues(d, d + 1, 0.1f, 1.0f);
+  Mat xc(h.cpu, DType::kF32, tokens, heads * d), wc(h.cpu, DType::kF32, 1, d);
+  Mat xg(h.gpu, DType::kBF16, tokens, heads * d, stride), wg(h.gpu, DType::kF32, 1, d);
+  Mat xg2(h.gpu, DType::kBF16, tokens, heads * d, stride);
+  xc.Set(x), xg.Set(x), xg2.Set(x), wc.Set(w), wg.Set(w);
+  h.cpu.HeadRmsNormRope(xc.t(), wc.t(), heads, d, 1e-6f, first, 10000.0f);
+  h.gpu.HeadRmsNormRope(xg.t(), wg.t(), heads, d, 1e-6f, first, 10000.0f);
+  h.gpu.RmsNorm(xg2.t(), wg.t(), heads, 1e-6f);
+  h.gpu.Rope(xg2.t(), heads, d, first, 10000.0f);
+  h.Sync();
+  ExpectClose(xg.Get(), xc.Get(), kBf16Tol, "HeadRmsNormRope");
+  EXPECT_EQ(xg.Get(), xg2.Get()) << "fused differs from RmsNorm + Rope";
+}
+
 // --- Lightning ------------------------------------------------------------------------------
 
 // q, k, v as column slices of one projection output (as the model lays them out). The CUDA
@@ -808,6 +853,20 @@ std::vector<OpCase> MakeCases() {
   add({"SiluMul"}, "SiluMul_vec8", [](Harness& h) { SiluMulCase(h, 9, 512, 8); });
   add({"SigmoidMul"}, "SigmoidMul_vec8", [](Harness& h) { SigmoidMulCase(h, 9, 256); });
   add({"SigmoidMul"}, "SigmoidMul", [](Harness& h) { SigmoidMulCase(h, 9, 100); });
+  add({"ResidualRmsNorm"}, "ResidualRmsNorm_decode_row",
+      [](Harness& h) { ResidualRmsNormCase(h, 1, 4096, 4096, true); });
+  add({"ResidualRmsNorm"}, "ResidualRmsNorm_rows_strided",
+      [](Harness& h) { ResidualRmsNormCase(h, 37, 2048, 2056, true); });
+  add({"ResidualRmsNorm"}, "ResidualRmsNorm_no_residual",
+      [](Harness& h) { ResidualRmsNormCase(h, 5, 4096, 4096, false); });
+  add({"ResidualRmsNorm"}, "ResidualRmsNorm_unfused_shape",  // 96 wide: the default sequence
+      [](Harness& h) { ResidualRmsNormCase(h, 3, 96, 96, true); });
+  add({"HeadRmsNormRope"}, "HeadRmsNormRope_d128_decode",
+      [](Harness& h) { HeadRmsNormRopeCase(h, 1, 32, 128, 1048575, 4 * 4096); });
+  add({"HeadRmsNormRope"}, "HeadRmsNormRope_d64_rows",
+      [](Harness& h) { HeadRmsNormRopeCase(h, 19, 4, 64, 300, 300); });
+  add({"HeadRmsNormRope"}, "HeadRmsNormRope_d16_unfused",
+      [](Harness& h) { HeadRmsNormRopeCase(h, 7, 4, 16, 5, 64); });
   add({"AddScaled"}, "AddScaled_vec8", [](Harness& h) { AddScaledCase(h, 13, 96); });
   add({"AddScaled"}, "AddScaled", [](Harness& h) { AddScaledCase(h, 13, 90); });
   for (int64_t t : {1, 63, 64, 65, 200}) {
@@ -846,6 +905,17 @@ std::vector<OpCase> MakeCases() {
       [=](Harness& h) { SelectBlocksCase(h, sala, 32, 2, 128, 8936, 64); });
   add({"SelectBlocks"}, "SelectBlocks_sala_decode",
       [=](Harness& h) { SelectBlocksCase(h, sala, 32, 2, 128, 8999, 1); });
+  // A few queries (decode steps, <= 16 tokens) of 1-16 heads a group and d 64/128: the
+  // summaries split over the GPU (select_blocks_few.cu). Long contexts (many chunks of LSE
+  // parts), a ragged summary tail, a group of 16 heads in one part of 8 heads (d 64).
+  add({"SelectBlocks"}, "SelectBlocks_sala_few_300k",
+      [=](Harness& h) { SelectBlocksCase(h, sala, 32, 2, 128, 300001, 8); });
+  add({"SelectBlocks"}, "SelectBlocks_sala_few_16_tokens",
+      [=](Harness& h) { SelectBlocksCase(h, sala, 32, 2, 128, 40000, 16); });
+  add({"SelectBlocks"}, "SelectBlocks_h8d64_few",
+      [=](Harness& h) { SelectBlocksCase(h, sala, 16, 2, 64, 20011, 3); });
+  add({"SelectBlocks"}, "SelectBlocks_h5_few",
+      [=](Harness& h) { SelectBlocksCase(h, sala, 10, 2, 128, 12345, 2); });
   // >= 512 queries of 8-16 heads a group: group sums on tensor cores; 32 heads in one group:
   // the cuBLAS path, whose 256 MiB score tile holds ~380 of these queries (three tiles).
   add({"SelectBlocks"}, "SelectBlocks_sala_70k",

@@ -263,6 +263,10 @@ class CudaBackend final : public Backend {
   // --- dense ops ----------------------------------------------------------------------------
   void Embedding(const Tensor& table, absl::Span<const int32_t> ids, float scale,
                  const Tensor& out) override {
+    // Every forward call starts here: its size names the phase its ops are timed under.
+    if (timer_->enabled()) {
+      timer_->SetPhase(ids.size() <= 16 ? "calls of <= 16 tokens (decode)" : "calls of > 16 tokens (prefill)");
+    }
     ScopedOp op(*timer_, "Embedding");
     if (!Expect(table.dtype == out.dtype, "Embedding: dtypes")) return;
     const int64_t n = static_cast<int64_t>(ids.size());
@@ -335,6 +339,20 @@ class CudaBackend final : public Backend {
     }
   }
 
+  void HeadRmsNormRope(const Tensor& x, const Tensor& weight, int64_t heads, int64_t head_dim,
+                       float eps, int64_t first_position, float theta) override {
+    if (x.dtype != DType::kBF16 || weight.dtype != DType::kF32 || x.cols != heads * head_dim ||
+        weight.num_elements() != head_dim || !kc::HeadNormRopeFuses(head_dim)) {
+      return Backend::HeadRmsNormRope(x, weight, heads, head_dim, eps, first_position, theta);
+    }
+    ScopedOp op(*timer_, "HeadRmsNormRope");
+    auto inv_freq = InvFreq(theta, head_dim);
+    if (!inv_freq.ok()) return Check(inv_freq.status());
+    Check(kc::HeadNormRope(B16(x), weight.f32(), x.rows, heads, head_dim, x.stride, eps,
+                           first_position, *inv_freq, stream_),
+          "HeadRmsNormRope");
+  }
+
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     ScopedOp op(*timer_, "SiluMul");
     if (!Expect(gate.stride == up.stride && gate.dtype == out.dtype, "SiluMul: layout")) return;
@@ -359,6 +377,23 @@ class CudaBackend final : public Backend {
       Check(kc::SigmoidMul(x.f32(), x.stride, z.f32(), z.stride, x.rows, x.cols, stream_),
             "SigmoidMul");
     }
+  }
+
+  void ResidualRmsNorm(const Tensor& h, const Tensor& x, float alpha, const Tensor& weight,
+                       float eps, const Tensor& out) override {
+    const bool fuses = h.dtype == DType::kBF16 && out.dtype == DType::kBF16 &&
+                       weight.dtype == DType::kF32 && weight.num_elements() == h.cols &&
+                       out.rows == h.rows && out.cols == h.cols &&
+                       (x.data == nullptr || (x.dtype == DType::kBF16 && x.rows == h.rows &&
+                                              x.cols == h.cols)) &&
+                       kc::ResidualRmsNormFuses(B16(h), h.stride,
+                                                x.data ? B16(x) : nullptr, x.stride,
+                                                weight.f32(), h.cols, B16(out), out.stride);
+    if (!fuses) return Backend::ResidualRmsNorm(h, x, alpha, weight, eps, out);
+    ScopedOp op(*timer_, "ResidualRmsNorm");
+    Check(kc::ResidualRmsNorm(B16(h), h.stride, x.data ? B16(x) : nullptr, x.stride, alpha,
+                              weight.f32(), h.rows, h.cols, B16(out), out.stride, eps, stream_),
+          "ResidualRmsNorm");
   }
 
   void AddScaled(const Tensor& h, const Tensor& x, float alpha) override {

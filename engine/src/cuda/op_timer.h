@@ -1,6 +1,8 @@
 // Optional per-op timing of the CUDA backend (TOME_CUDA_OP_TIMES=1): each op is bracketed by
-// events and waited for, so the totals show where time goes (at the cost of overlap). The
-// table is printed to stderr when the backend is destroyed.
+// events and waited for, so the totals show where time goes (at the cost of overlap). Ops are
+// summed per phase (the backend names it at the start of each forward call: prefill chunks
+// and decode steps apart); one table per phase is printed to stderr when the backend is
+// destroyed.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,6 +19,9 @@ class OpTimer {
   bool enabled() const { return enabled_; }
   void Begin();
   void End(const char* op);
+  // Ops from now on count towards `phase` (a string literal); each call counts one forward
+  // call of that phase.
+  void SetPhase(const char* phase);
   void Print() const;
 
  private:
@@ -27,7 +32,12 @@ class OpTimer {
   cudaStream_t stream_;
   bool enabled_ = false;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
-  std::map<std::string, Total> totals_;
+  struct Phase {
+    int64_t forward_calls = 0;
+    std::map<std::string, Total> ops;
+  };
+  const char* phase_ = "(no forward call)";
+  std::map<std::string, Phase> phases_;
 };
 
 // Times one op when the timer is enabled.

@@ -1,10 +1,11 @@
 // Device copies of PagedBuffer page-pointer arrays, for the kernels' paged views. One table
-// per PagedBuffer (keyed by its address); each use compares the buffer's pointers with the
-// last uploaded ones and uploads only the entries from the first difference on (decode
-// appends one page every block_size tokens, so almost every step uploads nothing), or, when
-// few entries past it differ (a storage-backed view whose selected blocks changed), just
-// those, scattered by a kernel. The comparison also makes a reused address (a new buffer
-// where a freed one lived) safe.
+// per PagedBuffer (keyed by its address). A use whose buffer still has the page stamp of the
+// last upload (PageStamp: unchanged pointers, as on most decode steps) costs a lookup;
+// otherwise the buffer's pointers are compared with the last uploaded ones and only the
+// entries from the first difference on are uploaded (decode appends one page every
+// block_size tokens), or, when few entries past it differ (a storage-backed view whose
+// selected blocks changed), just those, scattered by a kernel. Stamps are never reused, so a
+// reused address (a new buffer where a freed one lived) is safe.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -38,6 +39,7 @@ class PageTableCache {
     void* device = nullptr;  // capacity page pointers
     size_t capacity = 0;
     std::vector<const void*> uploaded;
+    uint64_t stamp = 0;  // the buffer's page stamp when `uploaded` was (0: none yet)
     void* entries = nullptr;  // kernels::cuda::TableEntry[entries_capacity], changed entries
     size_t entries_capacity = 0;
   };

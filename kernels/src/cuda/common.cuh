@@ -87,6 +87,18 @@ struct PagedGroups {
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Streaming multiprocessors of the first device asked (every GPU of a tensor-parallel
+// group is the same model).
+inline int NumSms() {
+  static const int sms = [] {
+    int device = 0, n = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+    return n > 0 ? n : 132;
+  }();
+  return sms;
+}
+
 // Grid size for a grid-stride loop over n items.
 inline unsigned GridFor(int64_t n, int threads) {
   const int64_t blocks = CeilDiv(n, threads);

@@ -64,17 +64,14 @@ __global__ void __launch_bounds__(kWideThreads)
 // (one global read of x; a scalar loop would wait on a load every iteration).
 constexpr int kMaxVecsPerThread = 4;  // n <= 8 · 256 · 4
 
-__global__ void __launch_bounds__(kWideThreads)
-    RmsNormWideVecKernel(bf16* x, const float* w, int64_t groups, int64_t n,
-                         int64_t row_stride, float eps) {
-  bf16* xg = x + (blockIdx.x / groups) * row_stride + (blockIdx.x % groups) * n;
+// Writes the normalised row held in v (this thread's 16-byte vectors c = threadIdx.x +
+// i·kWideThreads of an n-element bf16 row) to dst.
+__device__ __forceinline__ void NormalizeVecs(uint4 (&v)[kMaxVecsPerThread], const float* w,
+                                              int64_t n, float eps, bf16* dst) {
   const int vecs = static_cast<int>(n / 8);
-  uint4 v[kMaxVecsPerThread];
   float sum_sq = 0.0f;
 #pragma unroll
   for (int i = 0; i < kMaxVecsPerThread; ++i) {
-    const int c = threadIdx.x + i * kWideThreads;
-    v[i] = c < vecs ? reinterpret_cast<const uint4*>(xg)[c] : make_uint4(0, 0, 0, 0);
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v[i]);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
@@ -94,8 +91,58 @@ __global__ void __launch_bounds__(kWideThreads)
       const float2 wk = *reinterpret_cast<const float2*>(w + 8 * c + 2 * k);
       h[k] = __floats2bfloat162_rn(Round<bf16>(f.x * inv) * wk.x, Round<bf16>(f.y * inv) * wk.y);
     }
-    reinterpret_cast<uint4*>(xg)[c] = v[i];
+    reinterpret_cast<uint4*>(dst)[c] = v[i];
   }
+}
+
+// This thread's vectors of an n-element bf16 row (zeros past the row).
+__device__ __forceinline__ void LoadVecs(const bf16* row, int64_t n, uint4 (&v)[kMaxVecsPerThread]) {
+  const int vecs = static_cast<int>(n / 8);
+#pragma unroll
+  for (int i = 0; i < kMaxVecsPerThread; ++i) {
+    const int c = threadIdx.x + i * kWideThreads;
+    v[i] = c < vecs ? reinterpret_cast<const uint4*>(row)[c] : make_uint4(0, 0, 0, 0);
+  }
+}
+
+__global__ void __launch_bounds__(kWideThreads)
+    RmsNormWideVecKernel(bf16* x, const float* w, int64_t groups, int64_t n,
+                         int64_t row_stride, float eps) {
+  bf16* xg = x + (blockIdx.x / groups) * row_stride + (blockIdx.x % groups) * n;
+  uint4 v[kMaxVecsPerThread];
+  LoadVecs(xg, n, v);
+  NormalizeVecs(v, w, n, eps, xg);
+}
+
+// One CTA per row: h += bf16(alpha·x) (the AddScaled rounding; no x: h as it is), then the
+// row's RMSNorm into out, from the same registers.
+__global__ void __launch_bounds__(kWideThreads)
+    ResidualRmsNormKernel(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
+                          float alpha, const float* w, int64_t n, bf16* out,
+                          int64_t out_stride, float eps) {
+  bf16* hr = h + blockIdx.x * h_stride;
+  uint4 v[kMaxVecsPerThread];
+  LoadVecs(hr, n, v);
+  if (x != nullptr) {
+    uint4 xv[kMaxVecsPerThread];
+    LoadVecs(x + blockIdx.x * x_stride, n, xv);
+    const int vecs = static_cast<int>(n / 8);
+#pragma unroll
+    for (int i = 0; i < kMaxVecsPerThread; ++i) {
+      const int c = threadIdx.x + i * kWideThreads;
+      if (c >= vecs) break;
+      __nv_bfloat162* hv = reinterpret_cast<__nv_bfloat162*>(&v[i]);
+      const __nv_bfloat162* xx = reinterpret_cast<const __nv_bfloat162*>(&xv[i]);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float2 a = __bfloat1622float2(hv[k]), b = __bfloat1622float2(xx[k]);
+        hv[k] = __floats2bfloat162_rn(a.x + Round<bf16>(alpha * b.x),
+                                      a.y + Round<bf16>(alpha * b.y));
+      }
+      reinterpret_cast<uint4*>(hr)[c] = v[i];
+    }
+  }
+  NormalizeVecs(v, w, n, eps, out + blockIdx.x * out_stride);
 }
 
 bool VecRows(const bf16* x, const float* w, int64_t n, int64_t row_stride) {
@@ -134,6 +181,24 @@ cudaError_t RmsNorm(bf16* x, const float* w, int64_t rows, int64_t groups, int64
 cudaError_t RmsNorm(float* x, const float* w, int64_t rows, int64_t groups, int64_t n,
                     int64_t row_stride, float eps, cudaStream_t stream) {
   return RmsNormT(x, w, rows, groups, n, row_stride, eps, stream);
+}
+
+bool ResidualRmsNormFuses(const bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
+                          const float* w, int64_t n, const bf16* out, int64_t out_stride) {
+  return n >= kWideFrom && VecRows(h, w, n, h_stride) && VecRows(out, w, n, out_stride) &&
+         (x == nullptr || VecRows(x, w, n, x_stride));
+}
+
+cudaError_t ResidualRmsNorm(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
+                            float alpha, const float* w, int64_t rows, int64_t n, bf16* out,
+                            int64_t out_stride, float eps, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  if (rows > 0x7fffffff || !ResidualRmsNormFuses(h, h_stride, x, x_stride, w, n, out, out_stride)) {
+    return cudaErrorInvalidValue;
+  }
+  ResidualRmsNormKernel<<<static_cast<unsigned>(rows), kWideThreads, 0, stream>>>(
+      h, h_stride, x, x_stride, alpha, w, n, out, out_stride, eps);
+  return cudaGetLastError();
 }
 
 }  // namespace tome::kernels::cuda

@@ -25,6 +25,44 @@ __global__ void RopeKernel(T* x, int64_t num_tokens, int64_t heads, int64_t head
   }
 }
 
+// One warp per (token, head) of bf16 rows, d = 32·kPer: the head's RMSNorm as RmsNorm computes
+// it (lane l holds elements l + 32k, squares summed in that order, then the warp sum), then
+// the rotation of pairs (i, i + d/2), both of which the lane holds, as RopeKernel computes it.
+template <int kPer>
+__global__ void HeadNormRopeKernel(bf16* x, const float* w, int64_t num_tokens, int64_t heads,
+                                   int64_t row_stride, float eps, int64_t first_position,
+                                   const float* inv_freq) {
+  constexpr int kD = 32 * kPer, kHalf = kD / 2;
+  const int64_t item = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (item >= num_tokens * heads) return;
+  const int64_t t = item / heads;
+  bf16* xh = x + t * row_stride + (item % heads) * kD;
+  float v[kPer];
+  float sum_sq = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    v[k] = ToFloat(xh[lane + 32 * k]);
+    sum_sq += v[k] * v[k];
+  }
+  sum_sq = WarpSum(sum_sq);
+  const float inv = 1.0f / sqrtf(sum_sq / static_cast<float>(kD) + eps);
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    v[k] = ToFloat(FromFloat<bf16>(Round<bf16>(v[k] * inv) * w[lane + 32 * k]));
+  }
+#pragma unroll
+  for (int k = 0; k < kPer / 2; ++k) {
+    const int i = lane + 32 * k;
+    const float angle = static_cast<float>(first_position + t) * inv_freq[i];
+    float sn, cs;
+    sincosf(angle, &sn, &cs);
+    const float a = v[k], b = v[k + kPer / 2];
+    xh[i] = FromFloat<bf16>(a * cs - b * sn);
+    xh[i + kHalf] = FromFloat<bf16>(b * cs + a * sn);
+  }
+}
+
 template <typename T>
 cudaError_t RopeT(T* x, int64_t num_tokens, int64_t heads, int64_t head_dim,
                   int64_t row_stride, int64_t first_position, const float* inv_freq,
@@ -37,6 +75,28 @@ cudaError_t RopeT(T* x, int64_t num_tokens, int64_t heads, int64_t head_dim,
 }
 
 }  // namespace
+
+bool HeadNormRopeFuses(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
+
+cudaError_t HeadNormRope(bf16* x, const float* w, int64_t num_tokens, int64_t num_heads,
+                         int64_t head_dim, int64_t row_stride, float eps, int64_t first_position,
+                         const float* inv_freq, cudaStream_t stream) {
+  const int64_t items = num_tokens * num_heads;
+  if (items == 0) return cudaSuccess;
+  if (!HeadNormRopeFuses(head_dim)) return cudaErrorInvalidValue;
+  constexpr int kWarps = 4;
+  const unsigned grid = static_cast<unsigned>(CeilDiv(items, kWarps));
+  if (head_dim == 64) {
+    HeadNormRopeKernel<2><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads,
+                                                            row_stride, eps, first_position,
+                                                            inv_freq);
+  } else {
+    HeadNormRopeKernel<4><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads,
+                                                            row_stride, eps, first_position,
+                                                            inv_freq);
+  }
+  return cudaGetLastError();
+}
 
 cudaError_t Rope(bf16* x, int64_t num_tokens, int64_t num_heads, int64_t head_dim,
                  int64_t row_stride, int64_t first_position, const float* inv_freq,

@@ -3,13 +3,16 @@
 // TopKKernel, one CTA per query, max-pools them into block scores and takes the top-k by
 // radix select in shared memory. Group sums: for groups of 8-16 heads (the model's shapes)
 // on tensor cores without materialising per-head scores (select_scores_mma.cu); otherwise
-// (decode, short calls) cuBLAS scores every head into a bounded fp32 tile, LseKernel forms
-// LSE2 per (query, head) and GroupSumKernel the sums in place, each spread over the GPU. Only
-// one tile exists at a time (at most kScoreTileBytes).
+// (short calls, other shapes) cuBLAS scores every head into a bounded fp32 tile, LseKernel
+// forms LSE2 per (query, head) and GroupSumKernel the sums in place, each spread over the GPU.
+// Only one tile exists at a time (at most kScoreTileBytes). Calls of a few queries of the
+// model's shapes (decode steps) take select_blocks_few.cu instead.
 #include <algorithm>
 #include <type_traits>
 
+#include "block_topk.cuh"
 #include "common.cuh"
+#include "select_blocks_few.h"
 #include "select_scores_mma.h"
 #include "tome/kernels/cuda/gemm.h"
 #include "tome/kernels/cuda/sparse_attention.h"
@@ -17,7 +20,7 @@
 namespace tome::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 512;
+constexpr int kThreads = kTopKThreads;
 constexpr int kMaxHeadsPerGroup = 128;
 constexpr size_t kScoreTileBytes = size_t{256} << 20;
 
@@ -25,158 +28,15 @@ __device__ __forceinline__ int64_t NumWindows(int64_t n, int64_t w, int64_t s) {
   return n < w ? 0 : (n - w) / s + 1;
 }
 
-// Monotone map of bf16 values (held in floats) to 16-bit keys (larger value, larger key) and
-// back. A bf16 value's float has 16 zero low bits, so its 32-bit order key (flipped when
-// negative) is determined by the top 16 bits, and two radix passes select exactly.
-__device__ __forceinline__ uint16_t OrderKey(float f) {
-  const uint32_t u = __float_as_uint(f);
-  return static_cast<uint16_t>(((u & 0x80000000u) ? ~u : (u | 0x80000000u)) >> 16);
-}
-__device__ __forceinline__ float FromKey(uint16_t key) {
-  const uint32_t k = uint32_t{key} << 16;
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~(k | 0xffffu));
-}
-
-// Exclusive prefix sum of `count` over the block in thread order; *total = block sum. Every
-// thread of the block must call it.
-__device__ int BlockExclusiveSum(int count, int* total, int* warp_sums) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  int inclusive = count;
-  for (int off = 1; off < 32; off <<= 1) {
-    const int v = __shfl_up_sync(0xffffffffu, inclusive, off);
-    if (lane >= off) inclusive += v;
-  }
-  if (lane == 31) warp_sums[warp] = inclusive;
-  __syncthreads();
-  int before = 0, all = 0;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
-    const int c = warp_sums[w];
-    before += w < warp ? c : 0;
-    all += c;
-  }
-  __syncthreads();  // warp_sums is reused by the next call
-  *total = all;
-  return before + inclusive - count;
-}
-
-// Warp 0 finds the radix digit holding the need-th largest key: the largest d with
-// Σ_{d' ≥ d} hist[d'] ≥ need. Lane l holds digits 255 − 8l down to 248 − 8l.
-__device__ void FindDigit(const uint32_t* hist, uint32_t prefix, int shift, int need,
-                          uint32_t* s_prefix, int* s_need) {
-  const int lane = threadIdx.x % 32;
-  int mine = 0;
-  for (int i = 0; i < 8; ++i) mine += static_cast<int>(hist[255 - 8 * lane - i]);
-  int inclusive = mine;  // keys in digits ≥ 248 − 8·lane
-  for (int off = 1; off < 32; off <<= 1) {
-    const int v = __shfl_up_sync(0xffffffffu, inclusive, off);
-    if (lane >= off) inclusive += v;
-  }
-  const unsigned reached = __ballot_sync(0xffffffffu, inclusive >= need);
-  if (lane == __ffs(reached) - 1) {  // the first lane whose digits reach `need`
-    int above = inclusive - mine;
-    for (int i = 0; i < 8; ++i) {
-      const int d = 255 - 8 * lane - i, h = static_cast<int>(hist[d]);
-      if (above + h >= need) {
-        *s_prefix = prefix | (static_cast<uint32_t>(d) << shift);
-        *s_need = need - above;
-        break;
-      }
-      above += h;
-    }
-  }
-}
-
-// One CTA per query: block scores from the query's group sums `sc` (bf16-rounded values, which
-// OrderKey relies on; float or bf16 storage), max over the visible windows overlapping each
-// block, forced blocks +inf; then the top-k, ascending, -1 padded. Every thread of the CTA
-// must call it.
+// One CTA per query: block scores from the query's group sums, pooled into shared-memory
+// keys, then their top-k. Every thread of the CTA must call it.
 template <typename Score>
 __device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const SparseParams& sp,
                             uint16_t* keys, int32_t* out, float* out_scores) {
-  __shared__ uint32_t hist[256];
-  __shared__ int warp_counts[kThreads / 32];
-  __shared__ uint32_t s_prefix;
-  __shared__ int s_need;
-  const int tid = threadIdx.x;
-  const int64_t B = sp.block_size, bp = p / B, nb = bp + 1, topk = sp.topk_total;
-  for (int64_t b = tid; b < nb; b += blockDim.x) {
-    float v = INFINITY;
-    if (b >= sp.init_blocks && b < bp - sp.local_blocks) {
-      const int64_t num = B * b - sp.kernel_size + 1;
-      const int64_t lo = num <= 0 ? 0 : (num + sp.kernel_stride - 1) / sp.kernel_stride;
-      const int64_t hi = min((B * b + B - 1) / sp.kernel_stride, n1v - 1);
-      v = -INFINITY;
-      for (int64_t j = lo; j <= hi; ++j) v = fmaxf(v, ToFloat(sc[j]));
-    }
-    keys[b] = OrderKey(v);
-  }
+  const int64_t bp = p / sp.block_size, nb = bp + 1;
+  for (int64_t b = threadIdx.x; b < nb; b += blockDim.x) keys[b] = PooledKey(sc, n1v, b, bp, sp);
   __syncthreads();
-  if (nb <= topk) {
-    for (int64_t i = tid; i < topk; i += blockDim.x) {
-      out[i] = i < nb ? int32_t(i) : -1;
-      out_scores[i] = i < nb ? FromKey(keys[i]) : 0.0f;
-    }
-    return;
-  }
-  // Radix select (8 bits a pass, high to low) of the topk-th largest key. Scores cluster (the
-  // first pass sees one or two digits), so lanes with equal digits add once per warp.
-  uint32_t prefix = 0, mask = 0;
-  int need = static_cast<int>(topk);
-  const int lane = tid % 32;
-  for (int shift = 8; shift >= 0; shift -= 8) {
-    for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0;
-    __syncthreads();
-    for (int64_t b0 = 0; b0 < nb; b0 += blockDim.x) {  // uniform trip count for the match
-      const int64_t b = b0 + tid;
-      const uint32_t u = b < nb ? keys[b] : 0u;
-      const bool counted = b < nb && (u & mask) == prefix;
-      const uint32_t digit = counted ? (u >> shift) & 0xffu : 256u;
-      const unsigned same = __match_any_sync(0xffffffffu, digit);
-      if (counted && lane == __ffs(same) - 1) atomicAdd(&hist[digit], __popc(same));
-    }
-    __syncthreads();
-    if (tid < 32) FindDigit(hist, prefix, shift, need, &s_prefix, &s_need);
-    __syncthreads();
-    prefix = s_prefix;  // rewritten only after two more barriers
-    need = s_need;
-    mask |= 0xffu << shift;
-  }
-  // Keys above the threshold, plus the `need` lowest-index keys equal to it (ties to the
-  // lower block index), written in ascending block order. Each warp owns one contiguous
-  // range of blocks (lanes read consecutive keys); one scan over the warps places them.
-  const int warp = tid / 32, num_warps = blockDim.x / 32;
-  const int64_t per_warp = (nb + num_warps - 1) / num_warps;
-  const int64_t w_lo = min(nb, warp * per_warp), w_hi = min(nb, w_lo + per_warp);
-  int w_equal = 0, w_above = 0;
-  for (int64_t b = w_lo + lane; b - lane < w_hi; b += 32) {
-    const uint32_t u = b < w_hi ? keys[b] : 0u;
-    w_equal += __popc(__ballot_sync(0xffffffffu, b < w_hi && u == prefix));
-    w_above += __popc(__ballot_sync(0xffffffffu, b < w_hi && u > prefix));
-  }
-  // Lane 0 of each warp carries the warp's counts into the block scans.
-  int total;
-  const int eq_before = __shfl_sync(
-      0xffffffffu, BlockExclusiveSum(lane == 0 ? w_equal : 0, &total, warp_counts), 0);
-  const int w_take = w_above + max(0, min(w_equal, need - eq_before));
-  int pos = __shfl_sync(0xffffffffu,
-                        BlockExclusiveSum(lane == 0 ? w_take : 0, &total, warp_counts), 0);
-  int eq_seen = eq_before;
-  const unsigned below_lane = (1u << lane) - 1u;
-  for (int64_t b = w_lo + lane; b - lane < w_hi; b += 32) {
-    const uint32_t u = b < w_hi ? keys[b] : 0u;
-    const bool equal = b < w_hi && u == prefix;
-    const unsigned equals = __ballot_sync(0xffffffffu, equal);
-    const bool take = (b < w_hi && u > prefix) ||
-                      (equal && eq_seen + __popc(equals & below_lane) < need);
-    const unsigned takes = __ballot_sync(0xffffffffu, take);
-    if (take) {
-      const int slot = pos + __popc(takes & below_lane);
-      out[slot] = static_cast<int32_t>(b);
-      if (out_scores) out_scores[slot] = FromKey(static_cast<uint16_t>(u));
-    }
-    eq_seen += __popc(equals);
-    pos += __popc(takes);
-  }
+  TopKOfKeys(keys, nb, sp.topk_total, out, out_scores);
 }
 
 // Query p's output slots: true (and the slots filled) when it takes every causal block and no
@@ -320,12 +180,15 @@ int MaxSelectSmem() {
 
 }  // namespace
 
-size_t SelectBlocksScratchBytes(const SelectBlocksArgs& args) { return MakePlan(args).bytes; }
+size_t SelectBlocksScratchBytes(const SelectBlocksArgs& args) {
+  return SelectBlocksFewTakes(args) ? SelectBlocksFewScratchBytes(args) : MakePlan(args).bytes;
+}
 
 cudaError_t SelectBlocks(const SelectBlocksArgs& a, cublasHandle_t handle, void* scratch,
                          size_t scratch_bytes, cudaStream_t stream,
                          cublasStatus_t* gemm_status) {
   if (a.num_tokens == 0) return cudaSuccess;
+  if (SelectBlocksFewTakes(a)) return SelectBlocksFew(a, scratch, scratch_bytes, stream);
   const Plan plan = MakePlan(a);
   const SparseParams& sp = a.params;
   const int64_t last = a.first_position + a.num_tokens - 1;

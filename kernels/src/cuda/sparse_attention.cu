@@ -376,16 +376,6 @@ int64_t TileTokens(const BlockSparseArgs& a, int64_t hg, int64_t max_rows) {
   return tq;
 }
 
-int NumSms() {
-  static const int sms = [] {
-    int device = 0, n = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-    return n > 0 ? n : 132;
-  }();
-  return sms;
-}
-
 bool Narrow(const BlockSparseArgs& a) {
   return a.selected != nullptr && a.num_q_heads / a.num_groups <= Shape<1>::kRows;
 }
@@ -398,8 +388,9 @@ int BlockSparseSplits(const BlockSparseArgs& a) {
   const int64_t tq = TileTokens(a, hg, Narrow(a) ? Shape<1>::kRows : Shape<8>::kRows);
   const int64_t last = a.first_position + a.num_tokens - 1;
   const int64_t ctas = (last / tq - a.first_position / tq + 1) * a.num_groups;
-  // Few tiles (decode, short calls): split each tile's blocks so ~2 CTAs run per SM.
-  return static_cast<int>(std::clamp<int64_t>(2 * NumSms() / ctas, 1, 16));
+  // Few tiles (decode, short calls): split each tile's blocks so ~2 CTAs run per SM (a decode
+  // step's 96 blocks a group: 1-2 per CTA; each split costs its partial's write and combine).
+  return static_cast<int>(std::clamp<int64_t>(2 * NumSms() / ctas, 1, 64));
 }
 
 size_t BlockSparseScratchBytes(const BlockSparseArgs& a) {

@@ -12,4 +12,14 @@ cudaError_t RmsNorm(bf16* x, const float* w, int64_t rows, int64_t groups, int64
 cudaError_t RmsNorm(float* x, const float* w, int64_t rows, int64_t groups, int64_t n,
                     int64_t row_stride, float eps, cudaStream_t stream);
 
+// Residual add and the next RMSNorm in one pass over each n-element row: h += bf16(alpha·x)
+// (AddScaled; x null: h unchanged), then out = RmsNorm(h)·w as RmsNorm computes it (the same
+// bits as AddScaled, a copy and RmsNorm). For rows of 1024 to 8192 elements in 16-byte
+// vectors (ResidualRmsNormFuses); others return cudaErrorInvalidValue.
+bool ResidualRmsNormFuses(const bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
+                          const float* w, int64_t n, const bf16* out, int64_t out_stride);
+cudaError_t ResidualRmsNorm(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
+                            float alpha, const float* w, int64_t rows, int64_t n, bf16* out,
+                            int64_t out_stride, float eps, cudaStream_t stream);
+
 }  // namespace tome::kernels::cuda

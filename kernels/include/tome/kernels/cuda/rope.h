@@ -15,4 +15,12 @@ cudaError_t Rope(float* x, int64_t num_tokens, int64_t num_heads, int64_t head_d
                  int64_t row_stride, int64_t first_position, const float* inv_freq,
                  cudaStream_t stream);
 
+// Per-head RMSNorm (weight w, fp32 [head_dim]) followed by Rope, in one pass: the same bits as
+// RmsNorm with num_heads groups and then Rope. For head_dim 64 and 128 (HeadNormRopeFuses);
+// others return cudaErrorInvalidValue.
+bool HeadNormRopeFuses(int64_t head_dim);
+cudaError_t HeadNormRope(bf16* x, const float* w, int64_t num_tokens, int64_t num_heads,
+                         int64_t head_dim, int64_t row_stride, float eps, int64_t first_position,
+                         const float* inv_freq, cudaStream_t stream);
+
 }  // namespace tome::kernels::cuda

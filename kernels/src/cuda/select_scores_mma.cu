@@ -1,178 +1,173 @@
-// Stage-1 group scores on tensor cores. One CTA per 8 consecutive queries of one KV group,
-// warp w for query w: its heads are the rows of m16 tiles (zero rows past the group's heads),
-// 64 summaries a tile are the columns. Pass 1 walks K2 for every head's log-sum-exp (online,
-// base 2, per-lane partials merged at the end); pass 2 walks K1, exponentiates against the
-// LSE and sums the heads by shuffles, writing the bf16-rounded group score. Summary tiles are
-// copied to shared memory once per CTA (cp.async, double-buffered) for all 8 warps.
-#include "common.cuh"
-#include "mma.cuh"
+// Stage-1 group scores on tensor cores. One CTA per 8 (d 128) or 16 (d 64) consecutive
+// queries of one KV group, one or two a warp. The summaries are the rows of m16 tiles (A, from the
+// shared-memory tile) and each query's heads the columns of two n8 tiles (B, held in registers;
+// zero columns past the group's heads), so one A fragment feeds two MMAs a query of the warp. Pass
+// 1 walks K2 for every head's log-sum-exp (online, base 2, per lane, merged over the lanes holding
+// other summaries at the end); pass 2 walks K1, exponentiates against the LSE and sums a summary's
+// heads: four in the lane's registers, then two shuffles. Summary tiles are copied to shared memory
+// once per CTA (cp.async, double-buffered) for all 16 queries.
+#include "group_scores.cuh"
 #include "select_scores_mma.h"
 
 namespace tome::kernels::cuda {
 namespace {
 
+using namespace group_scores;
+
 constexpr int kWarps = 8;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kTile = 64;  // summaries per tile
-constexpr int64_t kMinTokens = 512;  // 64 CTAs a group
-
-__device__ __forceinline__ int64_t Windows(int64_t n, int64_t w, int64_t s) {
-  return n < w ? 0 : (n - w) / s + 1;
-}
-
+constexpr int64_t kMinTokens = 512;  // 32-64 CTAs a group
+// Queries a warp: two share each A fragment where their B fragments fit the registers (d 64);
+// d 128 holds one (two would spill).
 template <int D>
-__device__ __forceinline__ int Swz(int row, int chunk) {
-  return row * D + ((chunk ^ (row & 7)) << 3);
-}
-
-// Copies rows [j0, j0 + kTile) of the dense [n, D] matrix m (zeros past n) into dst.
+constexpr int kQueriesPerWarp = D == 64 ? 2 : 1;
 template <int D>
-__device__ __forceinline__ void LoadTile(const bf16* m, int64_t n, int64_t j0, bf16* dst) {
-  for (int e = threadIdx.x; e < kTile * (D / 8); e += kThreads) {
-    const int row = e / (D / 8), chunk = e % (D / 8);
-    const bool valid = j0 + row < n;
-    CpAsync16(dst + Swz<D>(row, chunk), m + (valid ? (j0 + row) * D + chunk * 8 : 0), valid);
-  }
-  CpAsyncCommit();
-}
+constexpr int kQueriesPerCta = kWarps* kQueriesPerWarp<D>;
 
-// s = Q·K_tileᵀ for this warp's 16 rows and the tile's 64 columns (8 n-tiles).
+// B fragments of one query's 16 head slots: n-tile j holds heads 8j..8j+7 (the lane's column
+// gi is head 8j + gi), k-step ks dims 16ks.. .
 template <int D>
-__device__ __forceinline__ void Scores(const uint32_t (&qf)[D / 16][4], const bf16* kt, int lane,
-                                       float (&s)[8][4]) {
-  const int mi = lane / 8, mrow = lane % 8;
+__device__ __forceinline__ void LoadHeadsB(const bf16* q, int heads, bool has_query,
+                                           uint32_t (&b)[2][D / 16][2]) {
+  const int lane = threadIdx.x % 32, gi = lane / 4, c = lane % 4;
 #pragma unroll
-  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+  for (int j = 0; j < 2; ++j) {
+    const int head = 8 * j + gi;
+    const bool valid = has_query && head < heads;
+    const bf16* qh = q + int64_t{valid ? head : 0} * D + 2 * c;
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      b[j][ks][0] = valid ? *reinterpret_cast<const uint32_t*>(qh + 16 * ks) : 0u;
+      b[j][ks][1] = valid ? *reinterpret_cast<const uint32_t*>(qh + 16 * ks + 8) : 0u;
+    }
+  }
+}
+
+// s[q][j] = summaries 16mt.. of the tile (rows gi, gi + 8) · heads of n-tile j of query q
+// (columns 2c, 2c + 1), unscaled.
+template <int D>
+__device__ __forceinline__ void SummaryScores(const uint32_t (&b)[kQueriesPerWarp<D>][2][D / 16][2],
+                                              const bf16* kt, int mt,
+                                              float (&s)[kQueriesPerWarp<D>][2][4]) {
+  constexpr int kQ = kQueriesPerWarp<D>;
+  const int lane = threadIdx.x % 32, mi = lane / 8, mrow = lane % 8;
+#pragma unroll
+  for (int q = 0; q < kQ; ++q)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) s[q][j][0] = s[q][j][1] = s[q][j][2] = s[q][j][3] = 0.0f;
 #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
+    uint32_t a[4];
+    LdMatrixX4(a, kt + Swz<D>(16 * mt + (mi & 1) * 8 + mrow, 2 * ks + (mi >> 1)));
 #pragma unroll
-    for (int jp = 0; jp < 4; ++jp) {
-      uint32_t r[4];
-      LdMatrixX4(r, kt + Swz<D>(16 * jp + (mi >> 1) * 8 + mrow, 2 * ks + (mi & 1)));
-      MmaBf16(s[2 * jp], qf[ks], r[0], r[1]);
-      MmaBf16(s[2 * jp + 1], qf[ks], r[2], r[3]);
-    }
-  }
-}
-
-// Walks tiles [0, n) of m (rows beyond `n` zero), calling body(tile in shared memory, j0).
-template <int D, typename Body>
-__device__ __forceinline__ void Walk(const bf16* m, int64_t n, bf16* buf, Body&& body) {
-  const int64_t tiles = (n + kTile - 1) / kTile;
-  if (tiles > 0) LoadTile<D>(m, n, 0, buf);
-  for (int64_t i = 0; i < tiles; ++i) {
-    if (i + 1 < tiles) {
-      LoadTile<D>(m, n, (i + 1) * kTile, buf + ((i + 1) & 1) * kTile * D);
-      CpAsyncWait<1>();
-    } else {
-      CpAsyncWait<0>();
-    }
-    __syncthreads();
-    body(buf + (i & 1) * kTile * D, i * kTile);
-    __syncthreads();  // the next copy overwrites this buffer
+    for (int q = 0; q < kQ; ++q)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) MmaBf16(s[q][j], a, b[q][j][ks][0], b[q][j][ks][1]);
   }
 }
 
 template <int D>
-__global__ void __launch_bounds__(kThreads) GroupScoresKernel(GroupScoresArgs a) {
+__global__ void __launch_bounds__(kThreads, 2) GroupScoresKernel(GroupScoresArgs a) {
+  constexpr int kQ = kQueriesPerWarp<D>, kQueries = kQueriesPerCta<D>;
   __shared__ __align__(128) bf16 buf[2 * kTile * D];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gi = lane / 4, c = lane % 4;
-  const int64_t t = int64_t{blockIdx.x} * kWarps + warp;
-  const int64_t t_last = min(a.num_tokens - 1, int64_t{blockIdx.x} * kWarps + kWarps - 1);
-  const bool has_query = t < a.num_tokens;
-  const int64_t p = a.first_position + t;
+  const int64_t t_first = int64_t{blockIdx.x} * kQueries;
+  const int64_t t_last = min(a.num_tokens - 1, t_first + kQueries - 1);
   const int64_t ks1 = a.kernel_size, st1 = a.kernel_stride;
-  const int64_t n1v = has_query ? Windows(p + 1, ks1, st1) : 0;
-  const int64_t n2v = has_query ? Windows(p + 1, 4 * ks1, 4 * st1) : 0;
   const int64_t p_last = a.first_position + t_last;  // the CTA walks what its last query sees
   const int64_t n1c = min(a.n1, Windows(p_last + 1, ks1, st1));
   const int64_t n2c = min(a.n2, Windows(p_last + 1, 4 * ks1, 4 * st1));
-  const bool row0 = has_query && gi < a.heads, row1 = has_query && gi + 8 < a.heads;
-
-  uint32_t qf[D / 16][4];
-  {
-    const bf16* q0 = a.q + t * a.q_stride + int64_t{gi} * D + 2 * c;
-    const bf16* q1 = q0 + 8 * D;
+  int64_t t[kQ], n1v[kQ], n2v[kQ];
+  uint32_t b[kQ][2][D / 16][2];
 #pragma unroll
-    for (int s = 0; s < D / 16; ++s) {
-      qf[s][0] = row0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s) : 0u;
-      qf[s][1] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s) : 0u;
-      qf[s][2] = row0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s + 8) : 0u;
-      qf[s][3] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s + 8) : 0u;
-    }
+  for (int q = 0; q < kQ; ++q) {
+    t[q] = t_first + warp * kQ + q;
+    const bool has_query = t[q] < a.num_tokens;
+    const int64_t p = a.first_position + t[q];
+    n1v[q] = has_query ? Windows(p + 1, ks1, st1) : 0;
+    n2v[q] = has_query ? Windows(p + 1, 4 * ks1, 4 * st1) : 0;
+    LoadHeadsB<D>(a.q + (has_query ? t[q] : 0) * a.q_stride, a.heads, has_query, b[q]);
   }
-  const float sl = a.scale * 1.4426950408889634f;  // scores in base 2
+  int64_t n1_most = 0, n2_most = 0;  // the warp's most visible windows
+#pragma unroll
+  for (int q = 0; q < kQ; ++q) n1_most = max(n1_most, n1v[q]), n2_most = max(n2_most, n2v[q]);
+  const float sl = a.scale * kLog2e;
+  const bf16* k1 = a.k1;
+  const bf16* k2 = a.k2;
+  auto k1_row = [k1](int64_t i) { return k1 + i * D; };
+  auto k2_row = [k2](int64_t i) { return k2 + i * D; };
 
-  // Pass 1: LSE2 (base 2) of rows gi and gi + 8 over the visible K2 windows.
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-  Walk<D>(a.k2, n2c, buf, [&](const bf16* kt, int64_t j0) {
-    if (j0 >= n2v) return;
-    float s[8][4];
-    Scores<D>(qf, kt, lane, s);
-    float mx0 = -INFINITY, mx1 = -INFINITY;
+  // Pass 1: LSE2 (base 2) of the lane's heads 8j + 2c + e (slot 2j + e) over the visible K2
+  // windows among its summaries, then over all summaries (the lanes of other gi).
+  float m[kQ][4], l[kQ][4];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+  for (int q = 0; q < kQ; ++q)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[j][e] = j0 + 8 * j + 2 * c + (e & 1) < n2v ? s[j][e] * sl : -INFINITY;
+    for (int h = 0; h < 4; ++h) m[q][h] = -INFINITY, l[q][h] = 0.0f;
+  Walk<D, kThreads>(k2_row, n2c, 0, TilesOf(n2c), buf, [&](const bf16* kt, int64_t j0) {
+#pragma unroll
+    for (int mt = 0; mt < kTile / 16; ++mt) {
+      if (j0 + 16 * mt >= n2_most) continue;  // warp-uniform (MMAs need every lane)
+      const int64_t r0 = j0 + 16 * mt + gi, r1 = r0 + 8;
+      float s[kQ][2][4];
+      SummaryScores<D>(b, kt, mt, s);
+#pragma unroll
+      for (int q = 0; q < kQ; ++q) {
+#pragma unroll
+        for (int h = 0; h < 4; ++h) {
+          const int j = h / 2, e = h % 2;
+          const float v0 = r0 < n2v[q] ? s[q][j][e] * sl : -INFINITY;
+          const float v1 = r1 < n2v[q] ? s[q][j][2 + e] * sl : -INFINITY;
+          const float mx = fmaxf(v0, v1);
+          if (mx > m[q][h]) {
+            l[q][h] *= exp2f(m[q][h] - mx);
+            m[q][h] = mx;
+          }
+          if (m[q][h] != -INFINITY) l[q][h] += exp2f(v0 - m[q][h]) + exp2f(v1 - m[q][h]);
+        }
       }
-      mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-    }
-    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-    if (n0 != -INFINITY) {  // this lane has a visible column in the tile (then so does n1)
-      float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        sum0 += exp2f(s[j][0] - n0) + exp2f(s[j][1] - n0);
-        sum1 += exp2f(s[j][2] - n1) + exp2f(s[j][3] - n1);
-      }
-      l0 = l0 * exp2f(m0 - n0) + sum0;
-      l1 = l1 * exp2f(m1 - n1) + sum1;
-      m0 = n0, m1 = n1;
     }
   });
+  float lse[kQ][4];
 #pragma unroll
-  for (int off = 1; off < 4; off <<= 1) {  // merge the four lanes of each row
-    const float mo0 = __shfl_xor_sync(0xffffffffu, m0, off);
-    const float lo0 = __shfl_xor_sync(0xffffffffu, l0, off);
-    const float mo1 = __shfl_xor_sync(0xffffffffu, m1, off);
-    const float lo1 = __shfl_xor_sync(0xffffffffu, l1, off);
-    const float x0 = fmaxf(m0, mo0), x1 = fmaxf(m1, mo1);
-    if (x0 != -INFINITY) {  // then x1 is finite too (both rows see the same columns)
-      l0 = (m0 == -INFINITY ? 0.0f : l0 * exp2f(m0 - x0)) +
-           (mo0 == -INFINITY ? 0.0f : lo0 * exp2f(mo0 - x0));
-      l1 = (m1 == -INFINITY ? 0.0f : l1 * exp2f(m1 - x1)) +
-           (mo1 == -INFINITY ? 0.0f : lo1 * exp2f(mo1 - x1));
-    }
-    m0 = x0, m1 = x1;
-  }
-  const float lse0 = m0 + log2f(l0), lse1 = m1 + log2f(l1);
-
-  // Pass 2: Sc over the visible K1 windows, summed over the heads (rows) of the m16 tile.
-  bf16* out = a.out + t * a.ld;
-  Walk<D>(a.k1, n1c, buf, [&](const bf16* kt, int64_t j0) {
-    if (j0 >= n1v) return;
-    float s[8][4];
-    Scores<D>(qf, kt, lane, s);
+  for (int q = 0; q < kQ; ++q) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      float sum_a = (row0 ? exp2f(s[j][0] * sl - lse0) : 0.0f) +
-                    (row1 ? exp2f(s[j][2] * sl - lse1) : 0.0f);
-      float sum_b = (row0 ? exp2f(s[j][1] * sl - lse0) : 0.0f) +
-                    (row1 ? exp2f(s[j][3] * sl - lse1) : 0.0f);
+    for (int h = 0; h < 4; ++h) {
 #pragma unroll
       for (int off = 4; off < 32; off <<= 1) {
-        sum_a += __shfl_xor_sync(0xffffffffu, sum_a, off);
-        sum_b += __shfl_xor_sync(0xffffffffu, sum_b, off);
+        MergeLse(m[q][h], l[q][h], __shfl_xor_sync(0xffffffffu, m[q][h], off),
+                 __shfl_xor_sync(0xffffffffu, l[q][h], off));
       }
-      const int64_t col = j0 + 8 * j + 2 * c;  // even, and rows are 8 apart: 4-byte aligned
-      if (gi == 0) {
-        if (n2v == 0) sum_a = sum_b = INFINITY;
-        if (col + 1 < n1v) {
-          *reinterpret_cast<uint32_t*>(out + col) = PackBf16(sum_a, sum_b);
-        } else if (col < n1v) {
-          out[col] = __float2bfloat16_rn(sum_a);
+      const int head = 8 * (h / 2) + 2 * c + h % 2;
+      // Head slots past the group's heads add nothing (exp2(x − inf) = 0).
+      lse[q][h] = head < a.heads ? m[q][h] + log2f(l[q][h]) : INFINITY;
+    }
+  }
+
+  // Pass 2: Sc over the visible K1 windows: each summary's heads, four in this lane and the
+  // rest in the three lanes of the same gi.
+  Walk<D, kThreads>(k1_row, n1c, 0, TilesOf(n1c), buf, [&](const bf16* kt, int64_t j0) {
+#pragma unroll
+    for (int mt = 0; mt < kTile / 16; ++mt) {
+      if (j0 + 16 * mt >= n1_most) continue;  // warp-uniform (MMAs need every lane)
+      const int64_t r0 = j0 + 16 * mt + gi;
+      float s[kQ][2][4];
+      SummaryScores<D>(b, kt, mt, s);
+#pragma unroll
+      for (int q = 0; q < kQ; ++q) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {  // rows gi, gi + 8
+          float sum = 0.0f;
+#pragma unroll
+          for (int h = 0; h < 4; ++h) {
+            sum += exp2f(s[q][h / 2][2 * half + h % 2] * sl - lse[q][h]);
+          }
+          sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+          sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+          const int64_t r = r0 + 8 * half;
+          if (c == half && r < n1v[q]) {
+            a.out[t[q] * a.ld + r] = __float2bfloat16_rn(n2v[q] > 0 ? sum : INFINITY);
+          }
         }
       }
     }
@@ -196,10 +191,11 @@ cudaError_t GroupScores(const GroupScoresArgs& a, cudaStream_t stream) {
       reinterpret_cast<uintptr_t>(a.k2) % 16 != 0) {
     return cudaErrorInvalidValue;
   }
-  const unsigned grid = static_cast<unsigned>(CeilDiv(a.num_tokens, kWarps));
   if (a.head_dim == 64) {
+    const unsigned grid = static_cast<unsigned>(CeilDiv(a.num_tokens, kQueriesPerCta<64>));
     GroupScoresKernel<64><<<grid, kThreads, 0, stream>>>(a);
   } else {
+    const unsigned grid = static_cast<unsigned>(CeilDiv(a.num_tokens, kQueriesPerCta<128>));
     GroupScoresKernel<128><<<grid, kThreads, 0, stream>>>(a);
   }
   return cudaGetLastError();

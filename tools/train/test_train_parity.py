@@ -204,6 +204,22 @@ class ExportTest(unittest.TestCase):
             self.assertLess(rel_err(logits[0], r.logits), 1e-4)
 
 
+class CurriculumTest(unittest.TestCase):
+    def test_scratch_copy_teaches_copying_from_the_first_steps(self):
+        import train
+        rng = np.random.default_rng(0)
+        total, max_len = 1000, 32768
+        early = [train.curriculum(s, total, max_len, rng, "scratch-copy") for s in range(150)]
+        self.assertTrue(all(T in (256, 512) for T, _ in early))
+        self.assertTrue(all(kw["task_weights"]["continue"] >= 0.4 and kw["scramble_p"] > 0
+                            and kw["rename_sections_p"] > 0 for _, kw in early))
+        late = [train.curriculum(s, total, max_len, rng, "scratch-copy")[0]
+                for s in range(700, 1000)]
+        self.assertEqual(max(late), max_len)
+        self.assertTrue(all(T in (256, 512, max_len // 2, max_len) for T in late))
+        self.assertGreater(sum(T in (256, 512) for T in late), 10)  # the short rows replayed
+
+
 class OptimizerStateQuantisationTest(unittest.TestCase):
     def test_round_trip(self):
         import train

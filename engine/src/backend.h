@@ -68,8 +68,7 @@ class Backend {
   // RmsNorm of each head (`heads` groups of head_dim) with `weight`, then Rope: a backend may
   // fuse them; the result must equal this default's.
   virtual void HeadRmsNormRope(const Tensor& x, const Tensor& weight, int64_t heads,
-                               int64_t head_dim, float eps, int64_t first_position,
-                               float theta) {
+                               int64_t head_dim, float eps, int64_t first_position, float theta) {
     RmsNorm(x, weight, heads, eps);
     Rope(x, heads, head_dim, first_position, theta);
   }
@@ -80,8 +79,8 @@ class Backend {
   // The residual step between blocks: h += alpha · x (x empty: h unchanged), then out =
   // RmsNorm(h) with `weight` (one group). A backend may fuse the three ops into one pass; the
   // result must equal this default's.
-  virtual void ResidualRmsNorm(const Tensor& h, const Tensor& x, float alpha,
-                               const Tensor& weight, float eps, const Tensor& out) {
+  virtual void ResidualRmsNorm(const Tensor& h, const Tensor& x, float alpha, const Tensor& weight,
+                               float eps, const Tensor& out) {
     if (x.data != nullptr) AddScaled(h, x, alpha);
     Copy(out, h);
     RmsNorm(out, weight, 1, eps);

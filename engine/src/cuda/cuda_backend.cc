@@ -265,7 +265,8 @@ class CudaBackend final : public Backend {
                  const Tensor& out) override {
     // Every forward call starts here: its size names the phase its ops are timed under.
     if (timer_->enabled()) {
-      timer_->SetPhase(ids.size() <= 16 ? "calls of <= 16 tokens (decode)" : "calls of > 16 tokens (prefill)");
+      timer_->SetPhase(ids.size() <= 16 ? "calls of <= 16 tokens (decode)"
+                                        : "calls of > 16 tokens (prefill)");
     }
     ScopedOp op(*timer_, "Embedding");
     if (!Expect(table.dtype == out.dtype, "Embedding: dtypes")) return;
@@ -381,14 +382,12 @@ class CudaBackend final : public Backend {
 
   void ResidualRmsNorm(const Tensor& h, const Tensor& x, float alpha, const Tensor& weight,
                        float eps, const Tensor& out) override {
-    const bool fuses = h.dtype == DType::kBF16 && out.dtype == DType::kBF16 &&
-                       weight.dtype == DType::kF32 && weight.num_elements() == h.cols &&
-                       out.rows == h.rows && out.cols == h.cols &&
-                       (x.data == nullptr || (x.dtype == DType::kBF16 && x.rows == h.rows &&
-                                              x.cols == h.cols)) &&
-                       kc::ResidualRmsNormFuses(B16(h), h.stride,
-                                                x.data ? B16(x) : nullptr, x.stride,
-                                                weight.f32(), h.cols, B16(out), out.stride);
+    const bool fuses =
+        h.dtype == DType::kBF16 && out.dtype == DType::kBF16 && weight.dtype == DType::kF32 &&
+        weight.num_elements() == h.cols && out.rows == h.rows && out.cols == h.cols &&
+        (x.data == nullptr || (x.dtype == DType::kBF16 && x.rows == h.rows && x.cols == h.cols)) &&
+        kc::ResidualRmsNormFuses(B16(h), h.stride, x.data ? B16(x) : nullptr, x.stride,
+                                 weight.f32(), h.cols, B16(out), out.stride);
     if (!fuses) return Backend::ResidualRmsNorm(h, x, alpha, weight, eps, out);
     ScopedOp op(*timer_, "ResidualRmsNorm");
     Check(kc::ResidualRmsNorm(B16(h), h.stride, x.data ? B16(x) : nullptr, x.stride, alpha,

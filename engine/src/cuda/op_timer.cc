@@ -43,8 +43,7 @@ void OpTimer::SetPhase(const char* phase) {
 void OpTimer::Print() const {
   for (const auto& [phase, p] : phases_) {
     std::vector<std::pair<std::string, Total>> rows(p.ops.begin(), p.ops.end());
-    std::sort(rows.begin(), rows.end(),
-              [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
+    std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
     double all = 0;
     for (auto& [name, t] : rows) all += t.ms;
     const double calls = std::max<int64_t>(p.forward_calls, 1);

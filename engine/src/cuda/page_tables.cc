@@ -55,10 +55,12 @@ absl::StatusOr<bool> PageTableCache::UploadChanged(Table& t) {
 absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedBuffer& buffer) {
   if (tables_.size() >= kMaxTables && !tables_.count(&buffer)) Clear();
   Table& t = tables_[&buffer];
-  const kernels::cuda::DevicePagedRows view{
-      static_cast<const kernels::cuda::bf16* const*>(t.device), buffer.rows_per_page(),
-      buffer.width(), buffer.num_rows()};
-  if (t.stamp == buffer.page_stamp()) return view;  // the pointers of the last upload
+  auto view = [&] {  // t.device as it is when returned (an upload may reallocate it)
+    return kernels::cuda::DevicePagedRows{static_cast<const kernels::cuda::bf16* const*>(t.device),
+                                          buffer.rows_per_page(), buffer.width(),
+                                          buffer.num_rows()};
+  };
+  if (t.stamp == buffer.page_stamp()) return view();  // the pointers of the last upload
   const std::vector<const void*>& pages = buffer.page_pointers();
   size_t first = 0;
   while (first < pages.size() && first < t.uploaded.size() && t.uploaded[first] == pages[first]) {
@@ -107,9 +109,7 @@ absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedB
     t.uploaded = pages;
   }
   t.stamp = buffer.page_stamp();
-  return kernels::cuda::DevicePagedRows{
-      static_cast<const kernels::cuda::bf16* const*>(t.device), buffer.rows_per_page(),
-      buffer.width(), buffer.num_rows()};
+  return view();
 }
 
 }  // namespace tome::engine

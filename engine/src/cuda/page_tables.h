@@ -39,7 +39,7 @@ class PageTableCache {
     void* device = nullptr;  // capacity page pointers
     size_t capacity = 0;
     std::vector<const void*> uploaded;
-    uint64_t stamp = 0;  // the buffer's page stamp when `uploaded` was (0: none yet)
+    uint64_t stamp = 0;       // the buffer's page stamp when `uploaded` was (0: none yet)
     void* entries = nullptr;  // kernels::cuda::TableEntry[entries_capacity], changed entries
     size_t entries_capacity = 0;
   };

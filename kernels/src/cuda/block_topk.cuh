@@ -47,7 +47,7 @@ __device__ inline int BlockExclusiveSum(int count, int* total, int* warp_sums) {
 // Warp 0 finds the radix digit holding the need-th largest key: the largest d with
 // Σ_{d' ≥ d} hist[d'] ≥ need. Lane l holds digits 255 − 8l down to 248 − 8l.
 __device__ inline void FindDigit(const uint32_t* hist, uint32_t prefix, int shift, int need,
-                          uint32_t* s_prefix, int* s_need) {
+                                 uint32_t* s_prefix, int* s_need) {
   const int lane = threadIdx.x % 32;
   int mine = 0;
   for (int i = 0; i < 8; ++i) mine += static_cast<int>(hist[255 - 8 * lane - i]);
@@ -76,8 +76,8 @@ __device__ inline void FindDigit(const uint32_t* hist, uint32_t prefix, int shif
 // the max over the visible windows overlapping the block; +inf for forced blocks (the first
 // init_blocks and the local window).
 template <typename Score>
-__device__ __forceinline__ uint16_t PooledKey(const Score* sc, int64_t n1v, int64_t b,
-                                              int64_t bp, const SparseParams& sp) {
+__device__ __forceinline__ uint16_t PooledKey(const Score* sc, int64_t n1v, int64_t b, int64_t bp,
+                                              const SparseParams& sp) {
   const int64_t B = sp.block_size;
   float v = INFINITY;
   if (b >= sp.init_blocks && b < bp - sp.local_blocks) {
@@ -94,7 +94,7 @@ __device__ __forceinline__ uint16_t PooledKey(const Score* sc, int64_t n1v, int6
 // -1 padded, with their scores when out_scores is set. Every thread of the CTA (kTopKThreads)
 // must call it.
 __device__ inline void TopKOfKeys(const uint16_t* keys, int64_t nb, int64_t topk, int32_t* out,
-                           float* out_scores) {
+                                  float* out_scores) {
   __shared__ uint32_t hist[256];
   __shared__ int warp_counts[kTopKThreads / 32];
   __shared__ uint32_t s_prefix;
@@ -144,19 +144,19 @@ __device__ inline void TopKOfKeys(const uint16_t* keys, int64_t nb, int64_t topk
   }
   // Lane 0 of each warp carries the warp's counts into the block scans.
   int total;
-  const int eq_before = __shfl_sync(
-      0xffffffffu, BlockExclusiveSum(lane == 0 ? w_equal : 0, &total, warp_counts), 0);
+  const int eq_before =
+      __shfl_sync(0xffffffffu, BlockExclusiveSum(lane == 0 ? w_equal : 0, &total, warp_counts), 0);
   const int w_take = w_above + max(0, min(w_equal, need - eq_before));
-  int pos = __shfl_sync(0xffffffffu,
-                        BlockExclusiveSum(lane == 0 ? w_take : 0, &total, warp_counts), 0);
+  int pos =
+      __shfl_sync(0xffffffffu, BlockExclusiveSum(lane == 0 ? w_take : 0, &total, warp_counts), 0);
   int eq_seen = eq_before;
   const unsigned below_lane = (1u << lane) - 1u;
   for (int64_t b = w_lo + lane; b - lane < w_hi; b += 32) {
     const uint32_t u = b < w_hi ? keys[b] : 0u;
     const bool equal = b < w_hi && u == prefix;
     const unsigned equals = __ballot_sync(0xffffffffu, equal);
-    const bool take = (b < w_hi && u > prefix) ||
-                      (equal && eq_seen + __popc(equals & below_lane) < need);
+    const bool take =
+        (b < w_hi && u > prefix) || (equal && eq_seen + __popc(equals & below_lane) < need);
     const unsigned takes = __ballot_sync(0xffffffffu, take);
     if (take) {
       const int slot = pos + __popc(takes & below_lane);

@@ -1,7 +1,8 @@
-// Stage-1 group-score building blocks on tensor cores, shared by GroupScores (a warp per
-// query walks every summary: prefill) and the few-query path (the summaries split over many
-// warps: decode). A warp holds one query's heads as the rows of m16 tiles (zero rows past the
-// group's heads) and scores 64-summary tiles (the columns) copied to shared memory (internal).
+// Stage-1 group-score building blocks on tensor cores (internal). Shared by GroupScores
+// (prefill: summaries as MMA rows) and the few-query path (decode: heads as MMA rows): the
+// 64-summary tiles copied to shared memory (double-buffered walk) and base-2 log-sum-exp
+// merging. For the few-query path: a warp holds one query's heads as the rows of m16 tiles
+// (zero rows past the group's heads) against a tile's 64 summaries as the columns.
 #pragma once
 
 #include "common.cuh"
@@ -9,8 +10,8 @@
 
 namespace tome::kernels::cuda::group_scores {
 
-constexpr int kTile = 64;                             // summaries per tile
-constexpr float kLog2e = 1.4426950408889634f;         // scores are handled in base 2
+constexpr int kTile = 64;                      // summaries per tile
+constexpr float kLog2e = 1.4426950408889634f;  // scores are handled in base 2
 
 __device__ __forceinline__ int64_t Windows(int64_t n, int64_t w, int64_t s) {
   return n < w ? 0 : (n - w) / s + 1;
@@ -19,11 +20,6 @@ __device__ __forceinline__ int64_t Windows(int64_t n, int64_t w, int64_t s) {
 // Tiles holding n summaries.
 __device__ __forceinline__ int64_t TilesOf(int64_t n) { return (n + kTile - 1) / kTile; }
 
-template <int D>
-__device__ __forceinline__ int Swz(int row, int chunk) {
-  return row * D + ((chunk ^ (row & 7)) << 3);
-}
-
 // Copies rows [j0, j0 + kTile) (row(i): a row's first element; zeros past n) into dst, by
 // all kThreads threads of the CTA.
 template <int D, int kThreads, typename RowFn>
@@ -31,7 +27,7 @@ __device__ __forceinline__ void LoadTile(RowFn row, int64_t n, int64_t j0, bf16*
   for (int e = threadIdx.x; e < kTile * (D / 8); e += kThreads) {
     const int r = e / (D / 8), chunk = e % (D / 8);
     const bool valid = j0 + r < n;
-    CpAsync16(dst + Swz<D>(r, chunk), row(valid ? j0 + r : 0) + chunk * 8, valid);
+    CpAsync16(dst + Swizzled<D>(r, chunk), row(valid ? j0 + r : 0) + chunk * 8, valid);
   }
   CpAsyncCommit();
 }
@@ -76,25 +72,6 @@ __device__ __forceinline__ void LoadQuery(const bf16* q, int heads, bool has_que
     qf[s][1] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s) : 0u;
     qf[s][2] = row0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s + 8) : 0u;
     qf[s][3] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s + 8) : 0u;
-  }
-}
-
-// s = Q·K_tileᵀ for this warp's 16 rows and the tile's 64 columns (8 n-tiles).
-template <int D>
-__device__ __forceinline__ void Scores(const uint32_t (&qf)[D / 16][4], const bf16* kt,
-                                       float (&s)[8][4]) {
-  const int lane = threadIdx.x % 32, mi = lane / 8, mrow = lane % 8;
-#pragma unroll
-  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks) {
-#pragma unroll
-    for (int jp = 0; jp < 4; ++jp) {
-      uint32_t r[4];
-      LdMatrixX4(r, kt + Swz<D>(16 * jp + (mi >> 1) * 8 + mrow, 2 * ks + (mi & 1)));
-      MmaBf16(s[2 * jp], qf[ks], r[0], r[1]);
-      MmaBf16(s[2 * jp + 1], qf[ks], r[2], r[3]);
-    }
   }
 }
 
@@ -163,10 +140,10 @@ __device__ __forceinline__ void WriteGroupSums(const float (&s)[8][4], int64_t j
   const int lane = threadIdx.x % 32, gi = lane / 4, c = lane % 4;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
-    float sum_a = (row0 ? exp2f(s[j][0] * sl - lse0) : 0.0f) +
-                  (row1 ? exp2f(s[j][2] * sl - lse1) : 0.0f);
-    float sum_b = (row0 ? exp2f(s[j][1] * sl - lse0) : 0.0f) +
-                  (row1 ? exp2f(s[j][3] * sl - lse1) : 0.0f);
+    float sum_a =
+        (row0 ? exp2f(s[j][0] * sl - lse0) : 0.0f) + (row1 ? exp2f(s[j][2] * sl - lse1) : 0.0f);
+    float sum_b =
+        (row0 ? exp2f(s[j][1] * sl - lse0) : 0.0f) + (row1 ? exp2f(s[j][3] * sl - lse1) : 0.0f);
 #pragma unroll
     for (int off = 4; off < 32; off <<= 1) {
       sum_a += __shfl_xor_sync(0xffffffffu, sum_a, off);

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "tome/kernels/cuda/types.h"
+
 namespace tome::kernels::cuda {
 
 __device__ __forceinline__ uint32_t SmemAddress(const void* p) {
@@ -48,6 +50,34 @@ __device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], u
       "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Element offset of 8-column chunk `chunk` of row `row` in a [rows][D] bf16 tile in shared
+// memory. Chunks are XOR-swizzled by row so that ldmatrix's eight row reads hit eight
+// different bank groups.
+template <int D>
+__device__ __forceinline__ int Swizzled(int row, int chunk) {
+  return row * D + ((chunk ^ (row & 7)) << 3);
+}
+
+// s = A·tileᵀ: this warp's m16 A fragments (D/16 k-steps, from registers) against the 64 rows
+// of a swizzled [64][D] tile as B (8 n-tiles of 8 rows), fp32.
+template <int D>
+__device__ __forceinline__ void MmaRowsByTile64(const uint32_t (&a)[D / 16][4], const bf16* tile,
+                                                float (&s)[8][4]) {
+  const int lane = threadIdx.x % 32, mi = lane / 8, mrow = lane % 8;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+#pragma unroll
+    for (int jp = 0; jp < 4; ++jp) {
+      uint32_t r[4];
+      LdMatrixX4(r, tile + Swizzled<D>(16 * jp + (mi >> 1) * 8 + mrow, 2 * ks + (mi & 1)));
+      MmaBf16(s[2 * jp], a[ks], r[0], r[1]);
+      MmaBf16(s[2 * jp + 1], a[ks], r[2], r[3]);
+    }
+  }
 }
 
 // Two floats as one bf16x2 register (lo in the low half: the lower column).

@@ -96,7 +96,8 @@ __device__ __forceinline__ void NormalizeVecs(uint4 (&v)[kMaxVecsPerThread], con
 }
 
 // This thread's vectors of an n-element bf16 row (zeros past the row).
-__device__ __forceinline__ void LoadVecs(const bf16* row, int64_t n, uint4 (&v)[kMaxVecsPerThread]) {
+__device__ __forceinline__ void LoadVecs(const bf16* row, int64_t n,
+                                         uint4 (&v)[kMaxVecsPerThread]) {
   const int vecs = static_cast<int>(n / 8);
 #pragma unroll
   for (int i = 0; i < kMaxVecsPerThread; ++i) {
@@ -106,8 +107,8 @@ __device__ __forceinline__ void LoadVecs(const bf16* row, int64_t n, uint4 (&v)[
 }
 
 __global__ void __launch_bounds__(kWideThreads)
-    RmsNormWideVecKernel(bf16* x, const float* w, int64_t groups, int64_t n,
-                         int64_t row_stride, float eps) {
+    RmsNormWideVecKernel(bf16* x, const float* w, int64_t groups, int64_t n, int64_t row_stride,
+                         float eps) {
   bf16* xg = x + (blockIdx.x / groups) * row_stride + (blockIdx.x % groups) * n;
   uint4 v[kMaxVecsPerThread];
   LoadVecs(xg, n, v);
@@ -117,9 +118,8 @@ __global__ void __launch_bounds__(kWideThreads)
 // One CTA per row: h += bf16(alpha·x) (the AddScaled rounding; no x: h as it is), then the
 // row's RMSNorm into out, from the same registers.
 __global__ void __launch_bounds__(kWideThreads)
-    ResidualRmsNormKernel(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
-                          float alpha, const float* w, int64_t n, bf16* out,
-                          int64_t out_stride, float eps) {
+    ResidualRmsNormKernel(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride, float alpha,
+                          const float* w, int64_t n, bf16* out, int64_t out_stride, float eps) {
   bf16* hr = h + blockIdx.x * h_stride;
   uint4 v[kMaxVecsPerThread];
   LoadVecs(hr, n, v);
@@ -136,8 +136,8 @@ __global__ void __launch_bounds__(kWideThreads)
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const float2 a = __bfloat1622float2(hv[k]), b = __bfloat1622float2(xx[k]);
-        hv[k] = __floats2bfloat162_rn(a.x + Round<bf16>(alpha * b.x),
-                                      a.y + Round<bf16>(alpha * b.y));
+        hv[k] =
+            __floats2bfloat162_rn(a.x + Round<bf16>(alpha * b.x), a.y + Round<bf16>(alpha * b.y));
       }
       reinterpret_cast<uint4*>(hr)[c] = v[i];
     }
@@ -189,9 +189,9 @@ bool ResidualRmsNormFuses(const bf16* h, int64_t h_stride, const bf16* x, int64_
          (x == nullptr || VecRows(x, w, n, x_stride));
 }
 
-cudaError_t ResidualRmsNorm(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
-                            float alpha, const float* w, int64_t rows, int64_t n, bf16* out,
-                            int64_t out_stride, float eps, cudaStream_t stream) {
+cudaError_t ResidualRmsNorm(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride, float alpha,
+                            const float* w, int64_t rows, int64_t n, bf16* out, int64_t out_stride,
+                            float eps, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffff || !ResidualRmsNormFuses(h, h_stride, x, x_stride, w, n, out, out_stride)) {
     return cudaErrorInvalidValue;

@@ -87,13 +87,11 @@ cudaError_t HeadNormRope(bf16* x, const float* w, int64_t num_tokens, int64_t nu
   constexpr int kWarps = 4;
   const unsigned grid = static_cast<unsigned>(CeilDiv(items, kWarps));
   if (head_dim == 64) {
-    HeadNormRopeKernel<2><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads,
-                                                            row_stride, eps, first_position,
-                                                            inv_freq);
+    HeadNormRopeKernel<2><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads, row_stride,
+                                                            eps, first_position, inv_freq);
   } else {
-    HeadNormRopeKernel<4><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads,
-                                                            row_stride, eps, first_position,
-                                                            inv_freq);
+    HeadNormRopeKernel<4><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads, row_stride,
+                                                            eps, first_position, inv_freq);
   }
   return cudaGetLastError();
 }

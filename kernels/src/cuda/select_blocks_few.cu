@@ -15,7 +15,7 @@ namespace {
 using namespace group_scores;
 
 constexpr int kMaxFewTokens = 16;
-constexpr int kRows = 16;          // head rows of a warp's m16 tiles
+constexpr int kRows = 16;  // head rows of a warp's m16 tiles
 constexpr int kMinTilesPerCta = 2;
 
 struct FewArgs {
@@ -26,10 +26,10 @@ struct FewArgs {
   SparseParams sp;
   float sl;  // scale · log2 e
   int64_t tiles_per_cta1, tiles_per_cta2, chunks1, chunks2;
-  float2* parts;    // [T, G, chunks2, kRows] (max, Σ exp2) of each head row's level-2 scores
-  bf16* sc;         // [T, G, ld1] group sums of the visible level-1 windows
+  float2* parts;  // [T, G, chunks2, kRows] (max, Σ exp2) of each head row's level-2 scores
+  bf16* sc;       // [T, G, ld1] group sums of the visible level-1 windows
   int64_t ld1;
-  uint16_t* keys;   // [T, G, ldk] ordered keys of the pooled block scores
+  uint16_t* keys;  // [T, G, ldk] ordered keys of the pooled block scores
   int64_t ldk;
   int32_t* selected;
   float* scores;
@@ -55,11 +55,11 @@ __global__ void __launch_bounds__(32) Lse2PartsKernel(FewArgs a) {
   LoadQuery<D>(a.q + t * a.q_stride + int64_t{g} * a.hg * D, a.hg, true, qf);
   RowsLse lse;
   Walk<D, 32>([k2](int64_t i) { return PagedRow(k2, i); }, n2v, begin, end, buf,
-          [&](const bf16* kt, int64_t j0) {
-            float s[8][4];
-            Scores<D>(qf, kt, s);
-            lse.AddTile(s, j0, n2v, a.sl);
-          });
+              [&](const bf16* kt, int64_t j0) {
+                float s[8][4];
+                MmaRowsByTile64<D>(qf, kt, s);
+                lse.AddTile(s, j0, n2v, a.sl);
+              });
   lse.MergeLanes();
   if (c == 0) {
     float2* part = a.parts + ((int64_t{t} * a.num_groups + g) * a.chunks2 + chunk) * kRows;
@@ -103,12 +103,12 @@ __global__ void __launch_bounds__(32) FewGroupSumsKernel(FewArgs a) {
   LoadQuery<D>(a.q + t * a.q_stride + int64_t{g} * a.hg * D, a.hg, true, qf);
   bf16* out = a.sc + row * a.ld1;
   Walk<D, 32>([k1](int64_t i) { return PagedRow(k1, i); }, n1v, begin, end, buf,
-          [&](const bf16* kt, int64_t j0) {
-            float s[8][4];
-            Scores<D>(qf, kt, s);
-            WriteGroupSums<D>(s, j0, n1v, a.sl, lse.x, lse.y, gi < a.hg, gi + 8 < a.hg, n2v > 0,
-                              out);
-          });
+              [&](const bf16* kt, int64_t j0) {
+                float s[8][4];
+                MmaRowsByTile64<D>(qf, kt, s);
+                WriteGroupSums<D>(s, j0, n1v, a.sl, lse.x, lse.y, gi<a.hg, gi + 8 < a.hg, n2v> 0,
+                                  out);
+              });
 }
 
 __global__ void PoolKernel(FewArgs a) {

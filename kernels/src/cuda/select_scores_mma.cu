@@ -58,7 +58,7 @@ __device__ __forceinline__ void SummaryScores(const uint32_t (&b)[kQueriesPerWar
 #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
     uint32_t a[4];
-    LdMatrixX4(a, kt + Swz<D>(16 * mt + (mi & 1) * 8 + mrow, 2 * ks + (mi >> 1)));
+    LdMatrixX4(a, kt + Swizzled<D>(16 * mt + (mi & 1) * 8 + mrow, 2 * ks + (mi >> 1)));
 #pragma unroll
     for (int q = 0; q < kQ; ++q)
 #pragma unroll

@@ -36,13 +36,6 @@ struct MmaParams {
   PagedGroups keys, values;
 };
 
-// Element offset of 8-column chunk `chunk` of row `row` in a [kBlock][D] bf16 tile. Chunks
-// are XOR-swizzled by row so that ldmatrix's eight row reads hit eight different bank groups.
-template <int D>
-__device__ __forceinline__ int Swizzled(int row, int chunk) {
-  return row * D + ((chunk ^ (row & 7)) << 3);
-}
-
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) SparseAttentionMmaKernel(MmaParams a) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row; also the output's n-tiles
@@ -172,18 +165,7 @@ __global__ void __launch_bounds__(kThreads, 2) SparseAttentionMmaKernel(MmaParam
       const bf16* kt = kbuf + (i % kStages) * kBlock * D;
       const bf16* vt = vbuf + (i % kStages) * kBlock * D;
       float s[8][4];  // 8 n-tiles of 8 keys
-#pragma unroll
-      for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#pragma unroll
-      for (int ks = 0; ks < kSteps; ++ks) {
-#pragma unroll
-        for (int jp = 0; jp < 4; ++jp) {
-          uint32_t r[4];
-          LdMatrixX4(r, kt + Swizzled<D>(16 * jp + (mi >> 1) * 8 + mrow, 2 * ks + (mi & 1)));
-          MmaBf16(s[2 * jp], qf[ks], r[0], r[1]);
-          MmaBf16(s[2 * jp + 1], qf[ks], r[2], r[3]);
-        }
-      }
+      MmaRowsByTile64<D>(qf, kt, s);
       // Scale to base 2; causal mask in the query's own block (every other block of the walk
       // lies wholly before the tile, and every block's first key is visible to every token).
       const bool diagonal = b == bq;

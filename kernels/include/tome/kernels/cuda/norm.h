@@ -18,8 +18,8 @@ cudaError_t RmsNorm(float* x, const float* w, int64_t rows, int64_t groups, int6
 // vectors (ResidualRmsNormFuses); others return cudaErrorInvalidValue.
 bool ResidualRmsNormFuses(const bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
                           const float* w, int64_t n, const bf16* out, int64_t out_stride);
-cudaError_t ResidualRmsNorm(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,
-                            float alpha, const float* w, int64_t rows, int64_t n, bf16* out,
-                            int64_t out_stride, float eps, cudaStream_t stream);
+cudaError_t ResidualRmsNorm(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride, float alpha,
+                            const float* w, int64_t rows, int64_t n, bf16* out, int64_t out_stride,
+                            float eps, cudaStream_t stream);
 
 }  // namespace tome::kernels::cuda

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <new>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -30,6 +32,19 @@ class Backend {
   // ResourceExhausted when the backend's memory cannot hold `bytes` more.
   virtual absl::StatusOr<Buffer> Allocate(int64_t bytes) = 0;
   virtual void Free(void* data) = 0;
+  // Host memory for data the backend will copy in often (the block cache's host tier). CUDA:
+  // pinned and mapped (the same address on every device), so CopyManyFromHost reads it in
+  // place; default: heap memory.
+  struct HostMemory {
+    std::shared_ptr<void> data;
+    bool device_readable = false;
+  };
+  virtual absl::StatusOr<HostMemory> AllocateHost(int64_t bytes) {
+    constexpr std::align_val_t kAlign{64};
+    return HostMemory{std::shared_ptr<void>(::operator new(static_cast<size_t>(bytes), kAlign),
+                                            [](void* p) { ::operator delete(p, kAlign); }),
+                      false};
+  }
   // Converts a checkpoint tensor into `dst` (weight_dtype, or fp32 for norm vectors when
   // `dst.dtype` says so).
   virtual void UploadTensor(const TensorInfo& src, const Tensor& dst) = 0;

@@ -1,19 +1,95 @@
 #include "tome/engine/block_cache.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "backend.h"
+#include "slot_pool.h"
 #include "tome/base/status_macros.h"
 
 namespace tome::engine {
+namespace {
+
+// Host-tier chunks: few enough allocations (pinning) for gigabytes, small enough not to
+// overshoot a small budget by much.
+constexpr int64_t kMaxHostChunkBytes = int64_t{64} << 20;
+constexpr int64_t kMaxDeviceChunkBytes = int64_t{8} << 20;
+
+}  // namespace
+
+template <typename V>
+int64_t BlockCache::Lru<V>::Insert(const Key& key, V value, int64_t value_bytes, int64_t budget) {
+  order.push_front(key);
+  entries[key] = Entry{std::move(value), value_bytes, order.begin()};
+  bytes += value_bytes;
+  int64_t evicted = 0;
+  // Blocks still in use stay alive through their holders.
+  while (bytes > budget && order.size() > 1) {
+    auto victim = entries.find(order.back());
+    bytes -= victim->second.bytes;
+    entries.erase(victim);
+    order.pop_back();
+    ++evicted;
+  }
+  return evicted;
+}
 
 BlockCache::BlockCache(std::vector<Backend*> backends, int64_t device_budget_bytes,
                        int64_t host_budget_bytes)
     : backends_(std::move(backends)),
       device_budget_(device_budget_bytes),
       host_budget_(host_budget_bytes),
+      host_chunk_bytes_(std::clamp<int64_t>(host_budget_bytes, 0, kMaxHostChunkBytes)),
       devices_(backends_.size()) {}
+
+BlockCache::~BlockCache() = default;
+
+absl::Status BlockCache::ReserveHostMemory() {
+  if (host_budget_ <= 0 || backends_.empty()) return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int64_t reserved = 0; reserved + host_chunk_bytes_ <= host_budget_;
+       reserved += host_chunk_bytes_) {
+    TOME_ASSIGN_OR_RETURN(Backend::HostMemory chunk, backends_[0]->AllocateHost(host_chunk_bytes_));
+    host_device_readable_ = chunk.device_readable;
+    host_reserve_.push_back(std::move(chunk.data));
+    if (!chunk.device_readable) break;  // plain heap memory: as cheap to allocate later
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<void>> BlockCache::HostChunk(int64_t bytes) {
+  if (bytes <= host_chunk_bytes_ && !host_reserve_.empty()) {
+    std::shared_ptr<void> chunk = std::move(host_reserve_.back());
+    host_reserve_.pop_back();
+    return chunk;
+  }
+  TOME_ASSIGN_OR_RETURN(Backend::HostMemory chunk, backends_[0]->AllocateHost(bytes));
+  host_device_readable_ = chunk.device_readable;
+  return std::move(chunk.data);
+}
+
+absl::StatusOr<std::shared_ptr<void>> BlockCache::TakeSlot(int device, int64_t slot_bytes) {
+  std::unique_ptr<SlotPool>& pool = pools_[{device, slot_bytes}];
+  if (pool == nullptr) {
+    if (device < 0) {
+      pool = std::make_unique<SlotPool>(slot_bytes,
+                                        std::max<int64_t>(1, host_chunk_bytes_ / slot_bytes),
+                                        [this](int64_t bytes) { return HostChunk(bytes); });
+    } else {
+      Backend* backend = backends_[device];
+      const int64_t per_chunk = std::clamp<int64_t>(device_budget_ / slot_bytes / 8, 1,
+                                                    kMaxDeviceChunkBytes / slot_bytes);
+      pool = std::make_unique<SlotPool>(
+          slot_bytes, per_chunk, [backend](int64_t bytes) -> absl::StatusOr<std::shared_ptr<void>> {
+            TOME_ASSIGN_OR_RETURN(Buffer buffer, backend->Allocate(bytes));
+            auto owner = std::make_shared<Buffer>(std::move(buffer));
+            return std::shared_ptr<void>(owner, owner->data());
+          });
+    }
+  }
+  return pool->Take();
+}
 
 absl::StatusOr<BlockCache::Block> BlockCache::Get(int device, const std::string& source_id,
                                                   StateSource& source, int32_t layer, int32_t head,
@@ -32,48 +108,41 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
   if (device < 0 || device >= static_cast<int>(backends_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("the block cache has no device ", device));
   }
-  std::vector<Block> out;
-  out.reserve(blocks.size());
-  for (size_t i = 0; i < blocks.size(); i += kStateReadBatch) {
-    TOME_ASSIGN_OR_RETURN(std::vector<Block> part,
-                          GetBatch(device, source_id, source, layer,
-                                   blocks.subspan(i, std::min(kStateReadBatch, blocks.size() - i)),
-                                   rows, width, element_bytes));
-    for (Block& block : part) out.push_back(std::move(block));
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
-    int device, const std::string& source_id, StateSource& source, int32_t layer,
-    absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes) {
   const int64_t half = rows * width * element_bytes;  // keys or values
+  const int64_t block_bytes = 2 * half;
+  const bool host_tier = host_budget_ > 0;
   Backend* backend = backends_[device];
   Lru<Block>& pool = devices_[device];  // this device's tier 1
   std::vector<Block> out(blocks.size());
-  std::vector<std::string> bytes(blocks.size());  // stored bytes of blocks not on the device
-  std::vector<size_t> missing;                    // in neither tier
+  // The stored bytes (keys, then values) of blocks not on the device: a host-tier slot, or
+  // without a host tier the record as read.
+  std::vector<std::shared_ptr<void>> host(blocks.size());
+  std::vector<std::string> records(blocks.size());
+  std::vector<size_t> missing;  // in neither tier
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < blocks.size(); ++i) {
       const Key key{source_id, layer, blocks[i].head, blocks[i].index};
       if (auto it = pool.entries.find(key); it != pool.entries.end()) {
-        pool.order.splice(pool.order.begin(), pool.order, it->second.second);
+        pool.order.splice(pool.order.begin(), pool.order, it->second.position);
         ++stats_.device_hits;
-        out[i] = it->second.first;
+        out[i] = it->second.value;
       } else if (auto it = host_.entries.find(key); it != host_.entries.end()) {
-        host_.order.splice(host_.order.begin(), host_.order, it->second.second);
-        bytes[i] = it->second.first;
+        host_.order.splice(host_.order.begin(), host_.order, it->second.position);
+        host[i] = it->second.value;
         ++stats_.host_hits;
       } else {
         missing.push_back(i);
       }
     }
   }
-  if (!missing.empty()) {
+  // Misses are read kStateReadBatch at a time (the store's batched read).
+  for (size_t first = 0; first < missing.size(); first += kStateReadBatch) {
+    const size_t count = std::min(kStateReadBatch, missing.size() - first);
     std::vector<StateRecordKey> keys;
-    keys.reserve(missing.size());
-    for (size_t i : missing) {
+    keys.reserve(count);
+    for (size_t j = first; j < first + count; ++j) {
+      const size_t i = missing[j];
       keys.push_back({StateRecordKind::kKvBlock, layer, blocks[i].head, blocks[i].index, rows});
     }
     std::vector<absl::StatusOr<std::string>> values = source.GetMany(keys);
@@ -81,8 +150,8 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
       return absl::InternalError("the state source answered a different number of records");
     }
     int64_t read = 0;
-    for (size_t j = 0; j < missing.size(); ++j) {
-      const size_t i = missing[j];
+    for (size_t j = 0; j < count; ++j) {
+      const size_t i = missing[first + j];
       TOME_RETURN_IF_ERROR(values[j].status());
       std::string& value = *values[j];
       // The record may hold a longer prefix of the block (GetState semantics): its first rows.
@@ -95,59 +164,52 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetBatch(
       }
       if (stored_rows != rows) {
         value.erase(rows * width * element_bytes, (stored_rows - rows) * width * element_bytes);
-        value.resize(2 * half);
+        value.resize(block_bytes);
       }
-      read += static_cast<int64_t>(value.size());
-      bytes[i] = std::move(value);
+      read += block_bytes;
+      if (!host_tier) {
+        records[i] = std::move(value);
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      TOME_ASSIGN_OR_RETURN(host[i], TakeSlot(-1, block_bytes));
+      std::memcpy(host[i].get(), value.data(), block_bytes);
+      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+      if (!host_.entries.count(key)) host_.Insert(key, host[i], block_bytes, host_budget_);
     }
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.source_reads += static_cast<int64_t>(missing.size());
+    stats_.source_reads += static_cast<int64_t>(count);
     stats_.bytes_read += read;
-    for (size_t i : missing) {
-      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
-      if (host_budget_ <= 0 || host_.entries.count(key)) continue;
-      host_.order.push_front(key);
-      host_.entries[key] = {bytes[i], host_.order.begin()};
-      host_.bytes += static_cast<int64_t>(bytes[i].size());
-      while (host_.bytes > host_budget_ && host_.order.size() > 1) {
-        auto victim = host_.entries.find(host_.order.back());
-        host_.bytes -= static_cast<int64_t>(victim->second.first.size());
-        host_.entries.erase(victim);
-        host_.order.pop_back();
-      }
-    }
   }
-  // Into backend memory: pages for every block not on the device, filled by one upload.
+  // Into backend memory: a slot (keys, then values) for every block not on the device,
+  // filled by one upload that reads host-tier slots in place where the backend can.
   const DType dtype = element_bytes == 4 ? DType::kF32 : DType::kBF16;
   std::vector<HostPiece> pieces;
   std::vector<size_t> uploaded;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    if (out[i].keys) continue;  // on the device already
-    for (int part = 0; part < 2; ++part) {
-      TOME_ASSIGN_OR_RETURN(Buffer buffer, backend->Allocate(half));
-      auto page = std::make_shared<Buffer>(std::move(buffer));
-      pieces.push_back(
-          {Tensor{page->data(), dtype, rows, width, width}, bytes[i].data() + part * half});
-      (part == 0 ? out[i].keys : out[i].values) = std::move(page);
+  bool in_place = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_place = host_device_readable_;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (out[i].keys) continue;  // on the device already
+      TOME_ASSIGN_OR_RETURN(std::shared_ptr<void> slot, TakeSlot(device, block_bytes));
+      const char* bytes = host[i] ? static_cast<const char*>(host[i].get()) : records[i].data();
+      for (int part = 0; part < 2; ++part) {
+        void* dst = static_cast<char*>(slot.get()) + part * half;
+        pieces.push_back({Tensor{dst, dtype, rows, width, width}, bytes + part * half,
+                          host[i] != nullptr && in_place});
+      }
+      out[i].keys = slot;
+      out[i].values = std::shared_ptr<void>(slot, static_cast<char*>(slot.get()) + half);
+      uploaded.push_back(i);
     }
-    uploaded.push_back(i);
   }
   backend->CopyManyFromHost(pieces);
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i : uploaded) {
     const Key key{source_id, layer, blocks[i].head, blocks[i].index};
     if (pool.entries.count(key)) continue;
-    pool.order.push_front(key);
-    pool.entries[key] = {out[i], pool.order.begin()};
-    pool.bytes += 2 * half;
-    // Evict the least recently used; blocks still in use stay alive through their holders.
-    while (pool.bytes > device_budget_ && pool.order.size() > 1) {
-      auto victim = pool.entries.find(pool.order.back());
-      pool.bytes -= victim->second.first.keys->bytes() + victim->second.first.values->bytes();
-      pool.entries.erase(victim);
-      pool.order.pop_back();
-      ++stats_.device_evictions;
-    }
+    stats_.device_evictions += pool.Insert(key, out[i], block_bytes, device_budget_);
   }
   return out;
 }

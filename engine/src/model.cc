@@ -509,7 +509,7 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
     backend_->BlockSparseAttention(Qs, Hq, d, p0, keys, values, c.sparse.block_size,
                                    select ? selected : Tensor{}, topk, scale,
                                    mix.Rows(seg.row0, n));
-    fetched_.clear();  // enqueued: frees of evicted blocks now wait for the attention
+    fetched_.clear();  // enqueued: a slot given back is reused only by a later upload
     if (capture) {
       std::vector<int32_t>& dst = (*options.capture_selection)[layer];
       dst.resize((chunk_offset + n) * G * topk, -1);
@@ -574,8 +574,8 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
                                       fetch, B, d, elem));
   for (size_t i = 0; i < fetch.size(); ++i) {
     const int64_t g = fetch[i].head - dims_.kv_head0;
-    keys[g].SetViewPage(fetch[i].index, fetched_[i].keys->data());
-    values[g].SetViewPage(fetch[i].index, fetched_[i].values->data());
+    keys[g].SetViewPage(fetch[i].index, fetched_[i].keys.get());
+    values[g].SetViewPage(fetch[i].index, fetched_[i].values.get());
   }
   return absl::OkStatus();
 }
@@ -680,8 +680,8 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
                                              *state.stored->source, int32_t(l), global_g, b,
                                              rows, d, elem));
         }
-        const void* k = fetched.keys ? fetched.keys->data() : keys.page(b);
-        const void* v = fetched.values ? fetched.values->data() : values.page(b);
+        const void* k = fetched.keys ? fetched.keys.get() : keys.page(b);
+        const void* v = fetched.values ? fetched.values.get() : values.page(b);
         backend_->CopyToHost(Tensor{const_cast<void*>(k), backend_->activation_dtype(), rows, d, d},
                              bytes.data());
         backend_->CopyToHost(Tensor{const_cast<void*>(v), backend_->activation_dtype(), rows, d, d},

@@ -38,6 +38,9 @@ struct Tensor {
 struct HostPiece {
   Tensor dst;
   const void* host = nullptr;
+  // `host` lies in memory from Backend::AllocateHost that says it is device_readable: the
+  // backend may read it in place instead of staging a copy.
+  bool device_readable = false;
 };
 
 // Memory allocated by a backend; freed through it. Move-only.

@@ -79,6 +79,7 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   core->admission_ = std::make_unique<MemoryAdmission>(options.ask_memory_bytes, "--ask_memory_mb");
   core->block_cache_ =
       core->engine_->NewBlockCache(options.block_cache_bytes, options.host_block_cache_bytes);
+  TOME_RETURN_IF_ERROR(core->block_cache_->ReserveHostMemory());
   core->ingest_admission_ =
       std::make_unique<MemoryAdmission>(options.ingest_memory_bytes, "--ingest_memory_mb");
   IngestionOptions ingestion_options;

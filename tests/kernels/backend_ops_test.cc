@@ -248,16 +248,21 @@ void CopyCase(Harness& h) {
 
 // CopyManyFromHost: pieces of KV-page, odd (byte-copied) and fp32 shapes, bytes read back
 // exactly; the second, larger call grows the staging memory and the third reuses it while
-// the host buffers are already rewritten (the call copies before it returns).
+// the host buffers are already rewritten (the call copies before it returns). The last call
+// mixes pieces in AllocateHost memory (read in place by the device) with staged ones, and
+// rewrites both right after the call: it must have waited for the in-place reads.
 void CopyManyFromHostCase(Harness& h) {
   struct Shape {
     DType dtype;
     int64_t rows, cols;
   };
   std::mt19937 rng(14);
-  for (int pieces : {5, 300, 40}) {
+  for (int pieces : {5, 300, 40, 64}) {
+    const bool mixed = pieces == 64;
     std::vector<Buffer> buffers;
-    std::vector<std::vector<uint8_t>> host;
+    std::vector<uint8_t*> host;
+    std::vector<std::vector<uint8_t>> heap;
+    std::vector<std::shared_ptr<void>> pinned;
     std::vector<HostPiece> list;
     for (int i = 0; i < pieces; ++i) {
       const Shape shape = i % 5 == 1   ? Shape{DType::kBF16, 7, 21}
@@ -265,15 +270,29 @@ void CopyManyFromHostCase(Harness& h) {
                                        : Shape{DType::kBF16, 64, 128};
       const int64_t bytes = shape.rows * shape.cols * DTypeSize(shape.dtype);
       buffers.push_back(h.gpu.Allocate(bytes).value());
-      host.emplace_back(bytes);
-      for (uint8_t& b : host.back()) b = static_cast<uint8_t>(rng());
+      bool readable = false;
+      if (mixed && i % 2 == 0) {
+        Backend::HostMemory memory = h.gpu.AllocateHost(bytes).value();
+        ASSERT_TRUE(memory.device_readable) << "pinned, mapped host memory on the GPU";
+        readable = true;
+        pinned.push_back(memory.data);
+        host.push_back(static_cast<uint8_t*>(memory.data.get()));
+      } else {
+        heap.emplace_back(bytes);
+        host.push_back(heap.back().data());
+      }
+      for (int64_t b = 0; b < bytes; ++b) host.back()[b] = static_cast<uint8_t>(rng());
       list.push_back(
           {Tensor{buffers.back().data(), shape.dtype, shape.rows, shape.cols, shape.cols},
-           host.back().data()});
+           host.back(), readable});
     }
     h.gpu.CopyManyFromHost(list);
-    const std::vector<std::vector<uint8_t>> want = host;
-    for (auto& b : host) std::fill(b.begin(), b.end(), 0);  // the call copied already
+    std::vector<std::vector<uint8_t>> want;
+    for (int i = 0; i < pieces; ++i) {
+      const int64_t bytes = list[i].dst.num_elements() * DTypeSize(list[i].dst.dtype);
+      want.emplace_back(host[i], host[i] + bytes);
+      std::fill(host[i], host[i] + bytes, 0);  // the call copied (or read) already
+    }
     for (int i = 0; i < pieces; ++i) {
       std::vector<uint8_t> got(want[i].size());
       h.gpu.CopyToHost(list[i].dst, got.data());
@@ -812,7 +831,7 @@ std::vector<OpCase> MakeCases() {
   add({"kind", "activation_dtype", "weight_dtype"}, "Properties", PropertiesCase);
   add({"Allocate", "Free", "CopyFromHost", "CopyToHost", "Synchronize"}, "Memory", MemoryCase);
   add({"Copy"}, "Copy", CopyCase);
-  add({"CopyManyFromHost"}, "CopyManyFromHost", CopyManyFromHostCase);
+  add({"CopyManyFromHost", "AllocateHost"}, "CopyManyFromHost", CopyManyFromHostCase);
   add({"BlockSparseAttention"}, "Attention_views", AttentionViewsCase);
   add({"Fill"}, "Fill", FillCase);
   add({"AllReduceSum", "AllGatherCols"}, "CollectivesAlone", CollectivesAloneCase);

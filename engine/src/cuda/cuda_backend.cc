@@ -171,14 +171,39 @@ class CudaBackend final : public Backend {
                             dst.rows, cudaMemcpyHostToDevice, stream_),
           "CopyFromHost");
   }
-  // One transfer for all pieces: packed into mapped pinned host memory, which one kernel
-  // reads and scatters (a driver copy from pageable memory costs ~10 µs a call; a cold
-  // question over a 1M-token document fetches tens of thousands of 16 KiB pieces).
+  absl::StatusOr<HostMemory> AllocateHost(int64_t bytes) override {
+    const DeviceScope bound = Bind();
+    Drain();  // pinning maps memory (see Drain)
+    void* p = nullptr;
+    if (const cudaError_t e = cudaHostAlloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 1)),
+                                            cudaHostAllocMapped | cudaHostAllocPortable);
+        e != cudaSuccess) {
+      cudaGetLastError();  // not an error of the stream
+      return CudaStatus(e, absl::StrCat("pinning ", bytes,
+                                        " bytes of host memory for the block "
+                                        "cache (lower --host_block_cache_mb)"));
+    }
+    // In place only where the device sees the host address itself (unified addressing).
+    void* device = nullptr;
+    const bool same = cudaHostGetDevicePointer(&device, p, 0) == cudaSuccess && device == p;
+    cudaGetLastError();
+    return HostMemory{std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); }), same};
+  }
+  // One transfer for all pieces: one kernel reads them from mapped pinned host memory and
+  // scatters them (a driver copy from pageable memory costs ~10 µs a call; a cold question
+  // over a 1M-token document fetches tens of thousands of 16 KiB pieces). Pieces already in
+  // such memory (device_readable) are read in place; the others are packed into a staging
+  // buffer first.
   void CopyManyFromHost(absl::Span<const HostPiece> pieces) override {
     size_t total = AlignTo16(pieces.size() * sizeof(kc::PieceCopy));
+    bool in_place = false;
     for (const HostPiece& p : pieces) {
       if (!p.dst.contiguous()) return Backend::CopyManyFromHost(pieces);  // none of ours
-      total += AlignTo16(p.dst.num_elements() * DTypeSize(p.dst.dtype));
+      if (p.device_readable) {
+        in_place = true;
+      } else {
+        total += AlignTo16(p.dst.num_elements() * DTypeSize(p.dst.dtype));
+      }
     }
     if (pieces.empty()) return;
     const DeviceScope bound = Bind();
@@ -189,6 +214,10 @@ class CudaBackend final : public Backend {
     size_t offset = AlignTo16(pieces.size() * sizeof(kc::PieceCopy));
     for (size_t i = 0; i < pieces.size(); ++i) {
       const size_t bytes = pieces[i].dst.num_elements() * DTypeSize(pieces[i].dst.dtype);
+      if (pieces[i].device_readable) {
+        list[i] = {pieces[i].dst.data, pieces[i].host, static_cast<int64_t>(bytes)};
+        continue;
+      }
       std::memcpy(host + offset, pieces[i].host, bytes);
       list[i] = {pieces[i].dst.data, device + offset, static_cast<int64_t>(bytes)};
       offset += AlignTo16(bytes);
@@ -197,6 +226,8 @@ class CudaBackend final : public Backend {
                          static_cast<int64_t>(pieces.size()), stream_),
           "CopyManyFromHost");
     Check(cudaEventRecord(staging_free_, stream_), "CopyManyFromHost");
+    // The caller may reuse its host memory once this returns: wait for the in-place reads.
+    if (in_place) Check(cudaEventSynchronize(staging_free_), "CopyManyFromHost");
   }
   void CopyToHost(const Tensor& src, void* host) override {
     if (src.num_elements() == 0) return;

@@ -9,6 +9,11 @@
 // names its source by an id that must change whenever the stored blocks could: a document
 // id plus its ingestion, say). With tensor parallelism each rank's device has a tier 1 of
 // its own (the budget is per device) and the ranks share tier 2. Thread-safe.
+//
+// Both tiers hold fixed-size slots carved from large allocations (SlotPool): a block's keys
+// and values are the two halves of one slot. Tier 2 lives in Backend::AllocateHost memory
+// (pinned and mapped on CUDA), so a host hit is uploaded by the device reading it in place,
+// with no copy on the host.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +25,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "tome/engine/state_io.h"
@@ -27,7 +33,7 @@
 namespace tome::engine {
 
 class Backend;
-class Buffer;
+class SlotPool;
 
 struct BlockCacheStats {
   int64_t device_hits = 0;
@@ -45,20 +51,28 @@ class BlockCache {
   // each device.
   BlockCache(std::vector<Backend*> backends, int64_t device_budget_bytes,
              int64_t host_budget_bytes);
+  ~BlockCache();
+
+  // Allocates the host tier's memory up to its budget now (a server at start-up) rather than
+  // on first use: pinning gigabytes takes a noticeable part of a second, which would
+  // otherwise land on the first cold questions. Where the backend's host memory is plain
+  // heap memory (the CPU backend), only the first chunk is allocated.
+  absl::Status ReserveHostMemory();
 
   // Keys and values of block `index` of (layer, head) of `source_id`'s stored state, each
   // [rows, width] in the memory of `device` (an index into the backends). The returned
   // pointers keep the pages alive (pinned) even if the cache evicts them meanwhile. `head` is
   // the stored (global) KV group.
   struct Block {
-    std::shared_ptr<Buffer> keys, values;
+    std::shared_ptr<void> keys, values;
   };
   absl::StatusOr<Block> Get(int device, const std::string& source_id, StateSource& source,
                             int32_t layer, int32_t head, int64_t index, int64_t rows, int64_t width,
                             int64_t element_bytes);
 
   // Get for many blocks of one layer, in order: the blocks missing from both tiers are read
-  // from `source` kStateReadBatch at a time (GetMany) and uploaded before the next batch.
+  // from `source` kStateReadBatch at a time (GetMany), and every block not on the device is
+  // uploaded by one CopyManyFromHost.
   struct BlockId {
     int32_t head = 0;
     int64_t index = 0;
@@ -71,26 +85,37 @@ class BlockCache {
   BlockCacheStats stats();
 
  private:
-  // GetMany of at most kStateReadBatch blocks.
-  absl::StatusOr<std::vector<Block>> GetBatch(int device, const std::string& source_id,
-                                              StateSource& source, int32_t layer,
-                                              absl::Span<const BlockId> blocks, int64_t rows,
-                                              int64_t width, int64_t element_bytes);
-
   using Key = std::tuple<std::string, int32_t, int32_t, int64_t>;
   template <typename V>
   struct Lru {
+    struct Entry {
+      V value;
+      int64_t bytes = 0;
+      std::list<Key>::iterator position;
+    };
     std::list<Key> order;  // front = most recent
-    std::map<Key, std::pair<V, std::list<Key>::iterator>> entries;
+    std::map<Key, Entry> entries;
     int64_t bytes = 0;
+    // Adds `key` as the most recent entry, then evicts the least recent ones (never the new
+    // one) while over `budget`; returns how many it evicted.
+    int64_t Insert(const Key& key, V value, int64_t value_bytes, int64_t budget);
   };
+  // The pool of `slot_bytes` slots of device `device` (-1: the host tier). Called under mu_.
+  absl::StatusOr<std::shared_ptr<void>> TakeSlot(int device, int64_t slot_bytes);
+  // A host-tier chunk: from the reserve if one is left, else newly allocated.
+  absl::StatusOr<std::shared_ptr<void>> HostChunk(int64_t bytes);
 
   const std::vector<Backend*> backends_;
   const int64_t device_budget_;
   const int64_t host_budget_;
+  const int64_t host_chunk_bytes_;
   std::mutex mu_;
   std::vector<Lru<Block>> devices_;  // one per backend
-  Lru<std::string> host_;
+  Lru<std::shared_ptr<void>> host_;  // the stored bytes: keys, then values
+  bool host_device_readable_ = false;
+  std::vector<std::shared_ptr<void>> host_reserve_;  // ReserveHostMemory's unused chunks
+  // Slot pools by (device or -1, slot bytes).
+  std::map<std::pair<int, int64_t>, std::unique_ptr<SlotPool>> pools_;
   BlockCacheStats stats_;
 };
 

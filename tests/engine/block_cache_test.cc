@@ -1,0 +1,135 @@
+// BlockCache on the CPU backend, through its interface: blocks come back with the stored
+// bytes from whichever tier holds them, the tiers stay within their budgets, a block on the
+// device when a fetch starts is a hit even if the fetch evicts it, held blocks survive
+// eviction, and store errors reach the caller. (OnDemandTest checks whole forward passes.)
+#include "tome/engine/block_cache.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "backend.h"
+#include "gtest/gtest.h"
+
+namespace tome::engine {
+namespace {
+
+constexpr int64_t kRows = 4, kWidth = 3, kElem = 4;
+constexpr int64_t kBlockBytes = 2 * kRows * kWidth * kElem;
+
+// Random records for (layer, head, index); counts reads.
+class FakeSource : public StateSource {
+ public:
+  absl::StatusOr<std::string> Get(const StateRecordKey& key) override {
+    ++reads;
+    if (key.kind != StateRecordKind::kKvBlock || key.index < 0) {
+      return absl::NotFoundError("no such record");
+    }
+    return Record(key.layer, key.head, key.index);
+  }
+  static std::string Record(int32_t layer, int32_t head, int64_t index) {
+    std::mt19937 rng(static_cast<uint32_t>(layer * 1000003 + head * 1009 + index));
+    std::string bytes(kBlockBytes, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    return bytes;
+  }
+  int64_t reads = 0;
+};
+
+std::string BytesOf(const BlockCache::Block& block) {
+  const int64_t half = kBlockBytes / 2;
+  std::string out(kBlockBytes, '\0');
+  std::memcpy(out.data(), block.keys.get(), half);
+  std::memcpy(out.data() + half, block.values.get(), half);
+  return out;
+}
+
+absl::StatusOr<std::vector<BlockCache::Block>> Fetch(BlockCache& cache, FakeSource& source,
+                                                     std::vector<int64_t> indices) {
+  std::vector<BlockCache::BlockId> ids;
+  for (int64_t i : indices) ids.push_back({1, i});
+  return cache.GetMany(0, "doc", source, 2, ids, kRows, kWidth, kElem);
+}
+
+TEST(BlockCacheTest, EveryTierReturnsTheStoredBytesWithinItsBudget) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  BlockCache cache({cpu.get()}, 3 * kBlockBytes, 6 * kBlockBytes);
+  FakeSource source;
+  std::mt19937 rng(7);
+  for (int round = 0; round < 40; ++round) {
+    std::vector<int64_t> indices;
+    for (int i = 0; i < 3; ++i) indices.push_back(rng() % 10);
+    std::sort(indices.begin(), indices.end());
+    indices.erase(std::unique(indices.begin(), indices.end()), indices.end());
+    auto blocks = Fetch(cache, source, indices);
+    ASSERT_TRUE(blocks.ok()) << blocks.status();
+    for (size_t i = 0; i < indices.size(); ++i) {
+      ASSERT_EQ(BytesOf((*blocks)[i]), FakeSource::Record(2, 1, indices[i])) << "round " << round;
+    }
+    const BlockCacheStats stats = cache.stats();
+    EXPECT_LE(stats.device_bytes, 3 * kBlockBytes);
+    EXPECT_LE(stats.host_bytes, 6 * kBlockBytes);
+  }
+  const BlockCacheStats stats = cache.stats();
+  EXPECT_EQ(stats.source_reads, source.reads);
+  EXPECT_GT(stats.device_hits, 0);
+  EXPECT_GT(stats.host_hits, 0);
+  EXPECT_GT(stats.device_evictions, 0);
+  EXPECT_EQ(stats.bytes_read, stats.source_reads * kBlockBytes);
+}
+
+TEST(BlockCacheTest, ABlockOnTheDeviceAtTheStartOfAFetchIsAHit) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  BlockCache cache({cpu.get()}, 2 * kBlockBytes, 0);  // no host tier
+  FakeSource source;
+  ASSERT_TRUE(Fetch(cache, source, {0}).ok());
+  // Block 0 is resident; the fetch's two new blocks evict it, but only after it was found.
+  auto blocks = Fetch(cache, source, {1, 2, 0});
+  ASSERT_TRUE(blocks.ok());
+  EXPECT_EQ(cache.stats().device_hits, 1);
+  EXPECT_EQ(source.reads, 3);
+  EXPECT_EQ(BytesOf((*blocks)[2]), FakeSource::Record(2, 1, 0));
+}
+
+TEST(BlockCacheTest, HeldBlocksKeepTheirBytesAfterEviction) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  BlockCache cache({cpu.get()}, kBlockBytes, kBlockBytes);
+  FakeSource source;
+  auto held = Fetch(cache, source, {5});
+  ASSERT_TRUE(held.ok());
+  for (int64_t i = 0; i < 20; ++i) ASSERT_TRUE(Fetch(cache, source, {i + 10}).ok());
+  EXPECT_EQ(BytesOf((*held)[0]), FakeSource::Record(2, 1, 5));  // its slots were not reused
+}
+
+TEST(BlockCacheTest, ReservedHostMemoryServesTheHostTier) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  BlockCache cache({cpu.get()}, kBlockBytes, 64 * kBlockBytes);
+  ASSERT_TRUE(cache.ReserveHostMemory().ok());
+  FakeSource source;
+  for (int64_t i = 0; i < 8; ++i) ASSERT_TRUE(Fetch(cache, source, {i}).ok());
+  auto again = Fetch(cache, source, {0, 1, 2, 3});  // evicted from the device, in the host tier
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(source.reads, 8);
+  EXPECT_EQ(cache.stats().host_hits, 4);
+  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(BytesOf((*again)[i]), FakeSource::Record(2, 1, i));
+}
+
+TEST(BlockCacheTest, StoreErrorsAndBadRecordsReachTheCaller) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  BlockCache cache({cpu.get()}, 4 * kBlockBytes, 4 * kBlockBytes);
+  FakeSource source;
+  EXPECT_EQ(Fetch(cache, source, {-1}).status().code(), absl::StatusCode::kNotFound);
+  std::vector<BlockCache::BlockId> ids = {{1, 0}};
+  // The record is one block of 4 rows: asking for 8 rows finds it too short.
+  EXPECT_EQ(cache.GetMany(0, "doc", source, 2, ids, 2 * kRows, kWidth, kElem).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(cache.GetMany(3, "doc", source, 2, ids, kRows, kWidth, kElem).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tome::engine

@@ -15,6 +15,7 @@
 //                 selected too, the share selected anywhere earlier in this question and
 //                 answer, and the blocks never selected before (what a step must fetch when
 //                 everything selected earlier is still cached).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -62,9 +63,54 @@ std::set<Block> Selected(const Engine& engine, const std::vector<std::vector<int
   return out;
 }
 
+// The blocks holding the needle line of the key-value question `question` ("What is the
+// access code for <Name>?"): the line "The access code for <Name> is ..." of `text`, whose
+// tokens start at `header` + the tokens of the text before it (lines tokenize on their own).
+std::vector<int32_t> NeedleBlocks(const tome::engine::PromptFormat& prompt, const std::string& text,
+                                  const std::string& question, int64_t header, int64_t block) {
+  const std::string ask = "What is the access code for ";
+  if (question.rfind(ask, 0) != 0 || question.size() < ask.size() + 1) return {};
+  const std::string name = question.substr(ask.size(), question.size() - ask.size() - 1);
+  const size_t at = text.find("The access code for " + name + " is ");
+  if (at == std::string::npos) return {};
+  const size_t end = text.find('\n', at);
+  auto before = prompt.DocumentText(text.substr(0, at));
+  auto line = prompt.DocumentText(text.substr(at, end == std::string::npos ? end : end - at));
+  if (!before.ok() || !line.ok()) return {};
+  const int64_t first = header + static_cast<int64_t>(before->size());
+  std::vector<int32_t> blocks;
+  for (int64_t b = first / block; b <= (first + static_cast<int64_t>(line->size()) - 1) / block;
+       ++b) {
+    blocks.push_back(static_cast<int32_t>(b));
+  }
+  return blocks;
+}
+
+// Whether query `row` read any of `blocks` in sparse layer `layer` (any KV group; forced blocks
+// included); false for a dense call.
+bool Reads(const Engine& engine, const std::vector<std::vector<int32_t>>& sel, size_t layer,
+           int64_t row, const std::vector<int32_t>& blocks) {
+  const auto& c = engine.config();
+  const int64_t G = c.num_kv_heads, topk = c.sparse.topk_total();
+  if (static_cast<int64_t>(sel[layer].size()) < (row + 1) * G * topk) return false;
+  for (int64_t j = 0; j < G * topk; ++j) {
+    const int32_t b = sel[layer][row * G * topk + j];
+    if (std::find(blocks.begin(), blocks.end(), b) != blocks.end()) return true;
+  }
+  return false;
+}
+
 struct Totals {
   int64_t questions = 0, correct = 0, question_tokens = 0, token_blocks = 0, question_distinct = 0,
           steps = 0, step_blocks = 0, from_previous = 0, from_earlier = 0;
+};
+
+// Key-value questions: does the query that predicts the answer's first token read the needle's
+// block, per sparse layer, for questions answered right and wrong?
+struct NeedleTotals {
+  int64_t right = 0, wrong = 0;
+  std::vector<int64_t> read_right, read_wrong;  // per sparse layer
+  std::vector<int64_t> any_right, any_wrong;    // by any question token, per sparse layer
 };
 
 int Run(const Engine& engine, const std::vector<nlohmann::json>& docs, const char* label) {
@@ -89,6 +135,7 @@ int Run(const Engine& engine, const std::vector<nlohmann::json>& docs, const cha
       return 1;
     }
     std::map<std::string, Totals> by_task;
+    NeedleTotals needles;
     for (const nlohmann::json& qa : doc["qas"]) {
       Totals& t = by_task[qa["task"].get<std::string>()];
       auto question = prompt.Question(qa["question"].get<std::string>());
@@ -101,6 +148,8 @@ int Run(const Engine& engine, const std::vector<nlohmann::json>& docs, const cha
       auto logits = engine.Prefill(**seq, *question, options);
       if (!logits.ok()) return 1;
       std::set<Block> earlier, previous;
+      const std::vector<std::vector<int32_t>> question_sel = sel;
+      const int64_t question_last_row = static_cast<int64_t>(question->size()) - 1;
       for (size_t i = 0; i < question->size(); ++i) {
         previous = Selected(engine, sel, static_cast<int64_t>(i), q0 + static_cast<int64_t>(i));
         t.token_blocks += static_cast<int64_t>(previous.size());
@@ -130,8 +179,44 @@ int Run(const Engine& engine, const std::vector<nlohmann::json>& docs, const cha
       }
       const std::string got = engine.tokenizer().Decode(answer);
       const std::string want = " " + qa["answer"].get<std::string>();
-      t.correct += got.compare(0, want.size(), want) == 0;
+      const bool right = got.compare(0, want.size(), want) == 0;
+      t.correct += right;
       ++t.questions;
+      const std::vector<int32_t> needle = NeedleBlocks(
+          prompt, doc["text"].get<std::string>(), qa["question"].get<std::string>(),
+          static_cast<int64_t>(prompt.DocumentHeader().size()), engine.config().sparse.block_size);
+      if (!needle.empty()) {
+        (right ? needles.right : needles.wrong) += 1;
+        std::vector<int64_t>& read = right ? needles.read_right : needles.read_wrong;
+        std::vector<int64_t>& any = right ? needles.any_right : needles.any_wrong;
+        // The question call's selection (sel holds the last decode step's by now).
+        size_t k = 0;
+        for (size_t l = 0; l < question_sel.size(); ++l) {
+          if (question_sel[l].empty()) continue;  // a Lightning layer
+          if (read.size() <= k) read.resize(k + 1, 0), any.resize(k + 1, 0);
+          read[k] += Reads(engine, question_sel, l, question_last_row, needle);
+          bool some = false;
+          for (int64_t row = 0; row <= question_last_row && !some; ++row) {
+            some = Reads(engine, question_sel, l, row, needle);
+          }
+          any[k++] += some;
+        }
+      }
+    }
+    if (needles.right + needles.wrong > 0) {
+      auto layers = [](const std::vector<int64_t>& read, int64_t n) {
+        std::string out;
+        for (int64_t r : read)
+          out += (out.empty() ? "" : ", ") + std::to_string(r) + "/" + std::to_string(n);
+        return out.empty() ? std::string("-") : out;
+      };
+      std::printf(
+          "| %zu | needle block read, per sparse layer, by the answer's first query: "
+          "answered right %s, wrong %s; by any question token: right %s, wrong %s |\n",
+          tokens.size(), layers(needles.read_right, needles.right).c_str(),
+          layers(needles.read_wrong, needles.wrong).c_str(),
+          layers(needles.any_right, needles.right).c_str(),
+          layers(needles.any_wrong, needles.wrong).c_str());
     }
     for (const auto& [task, t] : by_task) {
       auto per = [](int64_t a, int64_t b) { return b > 0 ? double(a) / double(b) : 0.0; };

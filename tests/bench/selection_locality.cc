@@ -15,6 +15,9 @@
 //                 selected too, the share selected anywhere earlier in this question and
 //                 answer, and the blocks never selected before (what a step must fetch when
 //                 everything selected earlier is still cached).
+// Key-value questions also report whether the needle line's block was read, per sparse layer,
+// by the query that predicts the answer's first token and by any question token, for answers
+// right and wrong (does a wrong answer miss the block, or not use it?).
 #include <algorithm>
 #include <cstdio>
 #include <fstream>

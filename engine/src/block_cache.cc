@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "backend.h"
+#include "fetch_timer.h"
 #include "slot_pool.h"
 #include "tome/base/status_macros.h"
 
@@ -120,6 +122,8 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
   std::vector<std::string> records(blocks.size());
   std::vector<size_t> missing;  // in neither tier
   {
+    ScopedFetchTime timed(FetchPhase::kLookup);
+    timed.items = static_cast<int64_t>(blocks.size());
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < blocks.size(); ++i) {
       const Key key{source_id, layer, blocks[i].head, blocks[i].index};
@@ -137,6 +141,8 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
     }
   }
   // Misses are read kStateReadBatch at a time (the store's batched read).
+  std::optional<ScopedFetchTime> reading;
+  if (!missing.empty()) reading.emplace(FetchPhase::kStoreRead);
   for (size_t first = 0; first < missing.size(); first += kStateReadBatch) {
     const size_t count = std::min(kStateReadBatch, missing.size() - first);
     std::vector<StateRecordKey> keys;
@@ -181,8 +187,11 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
     stats_.source_reads += static_cast<int64_t>(count);
     stats_.bytes_read += read;
   }
+  if (reading) reading->items = static_cast<int64_t>(missing.size());
+  reading.reset();
   // Into backend memory: a slot (keys, then values) for every block not on the device,
   // filled by one upload that reads host-tier slots in place where the backend can.
+  ScopedFetchTime uploading(FetchPhase::kUpload);
   const DType dtype = element_bytes == 4 ? DType::kF32 : DType::kBF16;
   std::vector<HostPiece> pieces;
   std::vector<size_t> uploaded;
@@ -205,6 +214,7 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
     }
   }
   backend->CopyManyFromHost(pieces);
+  uploading.items = static_cast<int64_t>(uploaded.size());
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i : uploaded) {
     const Key key{source_id, layer, blocks[i].head, blocks[i].index};

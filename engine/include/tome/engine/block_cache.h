@@ -25,6 +25,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -94,7 +95,7 @@ class BlockCache {
       std::list<Key>::iterator position;
     };
     std::list<Key> order;  // front = most recent
-    std::map<Key, Entry> entries;
+    absl::flat_hash_map<Key, Entry> entries;
     int64_t bytes = 0;
     // Adds `key` as the most recent entry, then evicts the least recent ones (never the new
     // one) while over `budget`; returns how many it evicted.

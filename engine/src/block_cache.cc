@@ -155,37 +155,51 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
     if (values.size() != keys.size()) {
       return absl::InternalError("the state source answered a different number of records");
     }
-    int64_t read = 0;
     for (size_t j = 0; j < count; ++j) {
       const size_t i = missing[first + j];
       TOME_RETURN_IF_ERROR(values[j].status());
-      std::string& value = *values[j];
+      const int64_t size = static_cast<int64_t>(values[j]->size());
       // The record may hold a longer prefix of the block (GetState semantics): its first rows.
-      const int64_t stored_rows = static_cast<int64_t>(value.size()) / (2 * width * element_bytes);
-      if (stored_rows < rows ||
-          static_cast<int64_t>(value.size()) != 2 * stored_rows * width * element_bytes) {
+      const int64_t stored_rows = size / (2 * width * element_bytes);
+      if (stored_rows < rows || size != 2 * stored_rows * width * element_bytes) {
         return absl::DataLossError(absl::StrCat("stored KV block ", blocks[i].index, " of layer ",
                                                 layer, " head ", blocks[i].head,
                                                 " has the wrong size"));
       }
-      if (stored_rows != rows) {
-        value.erase(rows * width * element_bytes, (stored_rows - rows) * width * element_bytes);
-        value.resize(block_bytes);
+    }
+    // The first `rows` keys, then the first `rows` values of record j.
+    auto keys_of = [&](size_t j) { return values[j]->data(); };
+    auto values_of = [&](size_t j) { return values[j]->data() + values[j]->size() / 2; };
+    if (host_tier) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (size_t j = 0; j < count; ++j) {
+          TOME_ASSIGN_OR_RETURN(host[missing[first + j]], TakeSlot(-1, block_bytes));
+        }
       }
-      read += block_bytes;
-      if (!host_tier) {
-        records[i] = std::move(value);
-        continue;
+      for (size_t j = 0; j < count; ++j) {
+        char* slot = static_cast<char*>(host[missing[first + j]].get());
+        std::memcpy(slot, keys_of(j), half);
+        std::memcpy(slot + half, values_of(j), half);
       }
-      std::lock_guard<std::mutex> lock(mu_);
-      TOME_ASSIGN_OR_RETURN(host[i], TakeSlot(-1, block_bytes));
-      std::memcpy(host[i].get(), value.data(), block_bytes);
-      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
-      if (!host_.entries.count(key)) host_.Insert(key, host[i], block_bytes, host_budget_);
+    } else {
+      for (size_t j = 0; j < count; ++j) {
+        std::string& value = *values[j];
+        if (static_cast<int64_t>(value.size()) != block_bytes) {  // a longer prefix: trim
+          std::memmove(value.data() + half, values_of(j), half);
+          value.resize(block_bytes);
+        }
+        records[missing[first + j]] = std::move(value);
+      }
     }
     std::lock_guard<std::mutex> lock(mu_);
+    for (size_t j = 0; host_tier && j < count; ++j) {
+      const size_t i = missing[first + j];
+      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+      if (!host_.entries.contains(key)) host_.Insert(key, host[i], block_bytes, host_budget_);
+    }
     stats_.source_reads += static_cast<int64_t>(count);
-    stats_.bytes_read += read;
+    stats_.bytes_read += static_cast<int64_t>(count) * block_bytes;
   }
   if (reading) reading->items = static_cast<int64_t>(missing.size());
   reading.reset();

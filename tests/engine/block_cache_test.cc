@@ -118,6 +118,34 @@ TEST(BlockCacheTest, ReservedHostMemoryServesTheHostTier) {
   for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(BytesOf((*again)[i]), FakeSource::Record(2, 1, i));
 }
 
+// A record of a longer prefix of the block (GetState semantics): its first rows of keys and
+// of values, with and without a host tier.
+TEST(BlockCacheTest, ALongerRecordGivesItsFirstRows) {
+  class LongSource : public StateSource {
+   public:
+    absl::StatusOr<std::string> Get(const StateRecordKey&) override {
+      std::string bytes(2 * kBlockBytes, '\0');
+      for (size_t b = 0; b < bytes.size(); ++b) bytes[b] = static_cast<char>(b % 251);
+      return bytes;
+    }
+  };
+  const int64_t half = kBlockBytes / 2;  // kRows rows; the record holds 2 * kRows
+  std::string want(kBlockBytes, '\0');
+  for (int64_t b = 0; b < half; ++b) {
+    want[b] = static_cast<char>(b % 251);                      // first keys
+    want[half + b] = static_cast<char>((2 * half + b) % 251);  // first values
+  }
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  for (int64_t host_budget : {int64_t{0}, 4 * kBlockBytes}) {
+    BlockCache cache({cpu.get()}, 4 * kBlockBytes, host_budget);
+    LongSource source;
+    std::vector<BlockCache::BlockId> ids = {{0, 3}};
+    auto blocks = cache.GetMany(0, "doc", source, 1, ids, kRows, kWidth, kElem);
+    ASSERT_TRUE(blocks.ok()) << blocks.status();
+    EXPECT_EQ(BytesOf((*blocks)[0]), want) << "host budget " << host_budget;
+  }
+}
+
 TEST(BlockCacheTest, StoreErrorsAndBadRecordsReachTheCaller) {
   std::unique_ptr<Backend> cpu = NewCpuBackend(1);
   BlockCache cache({cpu.get()}, 4 * kBlockBytes, 4 * kBlockBytes);

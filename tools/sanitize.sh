@@ -52,11 +52,11 @@ tsan() {
   configure build-tsan thread
   # The tests whose code runs on several threads: the server (scheduler, ingestion,
   # sessions, streams, quotas) and the store (concurrent appends and commits).
-  ninja -C build-tsan -j "$jobs" services_test storage_test cluster_test tomed
+  ninja -C build-tsan -j "$jobs" services_test storage_test cluster_test tomed kernels_test block_cache_test
   # One OpenMP thread: libgomp is not TSan-instrumented, so its barriers would look like
   # missing synchronisation inside every parallel kernel. Tome's own threads stay many.
   OMP_NUM_THREADS=1 taskset -c 0 ctest --test-dir build-tsan --output-on-failure -j 1 \
-    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest|ReadPoolTest|ClusterTest)\."
+    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest|WorkPoolTest|BlockCacheTest|SlotPoolTest|ClusterTest)\."
 }
 
 # CI's subset: the targets that need no gRPC server code (build time), each fully sanitized.
@@ -68,8 +68,8 @@ ci() {
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit -LE "gpu|slow" \
     -E "reference_self_test|ReferenceParity"
   configure build-tsan thread
-  ninja -C build-tsan -j "$jobs" storage_test
-  OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j 1 -R "^(ContextStoreTest|ReadPoolTest|LifecycleTest|FaultTest)\."
+  ninja -C build-tsan -j "$jobs" storage_test kernels_test block_cache_test
+  OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j 1 -R "^(ContextStoreTest|WorkPoolTest|LifecycleTest|FaultTest|BlockCacheTest|SlotPoolTest)\."
   tools/fuzz.sh 15
 }
 

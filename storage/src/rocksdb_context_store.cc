@@ -30,7 +30,6 @@
 #include "column_families.h"
 #include "document_codec.h"
 #include "keys.h"
-#include "read_pool.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/metadata.h"
@@ -39,6 +38,7 @@
 #include "rocksdb/write_batch.h"
 #include "status_util.h"
 #include "tome/base/status_macros.h"
+#include "tome/base/work_pool.h"
 #include "tome/storage/context_store.h"
 #include "value_codec.h"
 
@@ -207,7 +207,7 @@ class RocksDbContextStore final : public ContextStore {
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::unique_ptr<rocksdb::DB> db_;
-  std::unique_ptr<ReadPool> read_pool_;  // GetStates' parallel blob reads
+  std::unique_ptr<WorkPool> read_pool_;                // GetStates' parallel blob reads
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // every opened family, to destroy
   std::array<rocksdb::ColumnFamilyHandle*, kNumCfs> cf_{};
 
@@ -243,7 +243,7 @@ RocksDbContextStore::RocksDbContextStore(const std::string& path, const StoreOpt
     : fingerprint_(HashFingerprint(options.model_fingerprint)),
       path_(path),
       options_(options),
-      read_pool_(std::make_unique<ReadPool>(options.read_threads)) {
+      read_pool_(std::make_unique<WorkPool>(options.read_threads)) {
   write_options_.sync = options.sync_writes;
 }
 

@@ -1,22 +1,21 @@
-#include "read_pool.h"
+#include "tome/base/work_pool.h"
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <thread>
 #include <vector>
 
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "rocksdb/env.h"
-#include "tome/storage/context_store.h"
 
-namespace tome::storage {
+namespace tome {
 namespace {
 
 // Every index runs exactly once, on several threads, and Run returns only after all have.
-TEST(ReadPoolTest, RunsEachIndexOnceAndWaitsForAll) {
+TEST(WorkPoolTest, RunsEachIndexOnceAndWaitsForAll) {
   for (int threads : {0, 1, 8}) {
     SCOPED_TRACE(threads);
-    ReadPool pool(threads);
+    WorkPool pool(threads);
     for (size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{16}, size_t{1000}}) {
       std::vector<std::atomic<int>> calls(n);
       std::atomic<int> running{0}, most{0};
@@ -41,9 +40,9 @@ TEST(ReadPoolTest, RunsEachIndexOnceAndWaitsForAll) {
   }
 }
 
-// Runs from several threads at once queue; each still sees all of its indices done.
-TEST(ReadPoolTest, ConcurrentCallersEachGetTheirWholeJob) {
-  ReadPool pool(4);
+// Runs from several threads at once share the helpers; each sees all of its indices done.
+TEST(WorkPoolTest, ConcurrentCallersEachGetTheirWholeJob) {
+  WorkPool pool(4);
   std::vector<std::thread> callers;
   std::atomic<int> failures{0};
   for (int c = 0; c < 6; ++c) {
@@ -61,18 +60,27 @@ TEST(ReadPoolTest, ConcurrentCallersEachGetTheirWholeJob) {
   EXPECT_EQ(failures.load(), 0);
 }
 
-TEST(ReadPoolTest, StoreRefusesAnOutOfRangeThreadCount) {
-  std::unique_ptr<rocksdb::Env> mem(rocksdb::NewMemEnv(rocksdb::Env::Default()));
-  StoreOptions options;
-  options.model_fingerprint = "fp";
-  options.env = mem.get();
-  for (int threads : {-1, 65}) {
-    options.read_threads = threads;
-    auto store = ContextStore::Open("/mem/store", options);
-    EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(store.status().message(), ::testing::HasSubstr("read_threads"));
-  }
+// A Run does not wait for another Run's calls: here the first job's calls wait until the
+// second job has finished, while they hold the only helper.
+TEST(WorkPoolTest, ARunProceedsWhileAnotherRunsCallsBlock) {
+  WorkPool pool(1);
+  std::promise<void> second_done;
+  std::shared_future<void> done = second_done.get_future().share();
+  std::atomic<int> timed_out{0}, started{0};
+  std::thread first([&] {
+    pool.Run(2, [&](size_t) {
+      ++started;
+      if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) ++timed_out;
+    });
+  });
+  while (started.load() < 2) std::this_thread::yield();  // both calls hold their threads
+  std::atomic<int> calls{0};
+  pool.Run(5, [&](size_t) { ++calls; });
+  second_done.set_value();
+  first.join();
+  EXPECT_EQ(calls.load(), 5);
+  EXPECT_EQ(timed_out.load(), 0);
 }
 
 }  // namespace
-}  // namespace tome::storage
+}  // namespace tome

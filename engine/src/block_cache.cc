@@ -9,6 +9,7 @@
 #include "fetch_timer.h"
 #include "slot_pool.h"
 #include "tome/base/status_macros.h"
+#include "tome/base/work_pool.h"
 
 namespace tome::engine {
 namespace {
@@ -38,12 +39,13 @@ int64_t BlockCache::Lru<V>::Insert(const Key& key, V value, int64_t value_bytes,
 }
 
 BlockCache::BlockCache(std::vector<Backend*> backends, int64_t device_budget_bytes,
-                       int64_t host_budget_bytes)
+                       int64_t host_budget_bytes, int read_threads)
     : backends_(std::move(backends)),
       device_budget_(device_budget_bytes),
       host_budget_(host_budget_bytes),
       host_chunk_bytes_(std::clamp<int64_t>(host_budget_bytes, 0, kMaxHostChunkBytes)),
-      devices_(backends_.size()) {}
+      devices_(backends_.size()),
+      read_pool_(std::make_unique<WorkPool>(std::max(0, read_threads))) {}
 
 BlockCache::~BlockCache() = default;
 
@@ -58,6 +60,10 @@ absl::Status BlockCache::ReserveHostMemory() {
     if (!chunk.device_readable) break;  // plain heap memory: as cheap to allocate later
   }
   return absl::OkStatus();
+}
+
+int64_t BlockCache::InternSource(const std::string& source_id) {
+  return source_ids_.try_emplace(source_id, static_cast<int64_t>(source_ids_.size())).first->second;
 }
 
 absl::StatusOr<std::shared_ptr<void>> BlockCache::HostChunk(int64_t bytes) {
@@ -121,12 +127,14 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
   std::vector<std::shared_ptr<void>> host(blocks.size());
   std::vector<std::string> records(blocks.size());
   std::vector<size_t> missing;  // in neither tier
+  int64_t source_key = 0;
   {
     ScopedFetchTime timed(FetchPhase::kLookup);
     timed.items = static_cast<int64_t>(blocks.size());
     std::lock_guard<std::mutex> lock(mu_);
+    source_key = InternSource(source_id);
     for (size_t i = 0; i < blocks.size(); ++i) {
-      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+      const Key key{source_key, layer, blocks[i].head, blocks[i].index};
       if (auto it = pool.entries.find(key); it != pool.entries.end()) {
         pool.order.splice(pool.order.begin(), pool.order, it->second.position);
         ++stats_.device_hits;
@@ -140,10 +148,9 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
       }
     }
   }
-  // Misses are read kStateReadBatch at a time (the store's batched read).
-  std::optional<ScopedFetchTime> reading;
-  if (!missing.empty()) reading.emplace(FetchPhase::kStoreRead);
-  for (size_t first = 0; first < missing.size(); first += kStateReadBatch) {
+  // Misses are read kStateReadBatch at a time (the store's batched read), the batches in
+  // parallel on the read pool: each fills its own blocks' host slots (or records).
+  auto read_batch = [&](size_t first) -> absl::Status {
     const size_t count = std::min(kStateReadBatch, missing.size() - first);
     std::vector<StateRecordKey> keys;
     keys.reserve(count);
@@ -195,12 +202,19 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t j = 0; host_tier && j < count; ++j) {
       const size_t i = missing[first + j];
-      const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+      const Key key{source_key, layer, blocks[i].head, blocks[i].index};
       if (!host_.entries.contains(key)) host_.Insert(key, host[i], block_bytes, host_budget_);
     }
     stats_.source_reads += static_cast<int64_t>(count);
     stats_.bytes_read += static_cast<int64_t>(count) * block_bytes;
-  }
+    return absl::OkStatus();
+  };
+  std::optional<ScopedFetchTime> reading;
+  if (!missing.empty()) reading.emplace(FetchPhase::kStoreRead);
+  const size_t batches = (missing.size() + kStateReadBatch - 1) / kStateReadBatch;
+  std::vector<absl::Status> read(batches);
+  read_pool_->Run(batches, [&](size_t b) { read[b] = read_batch(b * kStateReadBatch); });
+  for (const absl::Status& status : read) TOME_RETURN_IF_ERROR(status);
   if (reading) reading->items = static_cast<int64_t>(missing.size());
   reading.reset();
   // Into backend memory: a slot (keys, then values) for every block not on the device,
@@ -231,7 +245,7 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
   uploading.items = static_cast<int64_t>(uploaded.size());
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i : uploaded) {
-    const Key key{source_id, layer, blocks[i].head, blocks[i].index};
+    const Key key{source_key, layer, blocks[i].head, blocks[i].index};
     if (pool.entries.count(key)) continue;
     stats_.device_evictions += pool.Insert(key, out[i], block_bytes, device_budget_);
   }

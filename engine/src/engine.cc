@@ -237,15 +237,16 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::LoadState(int64_t num_tokens,
 }
 
 std::shared_ptr<BlockCache> Engine::NewBlockCache(int64_t device_budget_bytes,
-                                                  int64_t host_budget_bytes) const {
+                                                  int64_t host_budget_bytes,
+                                                  int read_threads) const {
   std::vector<Backend*> backends;  // one per rank
   if (parallel_) {
     for (int r = 0; r < parallel_->world(); ++r) backends.push_back(parallel_->backend(r));
   } else {
     backends.push_back(backend_.get());
   }
-  return std::make_shared<BlockCache>(std::move(backends), device_budget_bytes,
-                                      host_budget_bytes);
+  return std::make_shared<BlockCache>(std::move(backends), device_budget_bytes, host_budget_bytes,
+                                      read_threads);
 }
 
 namespace {

@@ -15,24 +15,36 @@ constexpr const char* kNames[kPhases] = {"selection to host (waits for queued wo
                                          "cache: tier lookups",
                                          "cache: store reads",
                                          "cache: slots, upload, LRU insertion",
-                                         "views: fetched pages set"};
+                                         "views: fetched pages set",
+                                         "attention call: page tables, launch"};
+
+constexpr const char* kCallNames[2] = {"prefill", "decode"};
+
+thread_local bool decode_call = false;
 
 struct Totals {
-  std::array<std::atomic<int64_t>, kPhases> ns{}, calls{}, items{};
+  // [decode][phase]
+  std::array<std::array<std::atomic<int64_t>, kPhases>, 2> ns{}, calls{}, items{};
   ~Totals() {
     int64_t all = 0;
-    for (const auto& n : ns) all += n.load();
-    if (calls[0].load() == 0 && all == 0) return;
+    for (const auto& call : ns) {
+      for (const auto& n : call) all += n.load();
+    }
+    if (all == 0) return;
     std::fprintf(stderr,
                  "\nstorage-backed attention host times (TOME_FETCH_TIMES=1): %.1f ms in all\n"
-                 "| phase | calls | ms | us per call | items |\n|---|---:|---:|---:|---:|\n",
+                 "| call | phase | calls | ms | us per call | items |\n"
+                 "|---|---|---:|---:|---:|---:|\n",
                  all / 1e6);
-    for (int p = 0; p < kPhases; ++p) {
-      const int64_t c = calls[p].load();
-      std::fprintf(stderr, "| %s | %lld | %.1f | %.1f | %lld |\n", kNames[p],
-                   static_cast<long long>(c), ns[p].load() / 1e6,
-                   c > 0 ? ns[p].load() / 1e3 / static_cast<double>(c) : 0.0,
-                   static_cast<long long>(items[p].load()));
+    for (int k = 0; k < 2; ++k) {
+      for (int p = 0; p < kPhases; ++p) {
+        const int64_t c = calls[k][p].load();
+        if (c == 0) continue;
+        std::fprintf(stderr, "| %s | %s | %lld | %.1f | %.1f | %lld |\n", kCallNames[k], kNames[p],
+                     static_cast<long long>(c), ns[k][p].load() / 1e6,
+                     ns[k][p].load() / 1e3 / static_cast<double>(c),
+                     static_cast<long long>(items[k][p].load()));
+      }
     }
   }
 };
@@ -53,11 +65,14 @@ bool FetchTimesEnabled() {
 }
 
 void AddFetchTime(FetchPhase phase, std::chrono::steady_clock::duration d, int64_t items) {
-  const int p = static_cast<int>(phase);
+  const int p = static_cast<int>(phase), k = decode_call ? 1 : 0;
   Totals& t = totals();
-  t.ns[p] += std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
-  t.calls[p] += 1;
-  t.items[p] += items;
+  t.ns[k][p] += std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  t.calls[k][p] += 1;
+  t.items[k][p] += items;
 }
+
+ScopedFetchCall::ScopedFetchCall(bool decode) : previous_(decode_call) { decode_call = decode; }
+ScopedFetchCall::~ScopedFetchCall() { decode_call = previous_; }
 
 }  // namespace tome::engine

@@ -26,7 +26,12 @@ absl::Status MissingRecord(const StateRecordKey& key, absl::string_view what) {
 
 Model::Model(const ModelConfig& config, Backend* backend, const EngineOptions& options,
              ShardSpec shard, ShardDims dims)
-    : config_(config), backend_(backend), options_(options), shard_(shard), dims_(dims) {
+    : config_(config),
+      backend_(backend),
+      options_(options),
+      shard_(shard),
+      dims_(dims),
+      read_pool_(std::make_unique<WorkPool>(std::max(0, options.state_read_threads))) {
   const SparseConfig& s = config.sparse;
   sparse_params_ = kernels::SparseParams{s.block_size, s.kernel_size, s.kernel_stride,
                                          s.init_blocks, s.local_blocks(), s.topk_total()};
@@ -509,9 +514,17 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
       keys = overlay_keys_[layer];
       values = overlay_values_[layer];
     }
-    backend_->BlockSparseAttention(Qs, Hq, d, p0, keys, values, c.sparse.block_size,
-                                   select ? selected : Tensor{}, topk, scale,
-                                   mix.Rows(seg.row0, n));
+    {
+      std::optional<ScopedFetchCall> call;
+      std::optional<ScopedFetchTime> timed;
+      if (seg.state->stored) {
+        call.emplace(/*decode=*/n == 1);
+        timed.emplace(FetchPhase::kAttention);
+      }
+      backend_->BlockSparseAttention(Qs, Hq, d, p0, keys, values, c.sparse.block_size,
+                                     select ? selected : Tensor{}, topk, scale,
+                                     mix.Rows(seg.row0, n));
+    }
     fetched_.clear();  // enqueued: a slot given back is reused only by a later upload
     if (capture) {
       std::vector<int32_t>& dst = (*options.capture_selection)[layer];
@@ -533,6 +546,7 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   const int64_t G = static_cast<int64_t>(s.keys.size()), topk = sparse_params_.topk_total;
   const int64_t B = config_.sparse.block_size, d = config_.head_dim;
   const int64_t causal = std::min(last_position / B + 1, s.keys[0].num_pages());
+  const ScopedFetchCall call(/*decode=*/rows == 1);
   if (selected.data != nullptr) {
     host_selected_.resize(rows * G * topk);
     ScopedFetchTime timed(FetchPhase::kSelectionToHost);
@@ -547,9 +561,9 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   std::vector<PagedBuffer>& values = overlay_values_[layer];
   keys.resize(G);
   values.resize(G);
-  for (int64_t g = 0; g < G; ++g) {
-    keys[g].AssignView(s.keys[g]);
-    values[g].AssignView(s.values[g]);
+  for (int64_t g = 0; g < G; ++g) {  // last call's fetched pages put back (usually)
+    keys[g].ResetView(s.keys[g]);
+    values[g].ResetView(s.values[g]);
   }
   const int64_t elem = DTypeSize(backend_->activation_dtype());
   // Every block some query reads that is not resident, fetched in one call (the cache reads
@@ -748,6 +762,21 @@ void Model::MoveBlocksToStorage(SequenceState& state, std::shared_ptr<const Stor
   state.stored = std::move(stored);
 }
 
+absl::StatusOr<void*> Model::LoadStaging(size_t bytes) {
+  if (load_staging_bytes_ < 0) return nullptr;  // the backend has no device-readable memory
+  if (load_staging_bytes_ < static_cast<int64_t>(bytes)) {
+    TOME_ASSIGN_OR_RETURN(Backend::HostMemory memory,
+                          backend_->AllocateHost(static_cast<int64_t>(bytes)));
+    if (!memory.device_readable) {
+      load_staging_bytes_ = -1;
+      return nullptr;
+    }
+    load_staging_ = std::move(memory.data);
+    load_staging_bytes_ = static_cast<int64_t>(bytes);
+  }
+  return load_staging_.get();
+}
+
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
     int64_t num_tokens, StateSource& source, std::shared_ptr<const StoredBlocks> stored) {
   // Records are in the unsharded layout (Save): a rank reads its Lightning heads' rows and
@@ -756,11 +785,30 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, NewState());
+  // Records are read a window of batches at a time: one batch per read thread and one for
+  // the caller. Each fits a slot of record_bytes (a KV block or a summary page).
+  const size_t window =
+      kStateReadBatch * static_cast<size_t>(std::max(1, options_.state_read_threads + 1));
+  const size_t record_bytes = static_cast<size_t>(std::max(2 * B, kSummaryPageRows) * d * elem);
+  TOME_ASSIGN_OR_RETURN(void* staging, LoadStaging(window * record_bytes));
+  const bool in_place = staging != nullptr;
+  // The Lightning states first, one read each on the pool (2 MiB apiece at 9B).
+  std::vector<int64_t> lightning_layers;
   for (int64_t l = 0; l < c.num_layers; ++l) {
+    if (state->layers[l].type == MixerType::kLightning) lightning_layers.push_back(l);
+  }
+  std::vector<absl::StatusOr<std::string>> lightning(lightning_layers.size());
+  read_pool_->Run(lightning_layers.size(), [&](size_t i) {
+    lightning[i] = source.Get(
+        {StateRecordKind::kLightningState, int32_t(lightning_layers[i]), 0, num_tokens, 0});
+  });
+  for (int64_t l = 0, next_lightning = 0; l < c.num_layers; ++l) {
     LayerState& ls = state->layers[l];
     if (ls.type == MixerType::kLightning) {
       const StateRecordKey key{StateRecordKind::kLightningState, int32_t(l), 0, num_tokens, 0};
-      TOME_ASSIGN_OR_RETURN(std::string bytes, source.Get(key));
+      const absl::StatusOr<std::string>& read = lightning[next_lightning++];
+      TOME_RETURN_IF_ERROR(read.status());
+      const std::string& bytes = *read;
       const int64_t ld = c.lightning_head_dim, rows = c.lightning_heads * ld;
       if (static_cast<int64_t>(bytes.size()) != rows * ld * 4) {
         return MissingRecord(key, "Lightning state has the wrong size");
@@ -795,46 +843,68 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
                           std::min(kSummaryPageRows, n - page * kSummaryPageRows)});
         }
       }
-      // Each batch's pages are filled by one upload, before its bytes are replaced.
-      std::vector<absl::StatusOr<std::string>> values;
-      std::vector<HostPiece> pending;
-      for (size_t i = 0; i < keys.size(); ++i) {
-        if (i % kStateReadBatch == 0) {
-          backend_->CopyManyFromHost(pending);
-          pending.clear();
-          const size_t n = std::min(kStateReadBatch, keys.size() - i);
-          values = source.GetMany(absl::MakeConstSpan(keys).subspan(i, n));
-          if (values.size() != n) {
+      // A window of batches read in parallel, then its pages appended and uploaded by one
+      // call (the bytes live until it returns). Where the backend reads pinned host memory
+      // in place, the readers also copy their records into it (in parallel, and no staging
+      // copy in the upload).
+      for (size_t w0 = 0; w0 < keys.size(); w0 += window) {
+        const size_t batches =
+            (std::min(window, keys.size() - w0) + kStateReadBatch - 1) / kStateReadBatch;
+        auto batch_keys = [&](size_t b) {
+          const size_t first = w0 + b * kStateReadBatch;
+          return absl::MakeConstSpan(keys).subspan(first,
+                                                   std::min(kStateReadBatch, keys.size() - first));
+        };
+        // The record of window slot i: in the pinned slot, or the string as read.
+        auto staged = [&](size_t i) { return static_cast<char*>(staging) + i * record_bytes; };
+        std::vector<std::vector<absl::StatusOr<std::string>>> read(batches);
+        read_pool_->Run(batches, [&](size_t b) {
+          read[b] = source.GetMany(batch_keys(b));
+          for (size_t j = 0; staging != nullptr && j < read[b].size(); ++j) {
+            const absl::StatusOr<std::string>& r = read[b][j];
+            // A record too large for a slot is refused below.
+            if (r.ok() && r->size() <= record_bytes) {
+              std::memcpy(staged(b * kStateReadBatch + j), r->data(), r->size());
+            }
+          }
+        });
+        std::vector<HostPiece> pending;
+        for (size_t b = 0; b < batches; ++b) {
+          const absl::Span<const StateRecordKey> batch = batch_keys(b);
+          if (read[b].size() != batch.size()) {
             return absl::InternalError("the state source answered a different number of records");
           }
-        }
-        const StateRecordKey& key = keys[i];
-        TOME_RETURN_IF_ERROR(values[i % kStateReadBatch].status());
-        const std::string& bytes = *values[i % kStateReadBatch];
-        const int64_t rows = key.rows;
-        if (key.kind == StateRecordKind::kKvBlock) {
-          // The store may return the block's record of a longer prefix: use its first rows.
-          const int64_t row_bytes = d * elem;
-          const int64_t stored_rows = static_cast<int64_t>(bytes.size()) / (2 * row_bytes);
-          if (static_cast<int64_t>(bytes.size()) != 2 * stored_rows * row_bytes ||
-              stored_rows < rows || stored_rows > B) {
-            return MissingRecord(key, "KV block has the wrong size");
+          for (size_t j = 0; j < batch.size(); ++j) {
+            const StateRecordKey& key = batch[j];
+            TOME_RETURN_IF_ERROR(read[b][j].status());
+            const std::string& record = *read[b][j];
+            const char* bytes = staging ? staged(b * kStateReadBatch + j) : record.data();
+            const int64_t size = static_cast<int64_t>(record.size());
+            const int64_t rows = key.rows;
+            if (key.kind == StateRecordKind::kKvBlock) {
+              // The store may return the block's record of a longer prefix: its first rows.
+              const int64_t row_bytes = d * elem;
+              const int64_t stored_rows = size / (2 * row_bytes);
+              if (size != 2 * stored_rows * row_bytes || stored_rows < rows || stored_rows > B) {
+                return MissingRecord(key, "KV block has the wrong size");
+              }
+              TOME_RETURN_IF_ERROR(
+                  ls.sparse.keys[g].AppendPageFromHost(bytes, rows, &pending, in_place));
+              TOME_RETURN_IF_ERROR(ls.sparse.values[g].AppendPageFromHost(
+                  bytes + stored_rows * row_bytes, rows, &pending, in_place));
+              continue;
+            }
+            PagedBuffer& sum =
+                key.kind == StateRecordKind::kSummaryK1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
+            if (size % (d * elem) != 0 || size < rows * d * elem ||
+                size > kSummaryPageRows * d * elem) {
+              return MissingRecord(key, "summary page has the wrong size");
+            }
+            TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes, rows, &pending, in_place));
           }
-          TOME_RETURN_IF_ERROR(ls.sparse.keys[g].AppendPageFromHost(bytes.data(), rows, &pending));
-          TOME_RETURN_IF_ERROR(ls.sparse.values[g].AppendPageFromHost(
-              bytes.data() + stored_rows * row_bytes, rows, &pending));
-          continue;
         }
-        PagedBuffer& sum =
-            key.kind == StateRecordKind::kSummaryK1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
-        const int64_t size = static_cast<int64_t>(bytes.size());
-        if (size % (d * elem) != 0 || size < rows * d * elem ||
-            size > kSummaryPageRows * d * elem) {
-          return MissingRecord(key, "summary page has the wrong size");
-        }
-        TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes.data(), rows, &pending));
+        backend_->CopyManyFromHost(pending);
       }
-      backend_->CopyManyFromHost(pending);
     }
   }
   state->num_tokens = num_tokens;

@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "sequence_state.h"
 #include "shard.h"
+#include "tome/base/work_pool.h"
 #include "tome/engine/config.h"
 #include "tome/engine/options.h"
 #include "tome/engine/safetensors.h"
@@ -136,6 +137,9 @@ class Model {
   // attention is enqueued.
   absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer,
                                  const Tensor& selected, int64_t rows, int64_t last_position);
+  // Load's staging memory of at least `bytes` (null: the backend reads its pages from
+  // pageable memory as well).
+  absl::StatusOr<void*> LoadStaging(size_t bytes);
   // Adds the dynamically selected blocks' scores of `rows` queries to `evidence`.
   void AddEvidence(const Tensor& selected, const Tensor& scores, int64_t rows,
                    std::vector<double>* evidence);
@@ -172,6 +176,11 @@ class Model {
   // uploads only the entries its selection changed.
   std::vector<std::vector<PagedBuffer>> overlay_keys_, overlay_values_;
   std::vector<BlockCache::Block> fetched_;
+  std::unique_ptr<WorkPool> read_pool_;  // Load's parallel reads
+  // Load's window of records in device-readable host memory (null and bytes -1 where the
+  // backend has none). Loads of one model do not overlap (the engine's forward lock).
+  std::shared_ptr<void> load_staging_;
+  int64_t load_staging_bytes_ = 0;
 };
 
 }  // namespace tome::engine

@@ -71,14 +71,15 @@ absl::Status PagedBuffer::Append(const Tensor& rows) {
 }
 
 absl::Status PagedBuffer::AppendPageFromHost(const void* host, int64_t rows,
-                                             std::vector<HostPiece>* pending) {
+                                             std::vector<HostPiece>* pending,
+                                             bool device_readable) {
   if (num_rows_ % rows_per_page_ != 0 || rows > rows_per_page_ || rows <= 0) {
     return absl::InternalError("PagedBuffer::AppendPageFromHost: not on a page boundary");
   }
   TOME_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> page, NewPage());
   const Tensor dst{page->data(), dtype_, rows, width_, width_};
   if (pending != nullptr) {
-    pending->push_back({dst, host});
+    pending->push_back({dst, host, device_readable});
   } else {
     backend_->CopyFromHost(dst, host);
   }
@@ -105,6 +106,35 @@ void PagedBuffer::AssignView(const PagedBuffer& source) {
   pages_.clear();
   page_ptrs_ = source.page_ptrs_;  // reuses this view's capacity
   stamp_ = source.stamp_;          // the same pointers
+  view_source_stamp_ = source.page_stamp();
+  view_set_.clear();
+  view_delta_base_ = 0;
+  view_delta_.clear();
+}
+
+void PagedBuffer::ResetView(const PagedBuffer& source) {
+  if (view_source_stamp_ == 0 || view_source_stamp_ != source.page_stamp() || !pages_.empty() ||
+      page_ptrs_.size() != source.page_ptrs_.size()) {
+    AssignView(source);
+    return;
+  }
+  num_rows_ = source.num_rows_;  // rows appended within the last page keep the stamp
+  view_delta_base_ = stamp_.value();
+  view_delta_.clear();
+  for (const int64_t index : view_set_) {
+    page_ptrs_[index] = source.page_ptrs_[index];
+    view_delta_.push_back(index);
+  }
+  view_set_.clear();
+  if (!view_delta_.empty()) stamp_.Renew();
+}
+
+void PagedBuffer::SetViewPage(int64_t index, const void* page) {
+  if (page_ptrs_[index] == page) return;
+  page_ptrs_[index] = page;
+  view_set_.push_back(index);
+  view_delta_.push_back(index);
+  stamp_.Renew();
 }
 
 void PagedBuffer::DropPage(int64_t index) {

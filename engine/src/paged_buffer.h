@@ -58,9 +58,10 @@ class PagedBuffer {
   // Appends a page holding `rows` (<= rows_per_page) rows read from dense host bytes. The
   // buffer must end on a page boundary. Used when loading stored state. With `pending` the
   // copy is queued there for one Backend::CopyManyFromHost of the caller's, before which
-  // `host` must stay valid and the page is not to be read.
+  // `host` must stay valid and the page is not to be read (`device_readable`: see HostPiece).
   absl::Status AppendPageFromHost(const void* host, int64_t rows,
-                                  std::vector<HostPiece>* pending = nullptr);
+                                  std::vector<HostPiece>* pending = nullptr,
+                                  bool device_readable = false);
   // Appends a full page that is not resident (storage-backed attention fetches it when a
   // query selects it). The buffer must end on a page boundary.
   void AppendAbsentPage();
@@ -71,11 +72,16 @@ class PagedBuffer {
   // keeps its pages alive; pages added with SetViewPage are kept by the caller until the
   // kernels reading them are enqueued (a backend frees in stream order after them).
   void AssignView(const PagedBuffer& source);
+  // AssignView, cheaply when this buffer is a view of `source` whose pages have not changed
+  // since (a decode step's next layer call): only the pages set since are put back, and
+  // they are recorded as the view's delta (below).
+  void ResetView(const PagedBuffer& source);
   // Page `index` of this view reads the page at `page` (backend memory of page_bytes()).
-  void SetViewPage(int64_t index, const void* page) {
-    page_ptrs_[index] = page;
-    stamp_.Renew();
-  }
+  void SetViewPage(int64_t index, const void* page);
+  // The pages whose pointers changed since this view had stamp view_delta_base() (0: not
+  // known), so a device page table uploaded at that stamp needs only these entries.
+  uint64_t view_delta_base() const { return view_delta_base_; }
+  const std::vector<int64_t>& view_delta() const { return view_delta_; }
   // Makes page `index` absent (its memory goes once no fork holds it).
   void DropPage(int64_t index);
 
@@ -110,6 +116,11 @@ class PagedBuffer {
   std::vector<std::shared_ptr<Buffer>> pages_;
   std::vector<const void*> page_ptrs_;
   PageStamp stamp_;  // renewed by every change of page_ptrs_
+  // A view's source stamp when assigned, the pages set since, and the delta (see above).
+  uint64_t view_source_stamp_ = 0;
+  std::vector<int64_t> view_set_;
+  uint64_t view_delta_base_ = 0;
+  std::vector<int64_t> view_delta_;
 };
 
 }  // namespace tome::engine

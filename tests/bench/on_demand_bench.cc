@@ -15,13 +15,14 @@
 // RocksDB context store on disk, reopened (and with --drop_caches the OS page cache
 // dropped) before the resident and the cold run so that both read from the disk.
 #include <atomic>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -30,9 +31,9 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "checkpoint/presets.h"
 #include "drop_caches.h"
 #include "random_tokens.h"
-#include "checkpoint/presets.h"
 #include "tome/engine/engine.h"
 #if TOME_BENCH_ROCKSDB
 #include <filesystem>
@@ -44,11 +45,16 @@ ABSL_FLAG(std::string, preset, "bench5m", "model preset (random weights)");
 ABSL_FLAG(std::string, lengths, "8192,32768", "document lengths");
 ABSL_FLAG(int, decode_tokens, 16, "decode steps after the first token");
 ABSL_FLAG(int, question_tokens, 32, "question length");
+ABSL_FLAG(int, repeats, 1, "resident, cold and warm runs per length (a fresh cache each)");
 ABSL_FLAG(int64_t, chunk, 2048, "prefill chunk");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(int64_t, block_cache_mb, 512, "engine-memory budget of the block cache, MiB");
 ABSL_FLAG(int64_t, host_cache_mb, 2048, "host-memory budget of the block cache, MiB");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
+ABSL_FLAG(int, state_read_threads, tome::engine::EngineOptions{}.state_read_threads,
+          "EngineOptions::state_read_threads: helper threads loading a stored state");
+ABSL_FLAG(int, cache_read_threads, tome::engine::BlockCache::kDefaultReadThreads,
+          "helper threads of the block cache reading store batches in parallel");
 ABSL_FLAG(std::string, store_dir, "",
           "keep the state in a RocksDB context store in this (new) directory instead of host "
           "memory (builds with storage/ only)");
@@ -65,16 +71,17 @@ double Ms(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// State records in host memory; counts the bytes served.
+// State records in host memory; counts the bytes served. Reads share the lock (the block
+// cache reads batches on several threads).
 class HostStore : public tome::engine::StateSink, public tome::engine::StateSource {
  public:
   absl::Status Put(const tome::engine::StateRecordKey& k, absl::string_view bytes) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::shared_mutex> lock(mu_);
     records_[Key(k)] = std::string(bytes);
     return absl::OkStatus();
   }
   absl::StatusOr<std::string> Get(const tome::engine::StateRecordKey& k) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::shared_lock<std::shared_mutex> lock(mu_);
     auto it = records_.find(Key(k));
     if (it == records_.end()) return absl::NotFoundError("no record");
     bytes_read_ += static_cast<int64_t>(it->second.size());
@@ -86,7 +93,7 @@ class HostStore : public tome::engine::StateSink, public tome::engine::StateSour
   static std::tuple<int, int, int, int64_t, int64_t> Key(const tome::engine::StateRecordKey& k) {
     return {int(k.kind), k.layer, k.head, k.index, k.rows};
   }
-  std::mutex mu_;
+  std::shared_mutex mu_;
   std::map<std::tuple<int, int, int, int64_t, int64_t>, std::string> records_;
   std::atomic<int64_t> bytes_read_{0};
 };
@@ -214,6 +221,7 @@ int main(int argc, char** argv) {
   options.random_weights_seed = 1;
   options.config_override = *config;
   options.num_threads = absl::GetFlag(FLAGS_threads);
+  options.state_read_threads = absl::GetFlag(FLAGS_state_read_threads);
   options.max_chunk_tokens = absl::GetFlag(FLAGS_chunk);
   auto engine_or = engine::Engine::Create(options);
   if (!engine_or.ok()) {
@@ -314,51 +322,56 @@ int main(int argc, char** argv) {
 #endif
     }
     take_bytes_read();
-    Run resident;
-    auto print = [&](const char* mode, const absl::StatusOr<Run>& run,
-                     const engine::BlockCache* cache) {
-      if (!run.ok()) {
-        std::fprintf(stderr, "%s: %s\n", mode, run.status().ToString().c_str());
-        return false;
+    // Each repeat: a resident load, then a fresh block cache's cold and warm questions.
+    for (int repeat = 0; repeat < absl::GetFlag(FLAGS_repeats); ++repeat) {
+      Run resident;
+      auto print = [&](const char* mode, const absl::StatusOr<Run>& run,
+                       const engine::BlockCache* cache) {
+        if (!run.ok()) {
+          std::fprintf(stderr, "%s: %s\n", mode, run.status().ToString().c_str());
+          return false;
+        }
+        engine::BlockCacheStats st;
+        if (cache) st = const_cast<engine::BlockCache*>(cache)->stats();
+        const double diff = std::max(MaxAbsDiff(run->first_logits, resident.first_logits),
+                                     MaxAbsDiff(run->last_logits, resident.last_logits));
+        std::printf(
+            "| %lld | %s | %.1f | %.2f | %.1f | %.1f | %.1f | %lld / %lld / %lld | %.3g |\n",
+            static_cast<long long>(n), mode, run->ttft_ms, run->decode_ms,
+            double(run->bytes_read) / MiB, double(run->session_bytes) / MiB,
+            double(st.device_bytes) / MiB, static_cast<long long>(st.source_reads),
+            static_cast<long long>(st.host_hits), static_cast<long long>(st.device_hits),
+            cache ? diff : 0.0);
+        std::fflush(stdout);
+        return true;
+      };
+      {  // resident
+        if (!make_cold()) return 1;
+        const auto start = Clock::now();
+        auto seq = engine.LoadState(n, *store);
+        absl::StatusOr<Run> run = seq.ok() ? Ask(engine, **seq, question, decode, start)
+                                           : absl::StatusOr<Run>(seq.status());
+        if (run.ok()) run->bytes_read = take_bytes_read();
+        if (!print("resident", run, nullptr)) return 1;
+        resident = *std::move(run);
       }
-      engine::BlockCacheStats st;
-      if (cache) st = const_cast<engine::BlockCache*>(cache)->stats();
-      const double diff = std::max(MaxAbsDiff(run->first_logits, resident.first_logits),
-                                   MaxAbsDiff(run->last_logits, resident.last_logits));
-      std::printf("| %lld | %s | %.1f | %.2f | %.1f | %.1f | %.1f | %lld / %lld / %lld | %.3g |\n",
-                  static_cast<long long>(n), mode, run->ttft_ms, run->decode_ms,
-                  double(run->bytes_read) / MiB, double(run->session_bytes) / MiB,
-                  double(st.device_bytes) / MiB, static_cast<long long>(st.source_reads),
-                  static_cast<long long>(st.host_hits), static_cast<long long>(st.device_hits),
-                  cache ? diff : 0.0);
-      std::fflush(stdout);
-      return true;
-    };
-    {  // resident
-      if (!make_cold()) return 1;
-      const auto start = Clock::now();
-      auto seq = engine.LoadState(n, *store);
-      absl::StatusOr<Run> run =
-          seq.ok() ? Ask(engine, **seq, question, decode, start) : absl::StatusOr<Run>(seq.status());
-      if (run.ok()) run->bytes_read = take_bytes_read();
-      if (!print("resident", run, nullptr)) return 1;
-      resident = *std::move(run);
-    }
-    auto cache = engine.NewBlockCache(absl::GetFlag(FLAGS_block_cache_mb) * MiB,
-                                      absl::GetFlag(FLAGS_host_cache_mb) * MiB);
-    // As tomed does at start-up: the host tier's (pinned) memory is not part of a question.
-    if (absl::Status s = cache->ReserveHostMemory(); !s.ok()) {
-      std::fprintf(stderr, "%s\n", s.ToString().c_str());
-      return 1;
-    }
-    for (const char* mode : {"on demand, cold", "on demand, warm"}) {
-      if (std::string_view(mode).ends_with("cold") && !make_cold()) return 1;
-      const auto start = Clock::now();
-      auto seq = engine.LoadStateOnDemand(n, store, cache, "bench");
-      absl::StatusOr<Run> run =
-          seq.ok() ? Ask(engine, **seq, question, decode, start) : absl::StatusOr<Run>(seq.status());
-      if (run.ok()) run->bytes_read = take_bytes_read();
-      if (!print(mode, run, cache.get())) return 1;
+      auto cache = engine.NewBlockCache(absl::GetFlag(FLAGS_block_cache_mb) * MiB,
+                                        absl::GetFlag(FLAGS_host_cache_mb) * MiB,
+                                        absl::GetFlag(FLAGS_cache_read_threads));
+      // As tomed does at start-up: the host tier's (pinned) memory is not part of a question.
+      if (absl::Status s = cache->ReserveHostMemory(); !s.ok()) {
+        std::fprintf(stderr, "%s\n", s.ToString().c_str());
+        return 1;
+      }
+      for (const char* mode : {"on demand, cold", "on demand, warm"}) {
+        if (std::string_view(mode).ends_with("cold") && !make_cold()) return 1;
+        const auto start = Clock::now();
+        auto seq = engine.LoadStateOnDemand(n, store, cache, "bench");
+        absl::StatusOr<Run> run = seq.ok() ? Ask(engine, **seq, question, decode, start)
+                                           : absl::StatusOr<Run>(seq.status());
+        if (run.ok()) run->bytes_read = take_bytes_read();
+        if (!print(mode, run, cache.get())) return 1;
+      }
     }
   }
   return 0;

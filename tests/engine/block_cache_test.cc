@@ -5,6 +5,7 @@
 #include "tome/engine/block_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <random>
@@ -37,7 +38,7 @@ class FakeSource : public StateSource {
     for (char& c : bytes) c = static_cast<char>(rng());
     return bytes;
   }
-  int64_t reads = 0;
+  std::atomic<int64_t> reads{0};  // the cache reads batches on several threads
 };
 
 std::string BytesOf(const BlockCache::Block& block) {
@@ -143,6 +144,31 @@ TEST(BlockCacheTest, ALongerRecordGivesItsFirstRows) {
     auto blocks = cache.GetMany(0, "doc", source, 1, ids, kRows, kWidth, kElem);
     ASSERT_TRUE(blocks.ok()) << blocks.status();
     EXPECT_EQ(BytesOf((*blocks)[0]), want) << "host budget " << host_budget;
+  }
+}
+
+// A fetch of many misses reads its store batches on the helper threads: every block's bytes
+// arrive, each read once, with or without a host tier; a failing batch fails the fetch.
+TEST(BlockCacheTest, ParallelStoreBatchesGiveEveryBlock) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  for (int64_t host_budget : {int64_t{0}, 1000 * kBlockBytes}) {
+    for (int threads : {0, 3}) {
+      SCOPED_TRACE(::testing::Message() << "host " << host_budget << " threads " << threads);
+      BlockCache cache({cpu.get()}, 1000 * kBlockBytes, host_budget, threads);
+      FakeSource source;
+      std::vector<int64_t> indices(300);
+      for (int64_t i = 0; i < 300; ++i) indices[i] = 3 * i + 1;  // 19 batches of reads
+      auto blocks = Fetch(cache, source, indices);
+      ASSERT_TRUE(blocks.ok()) << blocks.status();
+      for (size_t i = 0; i < indices.size(); ++i) {
+        ASSERT_EQ(BytesOf((*blocks)[i]), FakeSource::Record(2, 1, indices[i])) << i;
+      }
+      EXPECT_EQ(source.reads, 300);
+      EXPECT_EQ(cache.stats().source_reads, 300);
+      for (int64_t i = 0; i < 300; ++i) indices[i] = 3 * i + 2;  // all misses again
+      indices[250] = -1;  // a record the store does not have, in a late batch
+      EXPECT_EQ(Fetch(cache, source, indices).status().code(), absl::StatusCode::kNotFound);
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 // backend_ops_test runs the same checks on the CUDA backend's WriteRows kernel.
 #include "paged_buffer.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "backend.h"
@@ -92,6 +93,46 @@ TEST(PagedBufferTest, PageStampChangesWithThePagePointers) {
   PagedBuffer moved = std::move(a);  // the pointers move with the stamp; the source's go
   EXPECT_EQ(moved.page_stamp(), s);
   EXPECT_NE(a.page_stamp(), s);  // NOLINT(bugprone-use-after-move): checking the moved-from state
+}
+
+// A view reset to its unchanged source puts back only the pages set since, and names them
+// (with the removed and newly set pages) as its delta from the stamp a device table saw.
+TEST(PagedBufferTest, ResetViewPutsBackTheSetPagesAndRecordsTheDelta) {
+  std::unique_ptr<Backend> cpu = NewCpuBackend(1);
+  std::vector<float> source(600 * 3, 1.0f);
+  const Tensor src{source.data(), DType::kF32, 600, 3, 3};
+  PagedBuffer stored(cpu.get(), DType::kF32, 64, 3), other(cpu.get(), DType::kF32, 64, 3);
+  ASSERT_TRUE(stored.Append(src.Rows(0, 300)).ok());  // 5 pages, the last partial
+  ASSERT_TRUE(other.Append(src.Rows(0, 300)).ok());
+
+  PagedBuffer view;
+  view.ResetView(stored);  // never a view before: a full assignment, no delta
+  EXPECT_EQ(view.page_pointers(), stored.page_pointers());
+  EXPECT_EQ(view.view_delta_base(), 0u);
+  view.SetViewPage(1, other.page(1));
+  view.SetViewPage(3, other.page(3));
+  const uint64_t seen = view.page_stamp();  // what a device table would have uploaded
+
+  ASSERT_TRUE(stored.Append(src.Rows(300, 5)).ok());  // rows into the last page: same pointers
+  view.ResetView(stored);
+  EXPECT_EQ(view.page_pointers(), stored.page_pointers());
+  EXPECT_EQ(view.num_rows(), 305);
+  EXPECT_NE(view.page_stamp(), seen);
+  EXPECT_EQ(view.view_delta_base(), seen);
+  view.SetViewPage(3, other.page(3));
+  view.SetViewPage(0, other.page(0));
+  std::vector<int64_t> delta = view.view_delta();
+  std::sort(delta.begin(), delta.end());
+  EXPECT_EQ(delta, (std::vector<int64_t>{0, 1, 3, 3}));  // 1 and 3 put back; 3 and 0 set
+  std::vector<const void*> want = stored.page_pointers();
+  want[0] = other.page(0);
+  want[3] = other.page(3);
+  EXPECT_EQ(view.page_pointers(), want);
+
+  ASSERT_TRUE(stored.Append(src.Rows(305, 100)).ok());  // new pages: a full assignment again
+  view.ResetView(stored);
+  EXPECT_EQ(view.page_pointers(), stored.page_pointers());
+  EXPECT_EQ(view.view_delta_base(), 0u);
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ engine::Engine* TinyEngine() {
     engine::EngineOptions engine_options;
     engine_options.model_dir = dir;
     engine_options.num_threads = 1;
+    engine_options.state_read_threads = 0;  // FuzzedSource reads the input in call order
     auto created = engine::Engine::Create(engine_options);
     FUZZ_CHECK(created.ok());
     std::filesystem::remove_all(dir);

@@ -778,8 +778,8 @@ void AttentionCase(Harness& h, int64_t q_heads, int64_t groups, int64_t d, int64
 }
 
 // Storage-backed decode: per step, views of the stored K/V whose selected blocks point at
-// pages fetched elsewhere (here: another buffer's), the same view objects each step, so the
-// device page tables take only the entries that changed (PageTableCache's sparse upload).
+// pages fetched elsewhere (here: another buffer's), the same view objects each step reset to
+// the stored pages, so the device page tables take only the view's delta (PageTableCache).
 void AttentionViewsCase(Harness& h) {
   const int64_t B = 64, d = 128, groups = 2, q_heads = 32, n = 200 * B + 17, topk = 96;
   std::vector<PagedPair> k, v, alt_k, alt_v;
@@ -795,8 +795,8 @@ void AttentionViewsCase(Harness& h) {
     const int64_t first = n - 1, last_block = first / B;
     std::vector<int32_t> sel(groups * topk, -1);
     for (int64_t g = 0; g < groups; ++g) {
-      kc[g].AssignView(k[g].cpu), vc[g].AssignView(v[g].cpu);
-      kg[g].AssignView(k[g].gpu), vg[g].AssignView(v[g].gpu);
+      kc[g].ResetView(k[g].cpu), vc[g].ResetView(v[g].cpu);
+      kg[g].ResetView(k[g].gpu), vg[g].ResetView(v[g].gpu);
       std::set<int32_t> blocks = {static_cast<int32_t>(last_block)};
       while (blocks.size() < 12) blocks.insert(static_cast<int32_t>(rng() % last_block));
       int64_t i = 0;

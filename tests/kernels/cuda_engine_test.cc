@@ -156,6 +156,37 @@ TEST_F(CudaEngineTest, SaveLoadAndForkAreExact) {
   EXPECT_EQ(a, c);
 }
 
+// Storage-backed decode on the GPU under budgets of a few blocks (evictions, store reads and
+// host-tier hits every step; the views' page tables updated by their deltas): logits equal
+// to the resident sequence's, bit for bit.
+TEST_F(CudaEngineTest, OnDemandDecodeEqualsResident) {
+  if (!testing::HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  auto gpu = Make(DeviceKind::kCuda, 128);
+  ASSERT_TRUE(gpu);
+  const int64_t stored = 900, steps = 40;
+  const auto tokens = testing::RandomTokens(stored + steps, config_.vocab_size, 12);
+  auto seq = gpu->NewSequence().value();
+  gpu->Prefill(*seq, absl::MakeConstSpan(tokens).first(stored)).value();
+  auto store = std::make_shared<MemoryStore>();
+  ASSERT_TRUE(gpu->SaveState(*seq, 0, *store).ok());
+  auto resident = gpu->LoadState(stored, *store).value();
+  const int64_t block_bytes = 2 * config_.sparse.block_size * config_.head_dim * 2;  // bf16
+  auto cache = gpu->NewBlockCache(3 * block_bytes, 6 * block_bytes);
+  auto lazy = gpu->LoadStateOnDemand(stored, store, cache, "doc@1");
+  ASSERT_TRUE(lazy.ok()) << lazy.status();
+  for (int64_t t = stored; t < stored + steps; ++t) {
+    Sequence* a[] = {resident.get()};
+    Sequence* b[] = {lazy->get()};
+    const int32_t token = tokens[t];
+    const auto want = gpu->DecodeBatch(a, absl::MakeConstSpan(&token, 1)).value();
+    const auto got = gpu->DecodeBatch(b, absl::MakeConstSpan(&token, 1)).value();
+    ASSERT_EQ(got[0], want[0]) << "position " << t;
+  }
+  const BlockCacheStats stats = cache->stats();
+  EXPECT_GT(stats.source_reads, 0);
+  EXPECT_GT(stats.device_evictions, 0);
+}
+
 // Random weights generated on the backend (EngineOptions::random_weights_seed): the CPU
 // engine always (this part runs without a GPU), the CUDA engine when present. The CUDA
 // weights are the same samples rounded to bf16.

@@ -62,6 +62,29 @@ absl::StatusOr<kernels::cuda::DevicePagedRows> PageTableCache::View(const PagedB
   };
   if (t.stamp == buffer.page_stamp()) return view();  // the pointers of the last upload
   const std::vector<const void*>& pages = buffer.page_pointers();
+  if (t.stamp != 0 && buffer.view_delta_base() == t.stamp && t.uploaded.size() == pages.size()) {
+    // A view changed only at its delta since this table's upload: those entries, scattered.
+    host_entries_.clear();
+    for (const int64_t i : buffer.view_delta()) {
+      if (t.uploaded[i] == pages[i]) continue;
+      t.uploaded[i] = pages[i];
+      host_entries_.push_back({i, pages[i]});
+    }
+    if (drain_ && !host_entries_.empty()) {
+      TOME_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream_), "page table (drain)"));
+    }
+    absl::StatusOr<bool> uploaded = true;
+    if (!host_entries_.empty()) uploaded = UploadChanged(t);
+    if (!uploaded.ok()) {
+      t.stamp = 0;  // t.uploaded is ahead of the device table now
+      return uploaded.status();
+    }
+    if (*uploaded) {
+      t.stamp = buffer.page_stamp();
+      return view();
+    }
+    t.uploaded.clear();  // the entry buffer could not grow: a dense upload below
+  }
   size_t first = 0;
   while (first < pages.size() && first < t.uploaded.size() && t.uploaded[first] == pages[first]) {
     ++first;

@@ -22,7 +22,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -30,6 +29,10 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "tome/engine/state_io.h"
+
+namespace tome {
+class WorkPool;
+}  // namespace tome
 
 namespace tome::engine {
 
@@ -49,9 +52,11 @@ struct BlockCacheStats {
 class BlockCache {
  public:
   // backends[i] is device i's (a tensor-parallel rank's); device_budget_bytes applies to
-  // each device.
-  BlockCache(std::vector<Backend*> backends, int64_t device_budget_bytes,
-             int64_t host_budget_bytes);
+  // each device. `read_threads` helper threads read a fetch's store batches in parallel with
+  // the caller (0: the caller alone); the StateSource must then serve concurrent GetMany calls.
+  BlockCache(std::vector<Backend*> backends, int64_t device_budget_bytes, int64_t host_budget_bytes,
+             int read_threads = kDefaultReadThreads);
+  static constexpr int kDefaultReadThreads = 3;
   ~BlockCache();
 
   // Allocates the host tier's memory up to its budget now (a server at start-up) rather than
@@ -72,8 +77,8 @@ class BlockCache {
                             int64_t element_bytes);
 
   // Get for many blocks of one layer, in order: the blocks missing from both tiers are read
-  // from `source` kStateReadBatch at a time (GetMany), and every block not on the device is
-  // uploaded by one CopyManyFromHost.
+  // from `source` kStateReadBatch at a time (GetMany, batches in parallel), and every block
+  // not on the device is uploaded by one CopyManyFromHost.
   struct BlockId {
     int32_t head = 0;
     int64_t index = 0;
@@ -86,7 +91,17 @@ class BlockCache {
   BlockCacheStats stats();
 
  private:
-  using Key = std::tuple<std::string, int32_t, int32_t, int64_t>;
+  // A block: its source (interned: source_ids_), layer, stored group and index.
+  struct Key {
+    int64_t source = 0;
+    int32_t layer = 0, head = 0;
+    int64_t index = 0;
+    bool operator==(const Key&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      return H::combine(std::move(h), k.source, k.layer, k.head, k.index);
+    }
+  };
   template <typename V>
   struct Lru {
     struct Entry {
@@ -101,6 +116,8 @@ class BlockCache {
     // one) while over `budget`; returns how many it evicted.
     int64_t Insert(const Key& key, V value, int64_t value_bytes, int64_t budget);
   };
+  // The number standing for `source_id` in keys. Called under mu_.
+  int64_t InternSource(const std::string& source_id);
   // The pool of `slot_bytes` slots of device `device` (-1: the host tier). Called under mu_.
   absl::StatusOr<std::shared_ptr<void>> TakeSlot(int device, int64_t slot_bytes);
   // A host-tier chunk: from the reserve if one is left, else newly allocated.
@@ -113,11 +130,13 @@ class BlockCache {
   std::mutex mu_;
   std::vector<Lru<Block>> devices_;  // one per backend
   Lru<std::shared_ptr<void>> host_;  // the stored bytes: keys, then values
+  absl::flat_hash_map<std::string, int64_t> source_ids_;
   bool host_device_readable_ = false;
   std::vector<std::shared_ptr<void>> host_reserve_;  // ReserveHostMemory's unused chunks
   // Slot pools by (device or -1, slot bytes).
   std::map<std::pair<int, int64_t>, std::unique_ptr<SlotPool>> pools_;
   BlockCacheStats stats_;
+  std::unique_ptr<WorkPool> read_pool_;
 };
 
 }  // namespace tome::engine

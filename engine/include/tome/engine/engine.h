@@ -115,9 +115,11 @@ class Engine {
 
   // Storage-backed attention, for documents whose KV does not fit in device memory: a
   // cache of stored KV blocks in backend memory (LRU within `device_budget_bytes` on each
-  // rank's device) over a host-memory tier (LRU within `host_budget_bytes`; 0 turns it off).
-  std::shared_ptr<BlockCache> NewBlockCache(int64_t device_budget_bytes,
-                                            int64_t host_budget_bytes) const;
+  // rank's device) over a host-memory tier (LRU within `host_budget_bytes`; 0 turns it off),
+  // reading store batches on `read_threads` helper threads.
+  std::shared_ptr<BlockCache> NewBlockCache(
+      int64_t device_budget_bytes, int64_t host_budget_bytes,
+      int read_threads = BlockCache::kDefaultReadThreads) const;
   // Like LoadState, but reads only the Lightning states, the block summaries and the last
   // few KV blocks now; sparse layers fetch the other blocks from `source` through `cache`
   // when their queries select them, so the result equals a fully loaded sequence's.

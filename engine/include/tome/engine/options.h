@@ -30,6 +30,10 @@ struct EngineOptions {
   int tensor_parallel = 1;
   // CPU threads for kernels and BLAS; <= 0 uses every core.
   int num_threads = 0;
+  // Helper threads reading a stored state's records in parallel (LoadState and
+  // LoadStateOnDemand; the StateSource must then serve concurrent GetMany calls). 0 reads
+  // on the caller alone.
+  int state_read_threads = 3;
   // Prefill processes at most this many tokens per forward call (bounds activation memory).
   int64_t max_chunk_tokens = 512;
   // Dense/sparse choice of sparse layers (docs/MODEL-SEMANTICS.md).

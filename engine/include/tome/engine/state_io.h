@@ -44,6 +44,8 @@ class StateSink {
 // from allocator churn (tests/bench/store_read_bench.cc, docs/PERFORMANCE.md).
 inline constexpr size_t kStateReadBatch = 16;
 
+// The engine reads several batches at once (EngineOptions::state_read_threads, the block
+// cache's read threads): Get and GetMany must be safe to call from several threads.
 class StateSource {
  public:
   virtual ~StateSource() = default;

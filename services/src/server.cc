@@ -147,6 +147,7 @@ absl::StatusOr<std::unique_ptr<TomeServer>> TomeServer::Start(const ServerOption
   core_options.block_cache_bytes = options.block_cache_bytes;
   core_options.host_block_cache_bytes = options.host_block_cache_bytes;
   core_options.store_read_threads = options.store_read_threads;
+  core_options.fetch_threads = options.fetch_threads;
   core_options.ask_memory_bytes = options.ask_memory_bytes;
   core_options.admission_wait = absl::Milliseconds(options.admission_wait_ms);
   core_options.ingest_memory_bytes = options.ingest_memory_bytes;

@@ -47,6 +47,7 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   engine_options.tensor_parallel = options.tensor_parallel;
   engine_options.dense_mode = options.dense_mode;
   engine_options.max_chunk_tokens = options.max_chunk_tokens;
+  engine_options.state_read_threads = options.fetch_threads;
   TOME_ASSIGN_OR_RETURN(core->engine_, engine::Engine::Create(engine_options));
   TOME_ASSIGN_OR_RETURN(core->fingerprint_, ComputeModelFingerprint(options.model_dir));
   // The CUDA engine keeps KV in bf16, the CPU engine in fp32: their stored states differ, so
@@ -77,8 +78,8 @@ absl::StatusOr<std::unique_ptr<TomeCore>> TomeCore::Create(const CoreOptions& op
   core->session_states_ = std::make_unique<SessionStates>(options.session_states);
   core->cache_ = std::make_unique<DocumentStateCache>(options.state_cache_bytes);
   core->admission_ = std::make_unique<MemoryAdmission>(options.ask_memory_bytes, "--ask_memory_mb");
-  core->block_cache_ =
-      core->engine_->NewBlockCache(options.block_cache_bytes, options.host_block_cache_bytes);
+  core->block_cache_ = core->engine_->NewBlockCache(
+      options.block_cache_bytes, options.host_block_cache_bytes, options.fetch_threads);
   TOME_RETURN_IF_ERROR(core->block_cache_->ReserveHostMemory());
   core->ingest_admission_ =
       std::make_unique<MemoryAdmission>(options.ingest_memory_bytes, "--ingest_memory_mb");

@@ -58,6 +58,9 @@ struct CoreOptions {
   int64_t host_block_cache_bytes = int64_t{2} << 30;
   // Threads reading KV blocks from the store in parallel (storage::StoreOptions::read_threads).
   int store_read_threads = 8;
+  // Helper threads running store batches in parallel: the block cache's fetches and the
+  // engine's state loading (EngineOptions::state_read_threads).
+  int fetch_threads = 3;
   // Admission control: the engine memory all running questions may reserve together (the
   // states they open, their prompt and answer tokens; 0: no limit), and how long a question
   // waits for memory before RESOURCE_EXHAUSTED (never past its own deadline).

@@ -44,6 +44,9 @@ ABSL_FLAG(int64_t, host_block_cache_mb, 2048,
 ABSL_FLAG(int32_t, store_read_threads, 8,
           "threads reading KV blocks from the store in parallel for on-demand documents "
           "(0..64; more requests in flight suit fast disks)");
+ABSL_FLAG(int32_t, fetch_threads, 3,
+          "helper threads running store batches in parallel: a question's KV block fetches "
+          "and the opening of a stored state (0..64; each batch uses --store_read_threads)");
 ABSL_FLAG(std::string, device, "cpu",
           "where the engine runs: cpu, or cuda (a build with CUDA; weights in bf16 on the GPU)");
 ABSL_FLAG(int32_t, cuda_device, 0, "first CUDA device the engine uses (--device=cuda)");
@@ -106,6 +109,7 @@ int main(int argc, char** argv) {
   options.block_cache_bytes = mib(absl::GetFlag(FLAGS_block_cache_mb));
   options.host_block_cache_bytes = mib(absl::GetFlag(FLAGS_host_block_cache_mb));
   options.store_read_threads = absl::GetFlag(FLAGS_store_read_threads);
+  options.fetch_threads = absl::GetFlag(FLAGS_fetch_threads);
   options.ask_memory_bytes = mib(absl::GetFlag(FLAGS_ask_memory_mb));
   options.admission_wait_ms = absl::GetFlag(FLAGS_admission_wait_ms);
   options.ingest_memory_bytes = mib(absl::GetFlag(FLAGS_ingest_memory_mb));
@@ -136,6 +140,10 @@ int main(int argc, char** argv) {
   }
   if (options.store_read_threads < 0 || options.store_read_threads > 64) {
     std::fprintf(stderr, "tomed: --store_read_threads must be 0..64\n");
+    return 2;
+  }
+  if (options.fetch_threads < 0 || options.fetch_threads > 64) {
+    std::fprintf(stderr, "tomed: --fetch_threads must be 0..64\n");
     return 2;
   }
   if (options.checkpoint_tokens < 0) {

@@ -1,11 +1,12 @@
 // Starts the real tomed binary on a loopback port, ingests through the tome CLI, asks,
 // restarts the server and asks again: the answer must be identical and the document must
 // not be prefilled again.
-#include <signal.h>
-
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <regex>
 
 #include "absl/strings/match.h"
@@ -73,6 +74,22 @@ class TomedProcessTest : public ::testing::Test {
   std::unique_ptr<v1::QueryService::Stub> queries_;
   std::unique_ptr<v1::DocumentService::Stub> documents_;
 };
+
+// Thread counts out of range stop tomed at start-up, naming the flag.
+TEST_F(TomedProcessTest, OutOfRangeThreadCountsAreRefusedAtStartUp) {
+  for (const std::string flag : {"--fetch_threads=65", "--store_read_threads=-1"}) {
+    const std::string log = dir_.Sub("refused.log");
+    ChildProcess refused({TOMED_BINARY, "--listen=127.0.0.1:0", "--data_dir=" + dir_.Sub("data"),
+                          "--model=" TOME_MODEL_DIR, "--metrics_listen=", flag},
+                         log);
+    for (int i = 0; i < 600 && refused.running(); ++i) usleep(100000);
+    EXPECT_FALSE(refused.running()) << flag;
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(absl::StrContains(text, flag.substr(0, flag.find('=')) + " must be 0..64"))
+        << flag << ": " << text;
+  }
+}
 
 TEST_F(TomedProcessTest, AnswersSurviveARestartWithoutPrefill) {
   Start();

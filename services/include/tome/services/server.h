@@ -42,6 +42,8 @@ struct ServerOptions {
   int64_t host_block_cache_bytes = int64_t{2} << 30;
   // Threads reading KV blocks from the store in parallel (StoreOptions::read_threads).
   int store_read_threads = 8;
+  // Helper threads running store batches in parallel (block fetches, state opening).
+  int fetch_threads = 3;
   // Admission control (CoreOptions): engine memory all running questions may reserve
   // (0: no limit), and how long one waits for it.
   int64_t ask_memory_bytes = 0;

@@ -762,6 +762,29 @@ void Model::MoveBlocksToStorage(SequenceState& state, std::shared_ptr<const Stor
   state.stored = std::move(stored);
 }
 
+absl::Status Model::AppendStoredPage(SparseLayerState& s, int64_t g, const StateRecordKey& key,
+                                     const char* bytes, int64_t size, bool device_readable,
+                                     std::vector<HostPiece>& pending) {
+  const int64_t B = config_.sparse.block_size, d = config_.head_dim;
+  const int64_t row_bytes = d * DTypeSize(backend_->activation_dtype());
+  const int64_t rows = key.rows;
+  if (key.kind == StateRecordKind::kKvBlock) {
+    // The store may return the block's record of a longer prefix: its first rows.
+    const int64_t stored_rows = size / (2 * row_bytes);
+    if (size != 2 * stored_rows * row_bytes || stored_rows < rows || stored_rows > B) {
+      return MissingRecord(key, "KV block has the wrong size");
+    }
+    TOME_RETURN_IF_ERROR(s.keys[g].AppendPageFromHost(bytes, rows, &pending, device_readable));
+    return s.values[g].AppendPageFromHost(bytes + stored_rows * row_bytes, rows, &pending,
+                                          device_readable);
+  }
+  if (size % row_bytes != 0 || size < rows * row_bytes || size > kSummaryPageRows * row_bytes) {
+    return MissingRecord(key, "summary page has the wrong size");
+  }
+  PagedBuffer& summary = key.kind == StateRecordKind::kSummaryK1 ? s.k1[g] : s.k2[g];
+  return summary.AppendPageFromHost(bytes, rows, &pending, device_readable);
+}
+
 absl::StatusOr<void*> Model::LoadStaging(size_t bytes) {
   if (load_staging_bytes_ < 0) return nullptr;  // the backend has no device-readable memory
   if (load_staging_bytes_ < static_cast<int64_t>(bytes)) {
@@ -875,32 +898,11 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
             return absl::InternalError("the state source answered a different number of records");
           }
           for (size_t j = 0; j < batch.size(); ++j) {
-            const StateRecordKey& key = batch[j];
             TOME_RETURN_IF_ERROR(read[b][j].status());
             const std::string& record = *read[b][j];
-            const char* bytes = staging ? staged(b * kStateReadBatch + j) : record.data();
-            const int64_t size = static_cast<int64_t>(record.size());
-            const int64_t rows = key.rows;
-            if (key.kind == StateRecordKind::kKvBlock) {
-              // The store may return the block's record of a longer prefix: its first rows.
-              const int64_t row_bytes = d * elem;
-              const int64_t stored_rows = size / (2 * row_bytes);
-              if (size != 2 * stored_rows * row_bytes || stored_rows < rows || stored_rows > B) {
-                return MissingRecord(key, "KV block has the wrong size");
-              }
-              TOME_RETURN_IF_ERROR(
-                  ls.sparse.keys[g].AppendPageFromHost(bytes, rows, &pending, in_place));
-              TOME_RETURN_IF_ERROR(ls.sparse.values[g].AppendPageFromHost(
-                  bytes + stored_rows * row_bytes, rows, &pending, in_place));
-              continue;
-            }
-            PagedBuffer& sum =
-                key.kind == StateRecordKind::kSummaryK1 ? ls.sparse.k1[g] : ls.sparse.k2[g];
-            if (size % (d * elem) != 0 || size < rows * d * elem ||
-                size > kSummaryPageRows * d * elem) {
-              return MissingRecord(key, "summary page has the wrong size");
-            }
-            TOME_RETURN_IF_ERROR(sum.AppendPageFromHost(bytes, rows, &pending, in_place));
+            TOME_RETURN_IF_ERROR(AppendStoredPage(
+                ls.sparse, g, batch[j], staging ? staged(b * kStateReadBatch + j) : record.data(),
+                static_cast<int64_t>(record.size()), in_place, pending));
           }
         }
         backend_->CopyManyFromHost(pending);

@@ -137,6 +137,12 @@ class Model {
   // attention is enqueued.
   absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer,
                                  const Tensor& selected, int64_t rows, int64_t last_position);
+  // Appends the page(s) of one stored KV block or summary page record (`size` bytes at
+  // `bytes`) to group g of `s`, queued on `pending`; DataLoss naming the record if its size
+  // is wrong.
+  absl::Status AppendStoredPage(SparseLayerState& s, int64_t g, const StateRecordKey& key,
+                                const char* bytes, int64_t size, bool device_readable,
+                                std::vector<HostPiece>& pending);
   // Load's staging memory of at least `bytes` (null: the backend reads its pages from
   // pageable memory as well).
   absl::StatusOr<void*> LoadStaging(size_t bytes);

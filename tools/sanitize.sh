@@ -56,20 +56,20 @@ tsan() {
   # One OpenMP thread: libgomp is not TSan-instrumented, so its barriers would look like
   # missing synchronisation inside every parallel kernel. Tome's own threads stay many.
   OMP_NUM_THREADS=1 taskset -c 0 ctest --test-dir build-tsan --output-on-failure -j 1 \
-    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest|WorkPoolTest|BlockCacheTest|SlotPoolTest|ClusterTest)\."
+    -R "^(DocumentServiceTest|QueryServiceTest|SessionsTest|SchedulingTest|TenancyTest|IncrementalTest|MetricsTest|UsageTrackerTest|LimitsTest|FaultsTest|TlsTest|ContextStoreTest|WorkPoolTest|BlockCacheTest|SlotPoolTest|PendingLoadTest|StagingPoolTest|ClusterTest)\."
 }
 
 # CI's subset: the targets that need no gRPC server code (build time), each fully sanitized.
 ci() {
   configure build-asan "address;undefined"
-  ninja -C build-asan -j "$jobs" kernels_test engine_test storage_test tome_cli_test \
-    fuzz_regression_test tome_fuzzers
+  ninja -C build-asan -j "$jobs" kernels_test engine_test block_cache_test storage_test \
+    tome_cli_test fuzz_regression_test tome_fuzzers
   # The unit label: every test outside the server and process tests.
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit -LE "gpu|slow" \
     -E "reference_self_test|ReferenceParity"
   configure build-tsan thread
-  ninja -C build-tsan -j "$jobs" storage_test kernels_test block_cache_test
-  OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j 1 -R "^(ContextStoreTest|WorkPoolTest|LifecycleTest|FaultTest|BlockCacheTest|SlotPoolTest)\."
+  ninja -C build-tsan -j "$jobs" storage_test kernels_test block_cache_test engine_test
+  OMP_NUM_THREADS=1 ctest --test-dir build-tsan --output-on-failure -j 1 -R "^(ContextStoreTest|WorkPoolTest|LifecycleTest|FaultTest|BlockCacheTest|SlotPoolTest|PendingLoadTest|StagingPoolTest|OnDemandTest)\."
   tools/fuzz.sh 15
 }
 

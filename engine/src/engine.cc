@@ -40,7 +40,16 @@ int64_t Sequence::OwnedBytes() const {
   };
   add(*state_);
   for (const auto& rank : state_->other_ranks) add(*rank);  // tensor parallelism
+  if (state_->pending != nullptr) {  // layers still being read count as they will be
+    for (const PendingLoad::Layer& layer : state_->pending->layers()) {
+      if (state_->unapplied[layer.layer]) bytes += layer.bytes;
+    }
+  }
   return bytes;
+}
+
+absl::Status Sequence::LoadStatus() const {
+  return state_->pending != nullptr ? state_->pending->failure() : absl::OkStatus();
 }
 
 Engine::Engine(EngineOptions options, std::unique_ptr<Backend> backend,
@@ -224,6 +233,7 @@ absl::Status Engine::SaveState(const Sequence& sequence, int64_t saved_tokens,
                                StateSink& sink) const {
   std::lock_guard<std::mutex> lock(forward_mu_);
   if (parallel_) return parallel_->SaveState(*sequence.state_, saved_tokens, sink);
+  TOME_RETURN_IF_ERROR(model_->FinishLoad(*sequence.state_));
   return model_->Save(*sequence.state_, saved_tokens, sink);
 }
 
@@ -290,6 +300,7 @@ absl::Status Engine::MoveBlocksToStorage(Sequence& sequence, std::shared_ptr<Sta
                                          std::move(cache), std::move(source_id)));
   std::lock_guard<std::mutex> lock(forward_mu_);
   if (parallel_) return parallel_->MoveBlocksToStorage(*sequence.state_, std::move(stored));
+  TOME_RETURN_IF_ERROR(model_->FinishLoad(*sequence.state_));
   model_->MoveBlocksToStorage(*sequence.state_, std::move(stored));
   return absl::OkStatus();
 }

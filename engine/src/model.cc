@@ -31,7 +31,9 @@ Model::Model(const ModelConfig& config, Backend* backend, const EngineOptions& o
       options_(options),
       shard_(shard),
       dims_(dims),
-      read_pool_(std::make_unique<WorkPool>(std::max(0, options.state_read_threads))) {
+      read_pool_(std::make_unique<WorkPool>(std::max(0, options.state_read_threads))),
+      staging_pool_(std::make_unique<StagingPool>(
+          [backend](int64_t bytes) { return backend->AllocateHost(bytes); })) {
   const SparseConfig& s = config.sparse;
   sparse_params_ = kernels::SparseParams{s.block_size, s.kernel_size, s.kernel_stride,
                                          s.init_blocks, s.local_blocks(), s.topk_total()};
@@ -270,6 +272,8 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::ForkState(const SequenceSt
   auto state = std::make_unique<SequenceState>();
   state->num_tokens = src.num_tokens;
   state->stored = src.stored;
+  state->pending = src.pending;  // layers still being read: the fork takes them when it can
+  state->unapplied = src.unapplied;
   for (const LayerState& from : src.layers) {
     LayerState ls;
     ls.type = from.type;
@@ -386,6 +390,7 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
     if (w.type == MixerType::kLightning) {
       LightningMixer(l, segments, a, out);
     } else {
+      for (const Segment& s : segments) TOME_RETURN_IF_ERROR(AwaitLayer(*s.state, l));
       TOME_RETURN_IF_ERROR(SparseMixer(l, segments, a, options, chunk_offset, out));
     }
     if (sharded()) backend_->AllReduceSum(out);  // the ranks' heads' o_proj parts
@@ -688,6 +693,9 @@ absl::Status Model::Save(const SequenceState& state, int64_t saved_tokens, State
   const ModelConfig& c = config_;
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());
+  if (state.pending != nullptr) {
+    return absl::FailedPreconditionError("Save: the state is still being loaded (FinishLoad)");
+  }
   std::string bytes;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerState& ls = state.layers[l];
@@ -785,19 +793,62 @@ absl::Status Model::AppendStoredPage(SparseLayerState& s, int64_t g, const State
   return summary.AppendPageFromHost(bytes, rows, &pending, device_readable);
 }
 
-absl::StatusOr<void*> Model::LoadStaging(size_t bytes) {
-  if (load_staging_bytes_ < 0) return nullptr;  // the backend has no device-readable memory
-  if (load_staging_bytes_ < static_cast<int64_t>(bytes)) {
-    TOME_ASSIGN_OR_RETURN(Backend::HostMemory memory,
-                          backend_->AllocateHost(static_cast<int64_t>(bytes)));
-    if (!memory.device_readable) {
-      load_staging_bytes_ = -1;
-      return nullptr;
+void Model::AppendAbsentPages(SparseLayerState& s, int64_t count) {
+  for (size_t g = 0; g < s.keys.size(); ++g) {
+    for (int64_t b = 0; b < count; ++b) {
+      s.keys[g].AppendAbsentPage();
+      s.values[g].AppendAbsentPage();
     }
-    load_staging_ = std::move(memory.data);
-    load_staging_bytes_ = static_cast<int64_t>(bytes);
   }
-  return load_staging_.get();
+}
+
+absl::Status Model::AppendStoredRecords(SparseLayerState& s, absl::Span<const StateRecordKey> keys,
+                                        const ReadRecords& read) {
+  std::vector<HostPiece> pending;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    TOME_RETURN_IF_ERROR(AppendStoredPage(s, keys[i].head - dims_.kv_head0, keys[i], read.record(i),
+                                          read.sizes[i], read.staged[i], pending));
+  }
+  backend_->CopyManyFromHost(pending);  // the records may go once it returns
+  return absl::OkStatus();
+}
+
+std::vector<PendingLoad::Layer> Model::SparseLayerRecords(int64_t num_tokens,
+                                                          bool on_demand) const {
+  const int64_t B = config_.sparse.block_size, d = config_.head_dim;
+  const int64_t elem = DTypeSize(backend_->activation_dtype());
+  // On demand, only the last blocks are read (appends and summaries then never touch an
+  // absent page).
+  const int64_t num_blocks = CeilDiv(num_tokens, B);
+  const int64_t first_resident = on_demand ? FirstResidentBlock(num_tokens) : 0;
+  std::vector<PendingLoad::Layer> layers;
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    if (config_.mixer_types[l] == MixerType::kLightning) continue;
+    PendingLoad::Layer& layer = layers.emplace_back();
+    layer.layer = l;
+    layer.absent_pages = first_resident;
+    // Per group (by its global index): its resident blocks, then its summary pages.
+    for (int64_t g = 0; g < dims_.kv_heads; ++g) {
+      const int32_t global_g = static_cast<int32_t>(dims_.kv_head0 + g);
+      for (int64_t b = first_resident; b < num_blocks; ++b) {
+        layer.keys.push_back(
+            {StateRecordKind::kKvBlock, int32_t(l), global_g, b, std::min(B, num_tokens - b * B)});
+        layer.bytes += 2 * B * d * elem;
+      }
+      for (int level = 1; level <= 2; ++level) {
+        const int64_t n =
+            level == 1 ? sparse_params_.NumK1(num_tokens) : sparse_params_.NumK2(num_tokens);
+        const StateRecordKind kind =
+            level == 1 ? StateRecordKind::kSummaryK1 : StateRecordKind::kSummaryK2;
+        for (int64_t page = 0; page < CeilDiv(n, kSummaryPageRows); ++page) {
+          layer.keys.push_back({kind, int32_t(l), global_g, page,
+                                std::min(kSummaryPageRows, n - page * kSummaryPageRows)});
+          layer.bytes += kSummaryPageRows * d * elem;
+        }
+      }
+    }
+  }
+  return layers;
 }
 
 absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
@@ -808,13 +859,6 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
   const int64_t B = c.sparse.block_size, d = c.head_dim;
   const int64_t elem = DTypeSize(backend_->activation_dtype());
   TOME_ASSIGN_OR_RETURN(std::unique_ptr<SequenceState> state, NewState());
-  // Records are read a window of batches at a time: one batch per read thread and one for
-  // the caller. Each fits a slot of record_bytes (a KV block or a summary page).
-  const size_t window =
-      kStateReadBatch * static_cast<size_t>(std::max(1, options_.state_read_threads + 1));
-  const size_t record_bytes = static_cast<size_t>(std::max(2 * B, kSummaryPageRows) * d * elem);
-  TOME_ASSIGN_OR_RETURN(void* staging, LoadStaging(window * record_bytes));
-  const bool in_place = staging != nullptr;
   // The Lightning states first, one read each on the pool (2 MiB apiece at 9B).
   std::vector<int64_t> lightning_layers;
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -825,94 +869,108 @@ absl::StatusOr<std::unique_ptr<SequenceState>> Model::Load(
     lightning[i] = source.Get(
         {StateRecordKind::kLightningState, int32_t(lightning_layers[i]), 0, num_tokens, 0});
   });
-  for (int64_t l = 0, next_lightning = 0; l < c.num_layers; ++l) {
-    LayerState& ls = state->layers[l];
-    if (ls.type == MixerType::kLightning) {
-      const StateRecordKey key{StateRecordKind::kLightningState, int32_t(l), 0, num_tokens, 0};
-      const absl::StatusOr<std::string>& read = lightning[next_lightning++];
-      TOME_RETURN_IF_ERROR(read.status());
-      const std::string& bytes = *read;
-      const int64_t ld = c.lightning_head_dim, rows = c.lightning_heads * ld;
-      if (static_cast<int64_t>(bytes.size()) != rows * ld * 4) {
-        return MissingRecord(key, "Lightning state has the wrong size");
-      }
-      backend_->CopyFromHost(ls.lightning.View(DType::kF32, dims_.lightning_heads * ld, ld),
-                             bytes.data() + dims_.lightning_head0 * ld * ld * 4);
-      continue;
+  const int64_t ld = c.lightning_head_dim;
+  for (size_t i = 0; i < lightning_layers.size(); ++i) {
+    const int64_t l = lightning_layers[i];
+    const StateRecordKey key{StateRecordKind::kLightningState, int32_t(l), 0, num_tokens, 0};
+    TOME_RETURN_IF_ERROR(lightning[i].status());
+    const std::string& bytes = *lightning[i];
+    if (static_cast<int64_t>(bytes.size()) != c.lightning_heads * ld * ld * 4) {
+      return MissingRecord(key, "Lightning state has the wrong size");
     }
-    // On demand, only the last blocks are read now (appends and summaries then never touch
-    // an absent page).
-    const int64_t num_blocks = CeilDiv(num_tokens, B);
-    const int64_t first_resident = stored ? FirstResidentBlock(num_tokens) : 0;
-    for (int64_t g = 0; g < dims_.kv_heads; ++g) {
-      const int32_t global_g = static_cast<int32_t>(dims_.kv_head0 + g);
-      for (int64_t b = 0; b < first_resident; ++b) {
-        ls.sparse.keys[g].AppendAbsentPage();
-        ls.sparse.values[g].AppendAbsentPage();
-      }
-      // The group's resident blocks and its summary pages, read kStateReadBatch at a time.
-      std::vector<StateRecordKey> keys;
-      for (int64_t b = first_resident; b < num_blocks; ++b) {
-        keys.push_back({StateRecordKind::kKvBlock, int32_t(l), global_g, b,
-                        std::min(B, num_tokens - b * B)});
-      }
-      for (int level = 1; level <= 2; ++level) {
-        const int64_t n = level == 1 ? sparse_params_.NumK1(num_tokens)
-                                     : sparse_params_.NumK2(num_tokens);
-        const StateRecordKind kind =
-            level == 1 ? StateRecordKind::kSummaryK1 : StateRecordKind::kSummaryK2;
-        for (int64_t page = 0; page < CeilDiv(n, kSummaryPageRows); ++page) {
-          keys.push_back({kind, int32_t(l), global_g, page,
-                          std::min(kSummaryPageRows, n - page * kSummaryPageRows)});
-        }
-      }
-      // A window of batches read in parallel, then its pages appended and uploaded by one
-      // call (the bytes live until it returns). Where the backend reads pinned host memory
-      // in place, the readers also copy their records into it (in parallel, and no staging
-      // copy in the upload).
+    backend_->CopyFromHost(
+        state->layers[l].lightning.View(DType::kF32, dims_.lightning_heads * ld, ld),
+        bytes.data() + dims_.lightning_head0 * ld * ld * 4);
+  }
+  state->num_tokens = num_tokens;
+  // Each record fits a slot of record_bytes (a KV block or a summary page).
+  const int64_t record_bytes = std::max(2 * B, kSummaryPageRows) * d * elem;
+  std::vector<PendingLoad::Layer> sparse = SparseLayerRecords(num_tokens, stored != nullptr);
+  if (stored != nullptr && options_.overlap_state_loading && options_.state_read_threads > 0 &&
+      !sharded() && !sparse.empty()) {
+    // The sparse layers are read in the background; the forward pass takes each when it
+    // reaches it (AwaitLayer). Two layers' staging: one being read while one is built.
+    constexpr int kLayersAhead = 2;
+    size_t most = 0;
+    for (const PendingLoad::Layer& layer : sparse) most = std::max(most, layer.keys.size());
+    std::vector<std::shared_ptr<void>> staging;
+    for (int i = 0; i < kLayersAhead; ++i) {
+      TOME_ASSIGN_OR_RETURN(std::shared_ptr<void> buffer,
+                            staging_pool_->Take(static_cast<int64_t>(most) * record_bytes));
+      if (buffer == nullptr) break;  // the backend reads no host memory in place
+      staging.push_back(std::move(buffer));
+    }
+    state->unapplied.assign(c.num_layers, false);
+    for (const PendingLoad::Layer& layer : sparse) state->unapplied[layer.layer] = true;
+    state->pending = std::make_shared<PendingLoad>(stored->source, std::move(sparse), record_bytes,
+                                                   options_.state_read_threads, kLayersAhead,
+                                                   std::move(staging));
+  } else {
+    // Read here, a window of batches at a time: one batch per read thread and one for the
+    // caller. The bytes live until the window's pages are uploaded.
+    const size_t window =
+        kStateReadBatch * static_cast<size_t>(std::max(1, options_.state_read_threads + 1));
+    TOME_ASSIGN_OR_RETURN(std::shared_ptr<void> staging,
+                          staging_pool_->Take(static_cast<int64_t>(window) * record_bytes));
+    for (const PendingLoad::Layer& layer : sparse) {
+      SparseLayerState& s = state->layers[layer.layer].sparse;
+      AppendAbsentPages(s, layer.absent_pages);
+      const absl::Span<const StateRecordKey> keys = layer.keys;
       for (size_t w0 = 0; w0 < keys.size(); w0 += window) {
-        const size_t batches =
-            (std::min(window, keys.size() - w0) + kStateReadBatch - 1) / kStateReadBatch;
-        auto batch_keys = [&](size_t b) {
-          const size_t first = w0 + b * kStateReadBatch;
-          return absl::MakeConstSpan(keys).subspan(first,
-                                                   std::min(kStateReadBatch, keys.size() - first));
-        };
-        // The record of window slot i: in the pinned slot, or the string as read.
-        auto staged = [&](size_t i) { return static_cast<char*>(staging) + i * record_bytes; };
-        std::vector<std::vector<absl::StatusOr<std::string>>> read(batches);
-        read_pool_->Run(batches, [&](size_t b) {
-          read[b] = source.GetMany(batch_keys(b));
-          for (size_t j = 0; staging != nullptr && j < read[b].size(); ++j) {
-            const absl::StatusOr<std::string>& r = read[b][j];
-            // A record too large for a slot is refused below.
-            if (r.ok() && r->size() <= record_bytes) {
-              std::memcpy(staged(b * kStateReadBatch + j), r->data(), r->size());
-            }
-          }
-        });
-        std::vector<HostPiece> pending;
-        for (size_t b = 0; b < batches; ++b) {
-          const absl::Span<const StateRecordKey> batch = batch_keys(b);
-          if (read[b].size() != batch.size()) {
-            return absl::InternalError("the state source answered a different number of records");
-          }
-          for (size_t j = 0; j < batch.size(); ++j) {
-            TOME_RETURN_IF_ERROR(read[b][j].status());
-            const std::string& record = *read[b][j];
-            TOME_RETURN_IF_ERROR(AppendStoredPage(
-                ls.sparse, g, batch[j], staging ? staged(b * kStateReadBatch + j) : record.data(),
-                static_cast<int64_t>(record.size()), in_place, pending));
-          }
-        }
-        backend_->CopyManyFromHost(pending);
+        const absl::Span<const StateRecordKey> part = keys.subspan(w0, window);
+        TOME_ASSIGN_OR_RETURN(ReadRecords read,
+                              ReadStateRecords(source, part, *read_pool_,
+                                               static_cast<char*>(staging.get()), record_bytes));
+        TOME_RETURN_IF_ERROR(AppendStoredRecords(s, part, read));
       }
     }
   }
-  state->num_tokens = num_tokens;
   state->stored = std::move(stored);
   TOME_RETURN_IF_ERROR(backend_->Synchronize());
   return state;
+}
+
+absl::Status Model::AwaitLayer(SequenceState& state, int64_t layer) {
+  if (state.pending == nullptr || !state.unapplied[layer]) return absl::OkStatus();
+  PendingLoad& load = *state.pending;
+  // In layer order, so that the reader (a few layers ahead) is never waited for out of turn.
+  for (size_t i = 0; i < load.layers().size() && load.layers()[i].layer <= layer; ++i) {
+    const PendingLoad::Layer& pending = load.layers()[i];
+    std::optional<SparseLayerState>& built = load.built(i);
+    if (!built.has_value()) {
+      TOME_ASSIGN_OR_RETURN(const ReadRecords* read, load.Wait(i));
+      // This state's layer is still as NewState made it: the template of the pages.
+      SparseLayerState s = state.layers[pending.layer].sparse;
+      AppendAbsentPages(s, pending.absent_pages);
+      const absl::Status appended = AppendStoredRecords(s, pending.keys, *read);
+      load.Release(i, appended);
+      TOME_RETURN_IF_ERROR(appended);
+      built = std::move(s);
+    }
+    if (state.unapplied[pending.layer]) {
+      state.layers[pending.layer].sparse = *built;  // shares the pages
+      state.unapplied[pending.layer] = false;
+    }
+  }
+  if (std::none_of(state.unapplied.begin(), state.unapplied.end(), [](bool u) { return u; })) {
+    state.pending.reset();
+    state.unapplied.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::FinishLoad(SequenceState& state) {
+  while (state.pending != nullptr) {
+    const auto& layers = state.pending->layers();
+    auto next = std::find_if(layers.begin(), layers.end(),
+                             [&](const PendingLoad::Layer& l) { return state.unapplied[l.layer]; });
+    if (next == layers.end()) {
+      state.pending.reset();
+      break;
+    }
+    TOME_RETURN_IF_ERROR(AwaitLayer(state, next->layer));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tome::engine

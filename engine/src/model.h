@@ -11,8 +11,11 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "backend.h"
+#include "pending_load.h"
+#include "record_reader.h"
 #include "sequence_state.h"
 #include "shard.h"
+#include "staging_pool.h"
 #include "tome/base/work_pool.h"
 #include "tome/engine/config.h"
 #include "tome/engine/options.h"
@@ -89,13 +92,19 @@ class Model {
 
   absl::Status Save(const SequenceState& state, int64_t saved_tokens, StateSink& sink);
   // With `stored`, the KV blocks (all but the last few) stay in storage and are fetched
-  // through its cache when queries select them (storage-backed attention).
+  // through its cache when queries select them (storage-backed attention); then, with
+  // EngineOptions::overlap_state_loading, the sparse layers' records (summaries, last
+  // blocks) are read in the background after Load returns, and the next forward pass takes
+  // each layer when it reaches it (a read error surfaces there). Save needs FinishLoad first.
   absl::StatusOr<std::unique_ptr<SequenceState>> Load(
       int64_t num_tokens, StateSource& source,
       std::shared_ptr<const StoredBlocks> stored = nullptr);
   // Makes `state` storage-backed as Load with `stored` would have built it: its KV pages
   // before the last few leave memory (its state must be saved through num_tokens).
   void MoveBlocksToStorage(SequenceState& state, std::shared_ptr<const StoredBlocks> stored);
+  // Waits for and takes every layer of `state` still being loaded; the load's error if a
+  // read failed (the state is then unusable).
+  absl::Status FinishLoad(SequenceState& state);
 
  private:
   Model(const ModelConfig& config, Backend* backend, const EngineOptions& options,
@@ -143,9 +152,17 @@ class Model {
   absl::Status AppendStoredPage(SparseLayerState& s, int64_t g, const StateRecordKey& key,
                                 const char* bytes, int64_t size, bool device_readable,
                                 std::vector<HostPiece>& pending);
-  // Load's staging memory of at least `bytes` (null: the backend reads its pages from
-  // pageable memory as well).
-  absl::StatusOr<void*> LoadStaging(size_t bytes);
+  // The sparse layers' records of a stored state of `num_tokens` (on demand: all but the
+  // last KV blocks stay absent), in the order Load appends them.
+  std::vector<PendingLoad::Layer> SparseLayerRecords(int64_t num_tokens, bool on_demand) const;
+  // `count` absent KV pages in every group of `s`.
+  static void AppendAbsentPages(SparseLayerState& s, int64_t count);
+  // The pages of `keys` (read as `read`) appended to `s`, uploaded by one call.
+  absl::Status AppendStoredRecords(SparseLayerState& s, absl::Span<const StateRecordKey> keys,
+                                   const ReadRecords& read);
+  // Takes the pages of every layer up to `layer` that `state` still lacks (a state being
+  // loaded in the background); waits for the reads where they are not done.
+  absl::Status AwaitLayer(SequenceState& state, int64_t layer);
   // Adds the dynamically selected blocks' scores of `rows` queries to `evidence`.
   void AddEvidence(const Tensor& selected, const Tensor& scores, int64_t rows,
                    std::vector<double>* evidence);
@@ -183,10 +200,7 @@ class Model {
   std::vector<std::vector<PagedBuffer>> overlay_keys_, overlay_values_;
   std::vector<BlockCache::Block> fetched_;
   std::unique_ptr<WorkPool> read_pool_;  // Load's parallel reads
-  // Load's window of records in device-readable host memory (null and bytes -1 where the
-  // backend has none). Loads of one model do not overlap (the engine's forward lock).
-  std::shared_ptr<void> load_staging_;
-  int64_t load_staging_bytes_ = 0;
+  std::unique_ptr<StagingPool> staging_pool_;  // Load's records in device-readable memory
 };
 
 }  // namespace tome::engine

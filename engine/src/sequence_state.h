@@ -15,6 +15,8 @@
 
 namespace tome::engine {
 
+class PendingLoad;
+
 struct SparseLayerState {
   std::vector<PagedBuffer> keys;    // per KV head: rows = tokens, pages = token blocks
   std::vector<PagedBuffer> values;  // likewise
@@ -40,6 +42,11 @@ struct SequenceState {
   std::vector<LayerState> layers;
   // Set for sequences whose stored KV blocks stay in storage until selected.
   std::shared_ptr<const StoredBlocks> stored;
+  // Opened with its sparse layers still being read (pending_load.h): unapplied[l] marks the
+  // layers whose pages the forward pass takes from `pending` when it reaches them (until then
+  // they hold no pages). Null once every layer is in.
+  std::shared_ptr<PendingLoad> pending;
+  std::vector<bool> unapplied;
   // Tensor parallelism: this object is rank 0's share of the state (its heads and KV
   // groups); ranks 1 .. N-1 hold theirs here (parallel_model.h).
   std::vector<std::unique_ptr<SequenceState>> other_ranks;

@@ -301,6 +301,15 @@ void TomeCore::MarkStateDamaged(const DocumentRecord& record, const absl::Status
   if (!marked.ok()) LOG(ERROR) << "cannot mark document " << record.id << " failed: " << marked;
 }
 
+absl::Status TomeCore::LoadedOrDamaged(const DocumentRecord& record,
+                                       const engine::Sequence& sequence, absl::Status status) {
+  if (status.ok()) return status;
+  const absl::Status load = sequence.LoadStatus();
+  if (load.ok()) return status;
+  MarkStateDamaged(record, load);
+  return load;
+}
+
 absl::StatusOr<std::vector<storage::SectionInfo>> TomeCore::ListSections(const Principal& caller,
                                                                          DocumentId id) {
   TOME_ASSIGN_OR_RETURN(DocumentView view, Readable(caller, id));
@@ -411,6 +420,10 @@ absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
         num_tokens));
   }
   if (auto cached = cache_->Get(record.id, num_tokens)) {
+    if (const absl::Status load = cached->LoadStatus(); !load.ok()) {
+      MarkStateDamaged(record, load);  // read in the background after it was cached
+      return load;
+    }
     *source = "memory";
     return cached;
   }
@@ -445,7 +458,8 @@ absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
   if (base < num_tokens) {
     TOME_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
                           store_->ReadTokens(record.tenant, record.id, base, num_tokens));
-    TOME_RETURN_IF_ERROR(scheduler_->Prefill(sequence.get(), tokens, record.tenant).status());
+    TOME_RETURN_IF_ERROR(LoadedOrDamaged(
+        record, *sequence, scheduler_->Prefill(sequence.get(), tokens, record.tenant).status()));
     *recomputed = num_tokens - base;
   }
   std::shared_ptr<const engine::Sequence> state = std::move(sequence);
@@ -652,12 +666,13 @@ absl::StatusOr<AskResult> TomeCore::Ask(const Principal& caller, const AskParams
 
   TOME_ASSIGN_OR_RETURN(Quotas quotas, QuotasOf(caller.tenant));
   TOME_RETURN_IF_ERROR(usage_.ChargeTokens(caller.tenant, static_cast<int64_t>(prompt.size()), quotas));
-  TOME_ASSIGN_OR_RETURN(std::vector<float> logits,
-                        scheduler_->Prefill(sequence.get(), prompt, caller.tenant, cancelled));
+  absl::StatusOr<std::vector<float>> logits =
+      scheduler_->Prefill(sequence.get(), prompt, caller.tenant, cancelled);
+  TOME_RETURN_IF_ERROR(LoadedOrDamaged(record, *sequence, logits.status()));
   const absl::Time prefilled = absl::Now();
 
   engine::GenerateResult generated;
-  TOME_RETURN_IF_ERROR(Answer(caller, *sequence, std::move(logits), params, record, target,
+  TOME_RETURN_IF_ERROR(Answer(caller, *sequence, *std::move(logits), params, record, target,
                               on_delta, cancelled, &result, &generated));
   const absl::Time end = absl::Now();
   result.document_tokens = target;
@@ -706,8 +721,9 @@ absl::StatusOr<AskResult> TomeCore::AskInSession(
     TOME_ASSIGN_OR_RETURN(auto base, StateAt(view.record, session.doc_tokens, &recomputed, &source));
     TOME_ASSIGN_OR_RETURN(std::unique_ptr<engine::Sequence> fork, engine_->Fork(*base));
     if (!session.tail.empty()) {
-      TOME_RETURN_IF_ERROR(
-          scheduler_->Prefill(fork.get(), session.tail, caller.tenant, cancelled).status());
+      TOME_RETURN_IF_ERROR(LoadedOrDamaged(
+          view.record, *fork,
+          scheduler_->Prefill(fork.get(), session.tail, caller.tenant, cancelled).status()));
     }
     result.document_prefill_tokens = recomputed;
     result.state_source = source;
@@ -716,11 +732,16 @@ absl::StatusOr<AskResult> TomeCore::AskInSession(
   const absl::Time loaded = absl::Now();
   TOME_ASSIGN_OR_RETURN(Quotas quotas, QuotasOf(caller.tenant));
   TOME_RETURN_IF_ERROR(usage_.ChargeTokens(caller.tenant, static_cast<int64_t>(prompt.size()), quotas));
-  TOME_ASSIGN_OR_RETURN(std::vector<float> logits,
-                        scheduler_->Prefill(sequence.get(), prompt, caller.tenant, cancelled));
+  absl::StatusOr<std::vector<float>> logits =
+      scheduler_->Prefill(sequence.get(), prompt, caller.tenant, cancelled);
+  if (const absl::Status prefilled = LoadedOrDamaged(view.record, *sequence, logits.status());
+      !prefilled.ok()) {
+    session_states_->Erase(session.id);
+    return prefilled;
+  }
   const absl::Time prefilled = absl::Now();
   engine::GenerateResult generated;
-  absl::Status answered = Answer(caller, *sequence, std::move(logits), params, view.record,
+  absl::Status answered = Answer(caller, *sequence, *std::move(logits), params, view.record,
                                  session.doc_tokens, on_delta, cancelled, &result, &generated);
   if (!answered.ok()) {
     session_states_->Erase(session.id);  // the in-memory state is ahead of the stored turns

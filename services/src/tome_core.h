@@ -224,6 +224,12 @@ class TomeCore {
   // After loading the stored state of `record` failed with `error`: if the error means the
   // state is damaged (not a transient I/O error), marks the document FAILED saying so.
   void MarkStateDamaged(const storage::DocumentRecord& record, const absl::Status& error);
+  // `status` of a forward pass over `sequence` (of `record`'s state): where it failed because
+  // the state's background load did (a damaged record read after LoadStateOnDemand
+  // returned), the stored state is marked damaged as a failed load is, and that error
+  // returned.
+  absl::Status LoadedOrDamaged(const storage::DocumentRecord& record,
+                               const engine::Sequence& sequence, absl::Status status);
   // Whether a stored state of `tokens` tokens is opened on demand (its KV left in the store)
   // rather than whole: more KV than resident_kv_limit_bytes, on a one-rank engine.
   bool OpensOnDemand(int64_t tokens) const;

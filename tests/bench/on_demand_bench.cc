@@ -53,6 +53,9 @@ ABSL_FLAG(int64_t, host_cache_mb, 2048, "host-memory budget of the block cache, 
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
 ABSL_FLAG(int, state_read_threads, tome::engine::EngineOptions{}.state_read_threads,
           "EngineOptions::state_read_threads: helper threads loading a stored state");
+ABSL_FLAG(bool, overlap_loading, tome::engine::EngineOptions{}.overlap_state_loading,
+          "EngineOptions::overlap_state_loading: read the sparse layers of a state opened on "
+          "demand while the question runs");
 ABSL_FLAG(int, cache_read_threads, tome::engine::BlockCache::kDefaultReadThreads,
           "helper threads of the block cache reading store batches in parallel");
 ABSL_FLAG(std::string, store_dir, "",
@@ -222,6 +225,7 @@ int main(int argc, char** argv) {
   options.config_override = *config;
   options.num_threads = absl::GetFlag(FLAGS_threads);
   options.state_read_threads = absl::GetFlag(FLAGS_state_read_threads);
+  options.overlap_state_loading = absl::GetFlag(FLAGS_overlap_loading);
   options.max_chunk_tokens = absl::GetFlag(FLAGS_chunk);
   auto engine_or = engine::Engine::Create(options);
   if (!engine_or.ok()) {

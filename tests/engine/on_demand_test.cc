@@ -34,6 +34,16 @@ class OnDemandTest : public ::testing::Test {
     ASSERT_TRUE(engine_->SaveState(*seq, 0, *store_).ok());
   }
 
+  // An engine on the same model that reads a sequence opened on demand in full before
+  // LoadStateOnDemand returns.
+  std::unique_ptr<Engine> LoadingInFullEngine() {
+    EngineOptions options;
+    options.model_dir = dir_.path();
+    options.max_chunk_tokens = 64;
+    options.overlap_state_loading = false;
+    return Engine::Create(options).value();
+  }
+
   // Bytes of one stored block (keys and values) of one head.
   int64_t BlockBytes() const { return 2 * 64 * config_.head_dim * 4; }
 
@@ -87,7 +97,9 @@ TEST_F(OnDemandTest, DecodeEqualsResidentAndReadsOnlySelectedBlocks) {
     const int64_t sparse_layers = config_.num_sparse_layers();
     const int64_t reads = cache->stats().source_reads - reads_before;
     EXPECT_LE(reads, sparse_layers * config_.num_kv_heads * config_.sparse.topk_total());
-    // ... and a layer's missing blocks come from the store in batched reads.
+    // ... and a layer's missing blocks come from the store in batched reads. (The first
+    // step's store reads also hold the background load's: the summaries.)
+    if (t == kStored) continue;
     const int64_t batches = store_->batches() - batches_before;
     EXPECT_EQ(store_->reads() - store_reads_before, reads);
     EXPECT_LE(batches, sparse_layers + reads / static_cast<int64_t>(tome::engine::kStateReadBatch));
@@ -151,12 +163,78 @@ TEST_F(OnDemandTest, MovingBlocksToStorageKeepsTheLogits) {
 TEST_F(OnDemandTest, MissingBlockFailsTheForwardPassNotTheProcess) {
   auto cache = engine_->NewBlockCache(2 * BlockBytes(), 0);
   auto seq = engine_->LoadStateOnDemand(kStored, store_, cache, "doc@1").value();
-  store_->records_.clear();  // the store lost everything after the load
+  store_->Edit([](auto& records) { records.clear(); });  // lost everything after the load
   const auto more = absl::MakeConstSpan(tokens_).subspan(kStored, 64);
   const auto status = engine_->Prefill(*seq, more).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
   EXPECT_EQ(engine_->LoadStateOnDemand(kStored, nullptr, cache, "x").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// LoadStateOnDemand returns once the Lightning states are in; the sparse layers' summaries
+// and last blocks arrive in the background and the forward pass takes each layer when it
+// reaches it. Logits, forks made before the first forward pass, memory accounting and Save
+// match a load read in full.
+TEST_F(OnDemandTest, BackgroundLoadEqualsLoadingInFull) {
+  const auto more = absl::MakeConstSpan(tokens_).subspan(kStored);
+  const auto expected = ResidentLogits(more);
+  auto in_full = LoadingInFullEngine();
+  auto cache = engine_->NewBlockCache(2 * BlockBytes(), 4 * BlockBytes());
+  auto full_cache = in_full->NewBlockCache(2 * BlockBytes(), 4 * BlockBytes());
+  auto read_in_full = in_full->LoadStateOnDemand(kStored, store_, full_cache, "doc@1").value();
+  auto seq = engine_->LoadStateOnDemand(kStored, store_, cache, "doc@1").value();
+  EXPECT_EQ(seq->OwnedBytes(), read_in_full->OwnedBytes());  // counted before they arrive
+  // Two forks before any forward pass: each takes the layers as its own pass reaches them.
+  auto first = engine_->Fork(*seq).value();
+  auto second = engine_->Fork(*seq).value();
+  PrefillOptions all;
+  all.all_logits = true;
+  const auto got_full = in_full->Prefill(*read_in_full, more, all).value();
+  EXPECT_LT(MaxRelativeError(got_full, expected), kTol);
+  const auto got_second = engine_->Prefill(*second, more, all).value();
+  EXPECT_EQ(got_second, got_full);  // the same pages and math: bit for bit
+  EXPECT_EQ(engine_->Prefill(*first, more, all).value(), got_full);
+  EXPECT_EQ(engine_->Prefill(*seq, more, all).value(), got_full);
+  EXPECT_TRUE(seq->LoadStatus().ok());
+  // Save straight after a load finishes the load first.
+  auto fresh = engine_->LoadStateOnDemand(kStored, store_, cache, "doc@1").value();
+  MapStore copy;
+  ASSERT_TRUE(engine_->SaveState(*fresh, 0, copy).ok());
+  auto reloaded = engine_->LoadState(kStored, copy).value();
+  EXPECT_LT(MaxRelativeError(engine_->Prefill(*reloaded, more, all).value(), expected), kTol);
+}
+
+// A damaged summary page of the last sparse layer: read in full, LoadStateOnDemand refuses
+// it; read in the background, the load succeeds and the forward pass (of the sequence and of
+// every fork) returns the error, which LoadStatus then reports.
+TEST_F(OnDemandTest, BackgroundReadErrorSurfacesInTheForwardPass) {
+  int last_sparse = -1;
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    if (config_.mixer_types[l] != MixerType::kLightning) last_sparse = static_cast<int>(l);
+  }
+  int damaged = 0;
+  store_->Edit([&](auto& records) {
+    for (auto& [key, bytes] : records) {
+      if (std::get<0>(key) == int(StateRecordKind::kSummaryK1) && std::get<1>(key) == last_sparse) {
+        bytes.resize(bytes.size() - 1);
+        ++damaged;
+      }
+    }
+  });
+  ASSERT_GT(damaged, 0);
+  auto cache = engine_->NewBlockCache(2 * BlockBytes(), 0);
+  EXPECT_EQ(
+      LoadingInFullEngine()->LoadStateOnDemand(kStored, store_, cache, "doc@1").status().code(),
+      absl::StatusCode::kDataLoss);
+  auto seq = engine_->LoadStateOnDemand(kStored, store_, cache, "doc@1").value();
+  auto fork = engine_->Fork(*seq).value();
+  const auto more = absl::MakeConstSpan(tokens_).subspan(kStored, 8);
+  EXPECT_EQ(engine_->Prefill(*fork, more).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine_->Prefill(*seq, more).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(seq->LoadStatus().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(fork->LoadStatus().code(), absl::StatusCode::kDataLoss);
+  MapStore copy;
+  EXPECT_EQ(engine_->SaveState(*seq, 0, copy).code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

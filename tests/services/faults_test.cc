@@ -125,6 +125,44 @@ TEST_F(FaultsTest, CorruptedStateIsDetectedReportedAndReingestedFromItsText) {
   EXPECT_EQ(summary.state_source(), "store");
 }
 
+// The same for a state opened on demand, whose block summaries are read in the background
+// while the question runs: a damaged summary page fails the question with DATA_LOSS and
+// marks the document FAILED, as a damaged record read before the question does.
+TEST_F(FaultsTest, DamagedSummaryReadInTheBackgroundMarksTheDocumentFailed) {
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += absl::StrCat("row ", i, " of the summarised table. ");
+  const std::string id = Ingest(text);
+  server_.reset();
+  {
+    std::unique_ptr<RawDb> raw = RawDb::Open(dir_.Sub("data") + "/store", rocksdb::Env::Default());
+    ASSERT_NE(raw, nullptr);
+    std::string prefix(16, '\0');  // tenant 1, the document: big-endian u64s
+    const uint64_t parts[2] = {1, std::stoull(id)};
+    for (int p = 0; p < 2; ++p) {
+      for (int i = 0; i < 8; ++i) prefix[8 * p + i] = static_cast<char>(parts[p] >> (56 - 8 * i));
+    }
+    std::string end = prefix;
+    end[15] = static_cast<char>(end[15] + 1);
+    const std::vector<std::string> keys = raw->Keys("summary", prefix, end);
+    ASSERT_FALSE(keys.empty());
+    std::string value;
+    ASSERT_TRUE(raw->db()->Get({}, raw->cf("summary"), keys.back(), &value).ok());
+    value[value.size() / 2] ^= 0x40;
+    ASSERT_TRUE(raw->db()->Put({}, raw->cf("summary"), keys.back(), value).ok());
+  }
+  services::ServerOptions options = Options();
+  options.resident_kv_limit_bytes = 0;  // every state opens on demand
+  StartServer(options);
+  std::string deltas;
+  v1::AskSummary summary;
+  grpc::Status status = Ask(id, "Which row?", &deltas, &summary);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "checksum")) << status.error_message();
+  const v1::Document damaged = Get(id);
+  EXPECT_EQ(damaged.status(), v1::DOCUMENT_STATUS_FAILED);
+  EXPECT_TRUE(absl::StrContains(damaged.error(), "ReingestDocument")) << damaged.error();
+}
+
 TEST_F(FaultsTest, SlowReaderPausesGenerationInsteadOfBuffering) {
   const std::string id = Ingest("A slow reader reads one token at a time. ");
   // Greedy decoding of the (seeded) test model runs to max_tokens on this question (no

@@ -1,6 +1,7 @@
 // Engine state records in memory (tests of save/restore without a database).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -55,7 +56,14 @@ class MapStore : public engine::StateSink, public engine::StateSource {
     return batches_;
   }
 
-  std::map<std::tuple<int, int, int, int64_t, int64_t>, std::string> records_;
+  using Records = std::map<std::tuple<int, int, int, int64_t, int64_t>, std::string>;
+  // Changes the records under the store's lock (while a background load may be reading).
+  void Edit(const std::function<void(Records&)>& edit) {
+    std::lock_guard<std::mutex> lock(mu_);
+    edit(records_);
+  }
+
+  Records records_;
 
  private:
   static std::tuple<int, int, int, int64_t, int64_t> Key(const engine::StateRecordKey& k) {

@@ -41,6 +41,9 @@ class Sequence {
   int64_t num_tokens() const;
   // Backend memory held by this sequence alone (pages shared with forks not counted).
   int64_t OwnedBytes() const;
+  // The error of its background load (LoadStateOnDemand with overlap_state_loading), once a
+  // read has failed: the sequence, and every fork of it, is unusable. OK otherwise.
+  absl::Status LoadStatus() const;
   // True when its stored KV blocks stay in storage until selected (LoadStateOnDemand).
   bool on_demand() const;
 

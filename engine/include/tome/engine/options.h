@@ -34,6 +34,12 @@ struct EngineOptions {
   // LoadStateOnDemand; the StateSource must then serve concurrent GetMany calls). 0 reads
   // on the caller alone.
   int state_read_threads = 3;
+  // LoadStateOnDemand returns once the Lightning states are in; the sparse layers' records
+  // (block summaries, last blocks) are read in the background and the next forward pass
+  // takes each layer when it reaches it, so that a cold question's first layers and block
+  // fetches run while later layers are read. Needs state_read_threads > 0 (a thread-safe
+  // source) and one GPU (tensor-parallel ranks load in full).
+  bool overlap_state_loading = true;
   // Prefill processes at most this many tokens per forward call (bounds activation memory).
   int64_t max_chunk_tokens = 512;
   // Dense/sparse choice of sparse layers (docs/MODEL-SEMANTICS.md).

@@ -14,7 +14,10 @@
 //   per step:     of a decode step's blocks, the share its previous step (or the question)
 //                 selected too, the share selected anywhere earlier in this question and
 //                 answer, and the blocks never selected before (what a step must fetch when
-//                 everything selected earlier is still cached).
+//                 everything selected earlier is still cached), and the share of those new
+//                 blocks next to (b - 1 or b + 1 of the same layer and group) a block
+//                 selected earlier: what prefetching the neighbours of selected blocks
+//                 would have brought in ahead of time.
 // Key-value questions also report whether the needle line's block was read, per sparse layer,
 // by the query that predicts the answer's first token and by any question token, for answers
 // right and wrong (does a wrong answer miss the block, or not use it?).
@@ -105,7 +108,7 @@ bool Reads(const Engine& engine, const std::vector<std::vector<int32_t>>& sel, s
 
 struct Totals {
   int64_t questions = 0, correct = 0, question_tokens = 0, token_blocks = 0, question_distinct = 0,
-          steps = 0, step_blocks = 0, from_previous = 0, from_earlier = 0;
+          steps = 0, step_blocks = 0, from_previous = 0, from_earlier = 0, new_next_to_earlier = 0;
 };
 
 // Key-value questions: does the query that predicts the answer's first token read the needle's
@@ -122,7 +125,8 @@ int Run(const Engine& engine, const std::vector<nlohmann::json>& docs, const cha
   std::printf(
       "\n%s (%s)\n\n| tokens | task | questions | answered | blocks per query token |"
       " distinct per question | decode steps | from the previous step | from earlier |"
-      " new per step |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+      " new per step | new next to an earlier one |\n"
+      "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
       label, absl::GetFlag(FLAGS_model).c_str());
   for (const nlohmann::json& doc : docs) {
     auto text = prompt.DocumentText(doc["text"].get<std::string>());
@@ -176,6 +180,10 @@ int Run(const Engine& engine, const std::vector<nlohmann::json>& docs, const cha
         for (const Block& b : step) {
           t.from_previous += previous.count(b);
           t.from_earlier += earlier.count(b);
+          const auto [layer, group, index] = b;
+          t.new_next_to_earlier += !earlier.count(b) &&
+                                   (earlier.count({layer, group, index - 1}) ||
+                                    earlier.count({layer, group, index + 1}));
         }
         earlier.insert(step.begin(), step.end());
         previous = step;
@@ -223,13 +231,14 @@ int Run(const Engine& engine, const std::vector<nlohmann::json>& docs, const cha
     }
     for (const auto& [task, t] : by_task) {
       auto per = [](int64_t a, int64_t b) { return b > 0 ? double(a) / double(b) : 0.0; };
-      std::printf("| %zu | %s | %lld | %lld | %.1f | %.1f | %lld | %.0f%% | %.0f%% | %.1f |\n",
+      std::printf("| %zu | %s | %lld | %lld | %.1f | %.1f | %lld | %.0f%% | %.0f%% | %.1f | %.0f%% |\n",
                   tokens.size(), task.c_str(), static_cast<long long>(t.questions),
                   static_cast<long long>(t.correct), per(t.token_blocks, t.question_tokens),
                   per(t.question_distinct, t.questions), static_cast<long long>(t.steps),
                   100 * per(t.from_previous, t.step_blocks),
                   100 * per(t.from_earlier, t.step_blocks),
-                  per(t.step_blocks - t.from_earlier, t.steps));
+                  per(t.step_blocks - t.from_earlier, t.steps),
+                  100 * per(t.new_next_to_earlier, t.step_blocks - t.from_earlier));
       std::fflush(stdout);
     }
   }

@@ -493,7 +493,17 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
   const Tensor mix = ws_mix_.View(act, T, q);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   const bool capture = options.capture_selection != nullptr;
-  for (const Segment& seg : segments) {
+  // First every segment's appends and block selection, then (storage-backed segments) one
+  // copy of all their selections to the host: a batched decode step of several on-demand
+  // sessions stops once per layer, not once per session.
+  struct Plan {
+    bool dense = false, select = false, evidence = false;
+  };
+  std::vector<Plan> plans(segments.size());
+  const Tensor all_selected = ws_selected_.View(DType::kI32, T, G * topk);
+  int64_t stored_rows = 0;  // rows of the segments whose selection the host needs
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const Segment& seg = segments[i];
     SparseLayerState& s = seg.state->layers[layer].sparse;
     const int64_t n = seg.rows(), p0 = seg.first_position;
     for (int64_t g = 0; g < G; ++g) {
@@ -501,21 +511,40 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
       TOME_RETURN_IF_ERROR(s.values[g].Append(V.Rows(seg.row0, n).Cols(g * d, d)));
     }
     TOME_RETURN_IF_ERROR(UpdateSummaries(s, p0, p0 + n));
-    const Tensor Qs = Q.Rows(seg.row0, n);
-    const bool dense =
+    Plan& plan = plans[i];
+    plan.dense =
         options_.dense_mode == DenseThresholdMode::kHf && seg.call_end < c.sparse.dense_len;
-    const bool select = !dense && !sparse_params_.SelectsAll(p0 + n - 1);
-    const bool evidence = !dense && seg.evidence != nullptr && dims_.first_of_group;
-    const Tensor selected = ws_selected_.View(DType::kI32, T, G * topk).Rows(seg.row0, n);
+    plan.select = !plan.dense && !sparse_params_.SelectsAll(p0 + n - 1);
+    plan.evidence = !plan.dense && seg.evidence != nullptr && dims_.first_of_group;
     const Tensor scores = ws_scores_.View(DType::kF32, T, G * topk).Rows(seg.row0, n);
-    if (!dense && (select || capture || evidence)) {
-      backend_->SelectBlocks(Qsel.Rows(seg.row0, n), Hs, d, p0, s.k1, s.k2, sparse_params_,
-                             scale, selected, evidence ? scores : Tensor{});
+    if (!plan.dense && (plan.select || capture || plan.evidence)) {
+      backend_->SelectBlocks(Qsel.Rows(seg.row0, n), Hs, d, p0, s.k1, s.k2, sparse_params_, scale,
+                             all_selected.Rows(seg.row0, n), plan.evidence ? scores : Tensor{});
     }
+    if (seg.state->stored && plan.select) stored_rows = seg.row0 + n;
+  }
+  if (stored_rows > 0) {
+    host_fetch_selection_.resize(stored_rows * G * topk);
+    const bool decode = std::all_of(segments.begin(), segments.end(),
+                                    [](const Segment& seg) { return seg.rows() == 1; });
+    const ScopedFetchCall call(decode);
+    ScopedFetchTime timed(FetchPhase::kSelectionToHost);
+    backend_->CopyToHost(all_selected.Rows(0, stored_rows), host_fetch_selection_.data());
+  }
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const Segment& seg = segments[i];
+    const Plan& plan = plans[i];
+    const bool dense = plan.dense, select = plan.select, evidence = plan.evidence;
+    SparseLayerState& s = seg.state->layers[layer].sparse;
+    const int64_t n = seg.rows(), p0 = seg.first_position;
+    const Tensor Qs = Q.Rows(seg.row0, n);
+    const Tensor selected = all_selected.Rows(seg.row0, n);
+    const Tensor scores = ws_scores_.View(DType::kF32, T, G * topk).Rows(seg.row0, n);
     absl::Span<const PagedBuffer> keys = s.keys, values = s.values;
     if (seg.state->stored) {  // storage-backed: bring in the blocks these queries read
-      TOME_RETURN_IF_ERROR(FetchStoredBlocks(*seg.state, layer, select ? selected : Tensor{}, n,
-                                             p0 + n - 1));
+      TOME_RETURN_IF_ERROR(FetchStoredBlocks(
+          *seg.state, layer, select ? host_fetch_selection_.data() + seg.row0 * G * topk : nullptr,
+          n, p0 + n - 1));
       keys = overlay_keys_[layer];
       values = overlay_values_[layer];
     }
@@ -544,7 +573,7 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
 }
 
 absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
-                                      const Tensor& selected, int64_t rows,
+                                      const int32_t* selected, int64_t rows,
                                       int64_t last_position) {
   const SparseLayerState& s = state.layers[layer].sparse;
   const StoredBlocks& stored = *state.stored;
@@ -552,11 +581,6 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   const int64_t B = config_.sparse.block_size, d = config_.head_dim;
   const int64_t causal = std::min(last_position / B + 1, s.keys[0].num_pages());
   const ScopedFetchCall call(/*decode=*/rows == 1);
-  if (selected.data != nullptr) {
-    host_selected_.resize(rows * G * topk);
-    ScopedFetchTime timed(FetchPhase::kSelectionToHost);
-    backend_->CopyToHost(selected, host_selected_.data());
-  }
   std::optional<ScopedFetchTime> plan(std::in_place, FetchPhase::kPlan);
   if (static_cast<int64_t>(overlay_keys_.size()) <= layer) {
     overlay_keys_.resize(layer + 1);
@@ -577,7 +601,7 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   // a few hundred of 16K.
   // Blocks are stored under their global group index (this rank's groups start at kv_head0).
   std::vector<BlockCache::BlockId> fetch;
-  if (selected.data == nullptr) {  // every causal block
+  if (selected == nullptr) {  // every causal block
     for (int64_t g = 0; g < G; ++g) {
       for (int64_t b = 0; b < causal; ++b) {
         if (!keys[g].page_resident(b)) fetch.push_back({int32_t(dims_.kv_head0 + g), b});
@@ -587,7 +611,7 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t g = 0; g < G; ++g) {
         for (int64_t j = 0; j < topk; ++j) {
-          const int32_t b = host_selected_[(i * G + g) * topk + j];
+          const int32_t b = selected[(i * G + g) * topk + j];
           if (b >= 0 && b < causal && !keys[g].page_resident(b)) {
             fetch.push_back({int32_t(dims_.kv_head0 + g), b});
           }

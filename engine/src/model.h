@@ -141,11 +141,11 @@ class Model {
   // windows of the next tokens reach back into the blocks after it.
   int64_t FirstResidentBlock(int64_t num_tokens) const;
   // Makes overlay_keys_/overlay_values_[layer] views of the sparse layer's pages plus,
-  // fetched from storage, every absent block that `selected` (all causal blocks when it has
-  // no data) names for these `rows` queries; fetched_ holds those blocks until the layer's
-  // attention is enqueued.
-  absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer,
-                                 const Tensor& selected, int64_t rows, int64_t last_position);
+  // fetched from storage, every absent block that `selected` (the host copy of these `rows`
+  // queries' selection; all causal blocks when null) names; fetched_ holds those blocks
+  // until the layer's attention is enqueued.
+  absl::Status FetchStoredBlocks(const SequenceState& state, int64_t layer, const int32_t* selected,
+                                 int64_t rows, int64_t last_position);
   // Appends the page(s) of one stored KV block or summary page record (`size` bytes at
   // `bytes`) to group g of `s`, queued on `pending`; DataLoss naming the record if its size
   // is wrong.
@@ -190,7 +190,9 @@ class Model {
   // vocabulary rows of the logits.
   Buffer ws_gather_, ws_logits_local_, ws_flag_;  // ws_flag_: AgreeAcrossRanks
   std::vector<float> host_hidden_;
-  std::vector<int32_t> host_selected_;
+  std::vector<int32_t> host_selected_;  // AddEvidence's scratch
+  // A sparse layer's block selection of the storage-backed segments of a call, on the host.
+  std::vector<int32_t> host_fetch_selection_;
   std::vector<float> host_scores_;
   std::vector<int32_t> batch_tokens_;
   std::vector<uint16_t> host_bf16_;

@@ -2,6 +2,7 @@
 // fetched through the block cache when selected) gives the same logits as one loaded whole,
 // under cache budgets small enough to evict and refetch blocks on every step.
 #include <memory>
+#include <tuple>
 
 #include "gtest/gtest.h"
 #include "tests/testutil/map_store.h"
@@ -169,6 +170,50 @@ TEST_F(OnDemandTest, MissingBlockFailsTheForwardPassNotTheProcess) {
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
   EXPECT_EQ(engine_->LoadStateOnDemand(kStored, nullptr, cache, "x").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// One batched decode step over two on-demand sessions of different documents and lengths
+// and a resident one (their selections come to the host in one copy per layer): each
+// session's logits equal those of a resident session of its document decoding alone. Top-k
+// 8, so that steps select absent blocks, different ones for the two documents.
+TEST_F(OnDemandTest, BatchedDecodeOfSeveralOnDemandSessionsEqualsResident) {
+  ModelConfig config = config_;
+  config.sparse.topk = 8;
+  testing::TempDir dir;
+  testing::WriteModel(config, dir.path(), 42);
+  EngineOptions options;
+  options.model_dir = dir.path();
+  options.max_chunk_tokens = 64;
+  auto engine = Engine::Create(options).value();
+  std::vector<int32_t> other(tokens_.rbegin(), tokens_.rend());
+  constexpr int64_t kOther = 700;  // the second document's length
+  auto store_a = std::make_shared<MapStore>(/*keep_longest_only=*/true);
+  auto store_b = std::make_shared<MapStore>(/*keep_longest_only=*/true);
+  for (auto [doc, n, store] :
+       {std::tuple{&tokens_, kStored, store_a.get()}, std::tuple{&other, kOther, store_b.get()}}) {
+    auto seq = engine->NewSequence().value();
+    engine->Prefill(*seq, absl::MakeConstSpan(*doc).first(n)).value();
+    ASSERT_TRUE(engine->SaveState(*seq, 0, *store).ok());
+  }
+  auto cache = engine->NewBlockCache(3 * BlockBytes(), 4 * BlockBytes());
+  auto a = engine->LoadStateOnDemand(kStored, store_a, cache, "a@1").value();
+  auto b = engine->LoadStateOnDemand(kOther, store_b, cache, "b@1").value();
+  auto c = engine->LoadState(kStored, *store_a).value();
+  auto a_alone = engine->LoadState(kStored, *store_a).value();
+  auto b_alone = engine->LoadState(kOther, *store_b).value();
+  for (int64_t s = 0; s < 12; ++s) {
+    const int32_t ta = tokens_[kStored + s], tb = other[kOther + s], tc = tokens_[s];
+    Sequence* batch[] = {a.get(), c.get(), b.get()};
+    const int32_t batch_tokens[] = {ta, tc, tb};
+    const auto got = engine->DecodeBatch(batch, batch_tokens).value();
+    Sequence* one_a[] = {a_alone.get()};
+    Sequence* one_b[] = {b_alone.get()};
+    const auto want_a = engine->DecodeBatch(one_a, absl::MakeConstSpan(&ta, 1)).value();
+    const auto want_b = engine->DecodeBatch(one_b, absl::MakeConstSpan(&tb, 1)).value();
+    ASSERT_LT(MaxRelativeError(got[0], want_a[0]), kTol) << "step " << s;
+    ASSERT_LT(MaxRelativeError(got[2], want_b[0]), kTol) << "step " << s;
+  }
+  EXPECT_GT(cache->stats().source_reads, 0);
 }
 
 // LoadStateOnDemand returns once the Lightning states are in; the sparse layers' summaries

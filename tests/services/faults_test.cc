@@ -38,6 +38,27 @@ class FaultsTest : public testing::ServerTest {
     return documents_->ReingestDocument(&context, request, document);
   }
 
+  // With the server stopped: flips one byte in the middle of a stored record of document
+  // `id` (tenant 1) in column family `cf`, its first record or its last.
+  void DamageRecord(const std::string& id, const std::string& cf, bool last) {
+    std::unique_ptr<RawDb> raw = RawDb::Open(dir_.Sub("data") + "/store", rocksdb::Env::Default());
+    ASSERT_NE(raw, nullptr);
+    std::string prefix(16, '\0');  // tenant 1, the document: big-endian u64s
+    const uint64_t parts[2] = {1, std::stoull(id)};
+    for (int p = 0; p < 2; ++p) {
+      for (int i = 0; i < 8; ++i) prefix[8 * p + i] = static_cast<char>(parts[p] >> (56 - 8 * i));
+    }
+    std::string end = prefix;
+    end[15] = static_cast<char>(end[15] + 1);
+    const std::vector<std::string> keys = raw->Keys(cf, prefix, end);
+    ASSERT_FALSE(keys.empty());
+    const std::string& key = last ? keys.back() : keys.front();
+    std::string value;
+    ASSERT_TRUE(raw->db()->Get({}, raw->cf(cf), key, &value).ok());
+    value[value.size() / 2] ^= 0x40;
+    ASSERT_TRUE(raw->db()->Put({}, raw->cf(cf), key, value).ok());
+  }
+
   void WaitReady(const std::string& id) {
     grpc::ClientContext context;
     v1::WatchIngestionRequest request;
@@ -65,23 +86,7 @@ TEST_F(FaultsTest, CorruptedStateIsDetectedReportedAndReingestedFromItsText) {
 
   // Stop the server and flip one byte in the middle of a stored KV block of document A.
   server_.reset();
-  {
-    std::unique_ptr<RawDb> raw = RawDb::Open(dir_.Sub("data") + "/store", rocksdb::Env::Default());
-    ASSERT_NE(raw, nullptr);
-    std::string prefix(16, '\0');  // tenant 1, document a: big-endian u64s
-    const uint64_t parts[2] = {1, std::stoull(a)};
-    for (int p = 0; p < 2; ++p) {
-      for (int i = 0; i < 8; ++i) prefix[8 * p + i] = static_cast<char>(parts[p] >> (56 - 8 * i));
-    }
-    std::string end = prefix;
-    end[15] = static_cast<char>(end[15] + 1);
-    const std::vector<std::string> keys = raw->Keys("kv", prefix, end);
-    ASSERT_FALSE(keys.empty());
-    std::string value;
-    ASSERT_TRUE(raw->db()->Get({}, raw->cf("kv"), keys[0], &value).ok());
-    value[value.size() / 2] ^= 0x40;
-    ASSERT_TRUE(raw->db()->Put({}, raw->cf("kv"), keys[0], value).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(DamageRecord(a, "kv", /*last=*/false));
   StartServer();
 
   // Detected by its checksum and reported to the asker...
@@ -133,23 +138,7 @@ TEST_F(FaultsTest, DamagedSummaryReadInTheBackgroundMarksTheDocumentFailed) {
   for (int i = 0; i < 60; ++i) text += absl::StrCat("row ", i, " of the summarised table. ");
   const std::string id = Ingest(text);
   server_.reset();
-  {
-    std::unique_ptr<RawDb> raw = RawDb::Open(dir_.Sub("data") + "/store", rocksdb::Env::Default());
-    ASSERT_NE(raw, nullptr);
-    std::string prefix(16, '\0');  // tenant 1, the document: big-endian u64s
-    const uint64_t parts[2] = {1, std::stoull(id)};
-    for (int p = 0; p < 2; ++p) {
-      for (int i = 0; i < 8; ++i) prefix[8 * p + i] = static_cast<char>(parts[p] >> (56 - 8 * i));
-    }
-    std::string end = prefix;
-    end[15] = static_cast<char>(end[15] + 1);
-    const std::vector<std::string> keys = raw->Keys("summary", prefix, end);
-    ASSERT_FALSE(keys.empty());
-    std::string value;
-    ASSERT_TRUE(raw->db()->Get({}, raw->cf("summary"), keys.back(), &value).ok());
-    value[value.size() / 2] ^= 0x40;
-    ASSERT_TRUE(raw->db()->Put({}, raw->cf("summary"), keys.back(), value).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(DamageRecord(id, "summary", /*last=*/true));
   services::ServerOptions options = Options();
   options.resident_kv_limit_bytes = 0;  // every state opens on demand
   StartServer(options);

@@ -450,9 +450,13 @@ absl::StatusOr<std::shared_ptr<const engine::Sequence>> TomeCore::StateAt(
       return loaded.status();
     }
     sequence = std::move(loaded).value();
+    // On demand, the summaries are still being read when this is logged (the next forward
+    // pass takes them), so the count is of what was read before the open returned.
     LOG(INFO) << (on_demand ? "opened document " : "restored document ") << record.id
               << " at token " << base << (on_demand ? " on demand (" : " (")
-              << store_source->bytes_read() << " bytes read) from the store";
+              << store_source->bytes_read()
+              << (on_demand ? " bytes read before the open returned)" : " bytes read)")
+              << " from the store";
   }
   *source = "store";
   if (base < num_tokens) {

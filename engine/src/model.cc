@@ -499,11 +499,17 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
   struct Plan {
     bool dense = false, select = false, evidence = false;
   };
-  std::vector<Plan> plans(segments.size());
+  auto plan_of = [&](const Segment& seg) {
+    Plan plan;
+    plan.dense =
+        options_.dense_mode == DenseThresholdMode::kHf && seg.call_end < c.sparse.dense_len;
+    plan.select = !plan.dense && !sparse_params_.SelectsAll(seg.first_position + seg.rows() - 1);
+    plan.evidence = !plan.dense && seg.evidence != nullptr && dims_.first_of_group;
+    return plan;
+  };
   const Tensor all_selected = ws_selected_.View(DType::kI32, T, G * topk);
   int64_t stored_rows = 0;  // rows of the segments whose selection the host needs
-  for (size_t i = 0; i < segments.size(); ++i) {
-    const Segment& seg = segments[i];
+  for (const Segment& seg : segments) {
     SparseLayerState& s = seg.state->layers[layer].sparse;
     const int64_t n = seg.rows(), p0 = seg.first_position;
     for (int64_t g = 0; g < G; ++g) {
@@ -511,11 +517,7 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
       TOME_RETURN_IF_ERROR(s.values[g].Append(V.Rows(seg.row0, n).Cols(g * d, d)));
     }
     TOME_RETURN_IF_ERROR(UpdateSummaries(s, p0, p0 + n));
-    Plan& plan = plans[i];
-    plan.dense =
-        options_.dense_mode == DenseThresholdMode::kHf && seg.call_end < c.sparse.dense_len;
-    plan.select = !plan.dense && !sparse_params_.SelectsAll(p0 + n - 1);
-    plan.evidence = !plan.dense && seg.evidence != nullptr && dims_.first_of_group;
+    const Plan plan = plan_of(seg);
     const Tensor scores = ws_scores_.View(DType::kF32, T, G * topk).Rows(seg.row0, n);
     if (!plan.dense && (plan.select || capture || plan.evidence)) {
       backend_->SelectBlocks(Qsel.Rows(seg.row0, n), Hs, d, p0, s.k1, s.k2, sparse_params_, scale,
@@ -531,9 +533,8 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
     ScopedFetchTime timed(FetchPhase::kSelectionToHost);
     backend_->CopyToHost(all_selected.Rows(0, stored_rows), host_fetch_selection_.data());
   }
-  for (size_t i = 0; i < segments.size(); ++i) {
-    const Segment& seg = segments[i];
-    const Plan& plan = plans[i];
+  for (const Segment& seg : segments) {
+    const Plan plan = plan_of(seg);
     const bool dense = plan.dense, select = plan.select, evidence = plan.evidence;
     SparseLayerState& s = seg.state->layers[layer].sparse;
     const int64_t n = seg.rows(), p0 = seg.first_position;
@@ -831,7 +832,7 @@ absl::Status Model::AppendStoredRecords(SparseLayerState& s, absl::Span<const St
   std::vector<HostPiece> pending;
   for (size_t i = 0; i < keys.size(); ++i) {
     TOME_RETURN_IF_ERROR(AppendStoredPage(s, keys[i].head - dims_.kv_head0, keys[i], read.record(i),
-                                          read.sizes[i], read.staged[i], pending));
+                                          read.sizes[i], read.staged(i), pending));
   }
   backend_->CopyManyFromHost(pending);  // the records may go once it returns
   return absl::OkStatus();
@@ -984,17 +985,9 @@ absl::Status Model::AwaitLayer(SequenceState& state, int64_t layer) {
 }
 
 absl::Status Model::FinishLoad(SequenceState& state) {
-  while (state.pending != nullptr) {
-    const auto& layers = state.pending->layers();
-    auto next = std::find_if(layers.begin(), layers.end(),
-                             [&](const PendingLoad::Layer& l) { return state.unapplied[l.layer]; });
-    if (next == layers.end()) {
-      state.pending.reset();
-      break;
-    }
-    TOME_RETURN_IF_ERROR(AwaitLayer(state, next->layer));
-  }
-  return absl::OkStatus();
+  // The layers still to come are always the last ones (AwaitLayer takes them in order).
+  if (state.pending == nullptr) return absl::OkStatus();
+  return AwaitLayer(state, state.pending->layers().back().layer);
 }
 
 }  // namespace tome::engine

@@ -11,13 +11,10 @@ absl::StatusOr<ReadRecords> ReadStateRecords(StateSource& source,
   ReadRecords out;
   out.sizes.resize(keys.size());
   out.bytes.resize(keys.size());
-  out.staged.assign(keys.size(), false);
   out.staging = staging;
   out.slot_bytes = slot_bytes;
   const size_t batches = (keys.size() + kStateReadBatch - 1) / kStateReadBatch;
   std::vector<absl::Status> status(batches);
-  // std::vector<bool> packs bits: each batch records its staged flags in its own bytes.
-  std::vector<char> staged(keys.size(), 0);
   pool.Run(batches, [&](size_t b) {
     const size_t first = b * kStateReadBatch;
     const size_t count = std::min(kStateReadBatch, keys.size() - first);
@@ -33,10 +30,9 @@ absl::StatusOr<ReadRecords> ReadStateRecords(StateSource& source,
         return;
       }
       out.sizes[i] = static_cast<int64_t>(read[j]->size());
-      if (staging != nullptr && out.sizes[i] <= slot_bytes) {
+      if (out.staged(i)) {
         std::memcpy(staging + static_cast<int64_t>(i) * slot_bytes, read[j]->data(),
                     read[j]->size());
-        staged[i] = 1;
       } else {
         out.bytes[i] = std::move(*read[j]);
       }
@@ -45,7 +41,6 @@ absl::StatusOr<ReadRecords> ReadStateRecords(StateSource& source,
   for (const absl::Status& s : status) {
     if (!s.ok()) return s;
   }
-  for (size_t i = 0; i < keys.size(); ++i) out.staged[i] = staged[i] != 0;
   return out;
 }
 

@@ -17,12 +17,13 @@ namespace tome::engine {
 
 struct ReadRecords {
   std::vector<int64_t> sizes;
-  std::vector<std::string> bytes;  // as read; emptied where staged
-  std::vector<bool> staged;        // record i is at staging + i * slot_bytes
+  std::vector<std::string> bytes;  // as read; empty where staged
   char* staging = nullptr;
   int64_t slot_bytes = 0;
+  // Record i is at staging + i * slot_bytes (it fit its slot), not in bytes[i].
+  bool staged(size_t i) const { return staging != nullptr && sizes[i] <= slot_bytes; }
   const char* record(size_t i) const {
-    return staged[i] ? staging + static_cast<int64_t>(i) * slot_bytes : bytes[i].data();
+    return staged(i) ? staging + static_cast<int64_t>(i) * slot_bytes : bytes[i].data();
   }
 };
 

@@ -67,7 +67,7 @@ TEST_F(PendingLoadTest, ReadsLayersInOrderAtMostTwoAheadOfTheirUse) {
     absl::StatusOr<const ReadRecords*> read = load.Wait(l);
     ASSERT_TRUE(read.ok()) << read.status();
     for (int i = 0; i < kRecordsPerLayer; ++i) {
-      EXPECT_TRUE((*read)->staged[i]);
+      EXPECT_TRUE((*read)->staged(i));
       EXPECT_EQ(std::string((*read)->record(i), (*read)->sizes[i]), RecordBytes(l, i));
     }
     load.Release(l, absl::OkStatus());
@@ -81,7 +81,7 @@ TEST_F(PendingLoadTest, WithoutStagingTheRecordsStayAsRead) {
   PendingLoad load(store_, layers_, kSlot, 0, 2, {});
   absl::StatusOr<const ReadRecords*> read = load.Wait(0);
   ASSERT_TRUE(read.ok());
-  EXPECT_FALSE((*read)->staged[3]);
+  EXPECT_FALSE((*read)->staged(3));
   EXPECT_EQ(std::string((*read)->record(3), (*read)->sizes[3]), RecordBytes(0, 3));
 }
 

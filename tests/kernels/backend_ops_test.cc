@@ -956,6 +956,22 @@ std::vector<OpCase> MakeCases() {
       [](Harness& h) { AttentionCase(h, 4, 2, 16, 630, 40, true); });
   add({"BlockSparseAttention"}, "Attention_tiny_decode",
       [](Harness& h) { AttentionCase(h, 4, 2, 16, 699, 1, true); });
+  // Decode steps on tensor cores (BlockSparseDispatch checks the routing): padded rows (12
+  // heads a group), d 64, a long context, and a token that is its block's first key.
+  add({"BlockSparseAttention"}, "Attention_h12_decode_tc",
+      [](Harness& h) { AttentionCase(h, 24, 2, 128, 3003, 1, true); });
+  add({"BlockSparseAttention"}, "Attention_h16d64_decode_tc",
+      [](Harness& h) { AttentionCase(h, 16, 1, 64, 1000, 1, true); });
+  add({"BlockSparseAttention"}, "Attention_sala_decode_tc_100k",
+      [](Harness& h) { AttentionCase(h, 32, 2, 128, 100000, 1, true); });
+  add({"BlockSparseAttention"}, "Attention_sala_decode_tc_block_start",
+      [](Harness& h) { AttentionCase(h, 32, 2, 128, 64 * 70, 1, true); });
+  // Long enough that the selection bitmap has more words (293) than a CTA has threads: each
+  // thread counts a run of words to find its split's first block.
+  add({"BlockSparseAttention"}, "Attention_tiny_decode_600k",
+      [](Harness& h) { AttentionCase(h, 4, 2, 16, 600000, 1, true); });
+  add({"BlockSparseAttention"}, "Attention_tiny_selected_600k",
+      [](Harness& h) { AttentionCase(h, 4, 2, 16, 599990, 12, true); });
   add({"BlockSparseAttention"}, "Attention_d64_dense",
       [](Harness& h) { AttentionCase(h, 4, 2, 64, 0, 130, false); });
   add({"BlockSparseAttention"}, "Attention_sala_selected",
@@ -1029,8 +1045,18 @@ TEST(BlockSparseDispatch, PrefillOfModelShapesUsesTensorCores) {
   EXPECT_EQ(kernels::cuda::BlockSparseSplits(a), 1);
   a.num_tokens = 300;
   EXPECT_TRUE(kernels::cuda::BlockSparseUsesTensorCores(a));
-  a.num_tokens = 1;  // decode: the SIMT kernel splits the blocks over CTAs
+  // A decode step: not the prefill kernel but the decode one, which splits the selected
+  // blocks over one-warp CTAs (with a selection; dense attention stays on the SIMT kernel).
+  a.num_tokens = 1;
   EXPECT_FALSE(kernels::cuda::BlockSparseUsesTensorCores(a));
+  EXPECT_FALSE(kernels::cuda::BlockSparseDecodeUsesTensorCores(a));
+  alignas(16) static int32_t selection[96];
+  a.selected = selection, a.topk_total = 96;
+  EXPECT_TRUE(kernels::cuda::BlockSparseDecodeUsesTensorCores(a));
+  EXPECT_GT(kernels::cuda::BlockSparseSplits(a), 1);
+  a.num_tokens = 2;  // a few tokens share their blocks' loads on the SIMT kernel
+  EXPECT_FALSE(kernels::cuda::BlockSparseDecodeUsesTensorCores(a));
+  a.selected = nullptr, a.topk_total = 0;
   a.num_tokens = 8192, a.num_q_heads = 4;  // 2 heads a group would waste 14 of 16 MMA rows
   EXPECT_FALSE(kernels::cuda::BlockSparseUsesTensorCores(a));
   a.num_q_heads = 32, a.block_size = 32;

@@ -12,8 +12,8 @@
 # to themselves.
 #
 #   tools/device/stage_deps.sh --with-binaries build-cuda
-# also copies that build's backend_ops_test, tome_bench, tome_on_demand_bench and
-# tome_store_read_bench (and libgomp, and RocksDB's libraries for a -DTOME_STORAGE=ON build) to .devdeps/bin, so
+# also copies that build's backend_ops_test, tome_bench, tome_on_demand_bench,
+# tome_store_read_bench and tome_decode_kernels_bench (and libgomp, and RocksDB's libraries for a -DTOME_STORAGE=ON build) to .devdeps/bin, so
 # a device run needs no build (tools/device/cuda_checks.sh uses them when they run there).
 # backend_ops_test holds the tensor-parallel tests too (tp_cuda_test.cc; NCCL itself is the
 # device's own libnccl.so.2, too large to carry). DEVDEPS_DIR=.devdeps-tp stages into another
@@ -38,7 +38,7 @@ if [[ -n "$build" ]]; then
   cp "$root/$build/tests/kernels/backend_ops_test" "$root/$build/tests/bench/tome_bench" \
     "$out/bin/"
   # Built only where needed (a TP-only build may lack them).
-  for bench in tome_on_demand_bench tome_store_read_bench; do
+  for bench in tome_on_demand_bench tome_store_read_bench tome_decode_kernels_bench; do
     if [[ -f "$root/$build/tests/bench/$bench" ]]; then cp "$root/$build/tests/bench/$bench" "$out/bin/"; fi
   done
   cp -L /usr/$arch_lib/libgomp.so.1 "$out/prefix/$arch_lib/"

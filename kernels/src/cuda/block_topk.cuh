@@ -22,28 +22,6 @@ __device__ __forceinline__ float FromKey(uint16_t key) {
   return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~(k | 0xffffu));
 }
 
-// Exclusive prefix sum of `count` over the block in thread order; *total = block sum. Every
-// thread of the block must call it.
-__device__ inline int BlockExclusiveSum(int count, int* total, int* warp_sums) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  int inclusive = count;
-  for (int off = 1; off < 32; off <<= 1) {
-    const int v = __shfl_up_sync(0xffffffffu, inclusive, off);
-    if (lane >= off) inclusive += v;
-  }
-  if (lane == 31) warp_sums[warp] = inclusive;
-  __syncthreads();
-  int before = 0, all = 0;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
-    const int c = warp_sums[w];
-    before += w < warp ? c : 0;
-    all += c;
-  }
-  __syncthreads();  // warp_sums is reused by the next call
-  *total = all;
-  return before + inclusive - count;
-}
-
 // Warp 0 finds the radix digit holding the need-th largest key: the largest d with
 // Σ_{d' ≥ d} hist[d'] ≥ need. Lane l holds digits 255 − 8l down to 248 − 8l.
 __device__ inline void FindDigit(const uint32_t* hist, uint32_t prefix, int shift, int need,

@@ -75,6 +75,28 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
+// Exclusive prefix sum of `count` over the block in thread order; *total = block sum. Every
+// thread of the block must call it.
+__device__ inline int BlockExclusiveSum(int count, int* total, int* warp_sums) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int inclusive = count;
+  for (int off = 1; off < 32; off <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, inclusive, off);
+    if (lane >= off) inclusive += v;
+  }
+  if (lane == 31) warp_sums[warp] = inclusive;
+  __syncthreads();
+  int before = 0, all = 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
+    const int c = warp_sums[w];
+    before += w < warp ? c : 0;
+    all += c;
+  }
+  __syncthreads();  // warp_sums is reused by the next call
+  *total = all;
+  return before + inclusive - count;
+}
+
 // Row `i` of a paged matrix (PagedRows::row, which is host-only).
 __device__ __forceinline__ const bf16* PagedRow(const DevicePagedRows& m, int64_t i) {
   return m.pages[i / m.rows_per_page] + (i % m.rows_per_page) * m.width;

@@ -1,7 +1,8 @@
 // y = x · wᵀ for a few rows of x (decode): bandwidth-bound, so the kernel streams w once with
 // 16-byte loads and keeps every row of x in registers against it. A CTA owns kRowsPerCta rows
-// of w; its 8 warps split k (thread i takes 8-element vectors i, i + 256, ...), then warp
-// shuffles and one shared-memory pass sum the partial products (fp32 throughout).
+// of w (4 unless the caller asks otherwise); its 8 warps split k (thread i takes 8-element vectors
+// i, i + 256, ...), then warp shuffles and one shared-memory pass sum the partial products (fp32
+// throughout).
 #include <algorithm>
 
 #include "common.cuh"
@@ -12,12 +13,10 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kRowsPerCta = 4;
-
-template <int M, typename Out>
+template <int M, typename Out, int kRowsPerCta>
 __global__ void __launch_bounds__(kThreads)
-    SmallMatMulKernel(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, Out* y,
-                      int64_t ldy, int64_t n, int64_t k) {
+    SmallMatMulKernel(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, Out* y, int64_t ldy,
+                      int64_t n, int64_t k) {
   __shared__ float partial[kWarps][kRowsPerCta * M];
   const int64_t n0 = int64_t{blockIdx.x} * kRowsPerCta;
   const int rows = static_cast<int>(min(int64_t{kRowsPerCta}, n - n0));
@@ -60,14 +59,15 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename Out>
-cudaError_t LaunchRows(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, Out* y,
-                       int64_t ldy, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+template <typename Out, int kRowsPerCta>
+cudaError_t LaunchRows(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, Out* y, int64_t ldy,
+                       int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(CeilDiv(n, kRowsPerCta));
   switch (m) {
-#define TOME_SMALL_MATMUL_CASE(M)                                                        \
-  case M:                                                                                \
-    SmallMatMulKernel<M, Out><<<grid, kThreads, 0, stream>>>(x, ldx, w, ldw, y, ldy, n, k); \
+#define TOME_SMALL_MATMUL_CASE(M)                                      \
+  case M:                                                              \
+    SmallMatMulKernel<M, Out, kRowsPerCta>                             \
+        <<<grid, kThreads, 0, stream>>>(x, ldx, w, ldw, y, ldy, n, k); \
     break;
     TOME_SMALL_MATMUL_CASE(1)
     TOME_SMALL_MATMUL_CASE(2)
@@ -94,13 +94,31 @@ bool SmallMatMulApplies(const void* x, int64_t ldx, const void* w, int64_t ldw, 
          Aligned16(x) && Aligned16(w);
 }
 
+template <int kRowsPerCta>
+cudaError_t LaunchOut(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, void* y, bool y_fp32,
+                      int64_t ldy, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+  return y_fp32 ? LaunchRows<float, kRowsPerCta>(x, ldx, w, ldw, static_cast<float*>(y), ldy, m, n,
+                                                 k, stream)
+                : LaunchRows<bf16, kRowsPerCta>(x, ldx, w, ldw, static_cast<bf16*>(y), ldy, m, n, k,
+                                                stream);
+}
+
 cudaError_t SmallMatMul(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, void* y,
                         bool y_fp32, int64_t ldy, int64_t m, int64_t n, int64_t k,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, int rows_per_cta) {
   if (!SmallMatMulApplies(x, ldx, w, ldw, m, k)) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  return y_fp32 ? LaunchRows(x, ldx, w, ldw, static_cast<float*>(y), ldy, m, n, k, stream)
-                : LaunchRows(x, ldx, w, ldw, static_cast<bf16*>(y), ldy, m, n, k, stream);
+  switch (rows_per_cta) {
+    case 2:
+      return LaunchOut<2>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, stream);
+    case 0:
+    case 4:
+      return LaunchOut<4>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, stream);
+    case 8:
+      return LaunchOut<8>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
 }
 
 }  // namespace tome::kernels::cuda

@@ -11,7 +11,9 @@
 #include <algorithm>
 
 #include "common.cuh"
+#include "sparse_attention_decode.h"
 #include "sparse_attention_mma.h"
+#include "split_combine.h"
 #include "tome/kernels/cuda/sparse_attention.h"
 
 namespace tome::kernels::cuda {
@@ -70,17 +72,46 @@ __device__ __forceinline__ void LoadRow(const float* src, float (&dst)[n]) {
   }
 }
 
-// 8 bf16 (one 16-byte load) as floats; zeros for a null source. (Not UnpackBf16x8 from
+// 8 bf16 (one 16-byte load) as floats. (Not UnpackBf16x8 from
 // common.cuh: this form is the one measured on the GPU; the other compiles differently.)
-__device__ __forceinline__ void Unpack8(const uint4* src, float (&f)[8]) {
-  uint4 v = make_uint4(0, 0, 0, 0);
-  if (src != nullptr) v = *src;
+__device__ __forceinline__ void Unpack8(const uint4& v, float (&f)[8]) {
   const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     f[2 * i] = __uint_as_float(w[i] << 16);  // bf16 is the high half of an fp32
     f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
   }
+}
+
+// Split `split` of `splits` takes the union's blocks of ranks [first_block, end_block) (in
+// ascending block order); its walk starts at word start_word, whose first set bit has rank
+// start_rank (start_word = words when the share is empty). Uniform over the CTA.
+struct UnionShare {
+  int first_block, end_block, start_word, start_rank;
+};
+
+__device__ UnionShare FindUnionShare(const uint32_t* any_bits, int words, int split, int splits) {
+  __shared__ int warp_sums[kThreads / 32];
+  __shared__ int start[2];
+  // Thread tid counts the set bits of a contiguous run of words; a prefix sum over the
+  // threads gives each run's first rank.
+  const int per = (words + kThreads - 1) / kThreads;
+  const int w_lo = min(int(threadIdx.x) * per, words), w_hi = min(w_lo + per, words);
+  int count = 0;
+  for (int w = w_lo; w < w_hi; ++w) count += __popc(any_bits[w]);
+  if (threadIdx.x == 0) start[0] = words, start[1] = 0;
+  int union_size = 0;
+  const int first_rank = BlockExclusiveSum(count, &union_size, warp_sums);
+  UnionShare s;
+  s.first_block = static_cast<int>(int64_t(union_size) * split / splits);
+  s.end_block = static_cast<int>(int64_t(union_size) * (split + 1) / splits);
+  if (count > 0 && first_rank <= s.first_block && s.first_block < first_rank + count) {
+    start[0] = w_lo, start[1] = first_rank;  // exactly one run holds rank first_block
+  }
+  __syncthreads();
+  s.start_word = start[0];
+  s.start_rank = start[1];
+  return s;
 }
 
 template <int D, int kRpt>
@@ -151,20 +182,19 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionKernel(Params a) {
 #pragma unroll
     for (int y = 0; y < kCols; ++y) o[x][y] = 0.0f;
 
-  // This CTA's share of the union's blocks (all of them without a split).
-  int union_size = 0;
-  for (int w = 0; w < words; ++w) union_size += __popc(any_bits[w]);
+  // This CTA's share of the union's blocks (all of them without a split), found by a prefix
+  // count over the bitmap's words spread over the threads: at 1M tokens the bitmap has 512
+  // words, which one thread walking them all (twice) took microseconds over.
   const int split = blockIdx.z;
-  const int first_block = static_cast<int>(int64_t(union_size) * split / a.splits);
-  const int end_block = static_cast<int>(int64_t(union_size) * (split + 1) / a.splits);
-  int rank = -1;
-  for (int w = 0; w < words; ++w) {
+  const UnionShare share = FindUnionShare(any_bits, words, split, a.splits);
+  int rank = share.start_rank - 1;
+  for (int w = share.start_word; w < words && rank + 1 < share.end_block; ++w) {
     uint32_t bits = any_bits[w];
-    while (bits != 0) {
+    while (bits != 0 && rank + 1 < share.end_block) {
       const int bit = __ffs(bits) - 1;
       bits &= bits - 1;
       ++rank;
-      if (rank < first_block || rank >= end_block) continue;
+      if (rank < share.first_block) continue;
       const int64_t b = int64_t(w) * 32 + bit;
       const int64_t block_keys = min(B, p_hi - B * b);  // keys of block b the tile can see
       for (int64_t k0 = 0; k0 < block_keys; k0 += kKeyTile) {
@@ -177,19 +207,34 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionKernel(Params a) {
           vrow[tid] = tid < nk ? PagedRow(values, tau0 + tid) : nullptr;
         }
         __syncthreads();
-        for (int e = tid; e < kKeyTile * (D / 8); e += kThreads) {
-          const int j = e % kKeyTile, c8 = (e / kKeyTile) * 8;
-          float f[8];
-          Unpack8(j < nk ? reinterpret_cast<const uint4*>(krow[j] + c8) : nullptr, f);
+        // Every K and V load of this thread is issued before any shared-memory store: with
+        // loads and stores interleaved the compiler kept one load in flight at a time (the
+        // stores might alias krow/vrow for all it knows), eight memory round trips a tile.
+        constexpr int kVecs = kKeyTile * (D / 8);  // 16-byte vectors of K, and of V
+        constexpr int kPerThread = (kVecs + kThreads - 1) / kThreads;
+        uint4 kraw[kPerThread], vraw[kPerThread];
 #pragma unroll
-          for (int u = 0; u < 8; ++u) kt[(c8 + u) * kLdk + j] = f[u];
+        for (int i = 0; i < kPerThread; ++i) {
+          const int e = tid + i * kThreads;
+          const int kj = e % kKeyTile, kc8 = (e / kKeyTile) * 8;  // keys: row index fastest
+          const int vj = e / (D / 8), vc8 = (e % (D / 8)) * 8;    // values: column fastest
+          const uint4 zero = make_uint4(0, 0, 0, 0);
+          kraw[i] = e < kVecs && kj < nk ? *reinterpret_cast<const uint4*>(krow[kj] + kc8) : zero;
+          vraw[i] = e < kVecs && vj < nk ? *reinterpret_cast<const uint4*>(vrow[vj] + vc8) : zero;
         }
-        for (int e = tid; e < kKeyTile * (D / 8); e += kThreads) {
-          const int j = e / (D / 8), c8 = (e % (D / 8)) * 8;
+#pragma unroll
+        for (int i = 0; i < kPerThread; ++i) {
+          const int e = tid + i * kThreads;
+          if (e >= kVecs) break;
+          const int kj = e % kKeyTile, kc8 = (e / kKeyTile) * 8;
+          const int vj = e / (D / 8), vc8 = (e % (D / 8)) * 8;
           float f[8];
-          Unpack8(j < nk ? reinterpret_cast<const uint4*>(vrow[j] + c8) : nullptr, f);
-          *reinterpret_cast<float4*>(&vs[j * D + c8]) = make_float4(f[0], f[1], f[2], f[3]);
-          *reinterpret_cast<float4*>(&vs[j * D + c8 + 4]) = make_float4(f[4], f[5], f[6], f[7]);
+          Unpack8(kraw[i], f);
+#pragma unroll
+          for (int u = 0; u < 8; ++u) kt[(kc8 + u) * kLdk + kj] = f[u];
+          Unpack8(vraw[i], f);
+          *reinterpret_cast<float4*>(&vs[vj * D + vc8]) = make_float4(f[0], f[1], f[2], f[3]);
+          *reinterpret_cast<float4*>(&vs[vj * D + vc8 + 4]) = make_float4(f[4], f[5], f[6], f[7]);
         }
         __syncthreads();
         if (active) {
@@ -308,29 +353,6 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionKernel(Params a) {
   }
 }
 
-// out = Σ_s o_s e^(m_s − M) / Σ_s l_s e^(m_s − M) over the splits of each (token, head) row.
-__global__ void CombineKernel(const float* part_o, const float* part_ml, int splits,
-                              int64_t rows, int64_t head_dim, int64_t num_q_heads,
-                              bf16* out, int64_t out_stride) {
-  const int64_t row = blockIdx.x;  // token · Hq + head
-  float m = -INFINITY;
-  for (int s = 0; s < splits; ++s) m = fmaxf(m, part_ml[2 * (s * rows + row)]);
-  float l = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float ms = part_ml[2 * (s * rows + row)];
-    if (ms != -INFINITY) l += part_ml[2 * (s * rows + row) + 1] * expf(ms - m);
-  }
-  bf16* dst = out + (row / num_q_heads) * out_stride + (row % num_q_heads) * head_dim;
-  for (int64_t c = threadIdx.x; c < head_dim; c += blockDim.x) {
-    float acc = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = part_ml[2 * (s * rows + row)];
-      if (ms != -INFINITY) acc += part_o[(s * rows + row) * head_dim + c] * expf(ms - m);
-    }
-    dst[c] = FromFloat<bf16>(acc / l);
-  }
-}
-
 template <int D, int kRpt>
 cudaError_t Launch(const Params& p, int64_t num_tiles, cudaStream_t stream) {
   const int max_smem = OptInDynamicSmem<SparseAttentionKernel<D, kRpt>>();
@@ -341,10 +363,8 @@ cudaError_t Launch(const Params& p, int64_t num_tiles, cudaStream_t stream) {
                   static_cast<unsigned>(p.splits));
   SparseAttentionKernel<D, kRpt><<<grid, kThreads, smem, stream>>>(p);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess || p.splits == 1) return e;
-  const int64_t rows = p.num_tokens * p.num_q_heads;
-  CombineKernel<<<static_cast<unsigned>(rows), D, 0, stream>>>(
-      p.part_o, p.part_ml, p.splits, rows, D, p.num_q_heads, p.out, p.out_stride);
-  return cudaGetLastError();
+  return CombineSplits(p.part_o, p.part_ml, p.splits, p.num_tokens * p.num_q_heads, D,
+                       p.num_q_heads, p.out, p.out_stride, stream);
 }
 
 template <int kRpt>
@@ -384,13 +404,20 @@ bool Narrow(const BlockSparseArgs& a) {
 
 int BlockSparseSplits(const BlockSparseArgs& a) {
   if (a.num_tokens == 0 || a.num_groups <= 0 || BlockSparseUsesTensorCores(a)) return 1;
+  const int64_t most = a.max_splits > 0 ? std::min(a.max_splits, kMaxSplits) : kMaxSplits;
+  if (BlockSparseDecodeUsesTensorCores(a)) {
+    // One-warp CTAs, one per (split, group), each ~3 of the token's blocks so that a block's
+    // copy overlaps the one before: 20.2 us at 32 splits against 24.2 at 64 and 24.3 at 16
+    // for a 96-block selection (H200, tome_decode_kernels_bench).
+    return static_cast<int>(std::clamp<int64_t>(a.topk_total / 3, 1, most));
+  }
   const int64_t hg = a.num_q_heads / a.num_groups;
   const int64_t tq = TileTokens(a, hg, Narrow(a) ? Shape<1>::kRows : Shape<8>::kRows);
   const int64_t last = a.first_position + a.num_tokens - 1;
   const int64_t ctas = (last / tq - a.first_position / tq + 1) * a.num_groups;
   // Few tiles (decode, short calls): split each tile's blocks so ~2 CTAs run per SM (a decode
   // step's 96 blocks a group: 1-2 per CTA; each split costs its partial's write and combine).
-  return static_cast<int>(std::clamp<int64_t>(2 * NumSms() / ctas, 1, 64));
+  return static_cast<int>(std::clamp<int64_t>(2 * NumSms() / ctas, 1, most));
 }
 
 size_t BlockSparseScratchBytes(const BlockSparseArgs& a) {
@@ -405,6 +432,9 @@ cudaError_t BlockSparseAttention(const BlockSparseArgs& a, cudaStream_t stream) 
     return cudaErrorInvalidValue;
   }
   if (BlockSparseUsesTensorCores(a)) return BlockSparseAttentionMma(a, stream);
+  if (BlockSparseDecodeUsesTensorCores(a)) {
+    return BlockSparseAttentionDecodeMma(a, BlockSparseSplits(a), stream);
+  }
   const int64_t hg = a.num_q_heads / a.num_groups;
   // Selections: one token per CTA where the heads of a group fit 16 rows; dense: 128 rows.
   const bool narrow = Narrow(a);

@@ -9,6 +9,7 @@
 // attention (no selection) is the same walk over every causal block.
 #include <algorithm>
 
+#include "attention_block.cuh"
 #include "common.cuh"
 #include "mma.cuh"
 #include "sparse_attention_mma.h"
@@ -24,7 +25,7 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kBlock = 64;                // keys per block = rows per KV page
 constexpr int kStages = 3;                // blocks in flight (copies ahead of use)
 constexpr int kBitmapWordsPerCta = 4096;  // bounds tq · words (16 KB of per-token bitmaps)
-constexpr int64_t kMinTokens = 256;       // fewer: the SIMT kernel, which splits blocks over CTAs
+constexpr int64_t kMinTokens = 256;  // fewer: the SIMT kernel, or for one token the decode kernel
 
 struct MmaParams {
   const bf16* q;
@@ -102,18 +103,8 @@ __global__ void __launch_bounds__(kThreads, 2) SparseAttentionMmaKernel(MmaParam
   // scores are masked, and zeros keep P·V finite whatever the page holds past them).
   auto load = [&](int i, int buf) {
     const int64_t b = dense ? i : blocks[i];
-    const int64_t visible = min(int64_t{kBlock}, p_hi - kBlock * b);
-    const bf16* kp = keys.pages[b];
-    const bf16* vp = values.pages[b];
-    bf16* kd = kbuf + buf * kBlock * D;
-    bf16* vd = vbuf + buf * kBlock * D;
-    for (int e = tid; e < kBlock * kChunks; e += kThreads) {
-      const int row = e / kChunks, chunk = e % kChunks;
-      const bool valid = row < visible;
-      const int src = valid ? row * D + chunk * 8 : 0;
-      CpAsync16(kd + Swizzled<D>(row, chunk), kp + src, valid);
-      CpAsync16(vd + Swizzled<D>(row, chunk), vp + src, valid);
-    }
+    CopyBlock64<D>(keys.pages[b], values.pages[b], min(int64_t{kBlock}, p_hi - kBlock * b),
+                   kbuf + buf * kBlock * D, vbuf + buf * kBlock * D, tid, kThreads);
     CpAsyncCommit();
   };
 
@@ -122,31 +113,17 @@ __global__ void __launch_bounds__(kThreads, 2) SparseAttentionMmaKernel(MmaParam
   const bool has_token = t < nq;
   const int64_t p = p_lo + t;
   uint32_t qf[kSteps][4];
-  {
-    const bf16* q0 = a.q + (t0 + t) * a.q_stride + int64_t(g * a.hg + gi) * D + 2 * c;
-    const bf16* q1 = q0 + 8 * D;
-    const bool r0 = has_token && gi < a.hg, r1 = has_token && gi + 8 < a.hg;
-#pragma unroll
-    for (int s = 0; s < kSteps; ++s) {
-      qf[s][0] = r0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s) : 0u;
-      qf[s][1] = r1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s) : 0u;
-      qf[s][2] = r0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s + 8) : 0u;
-      qf[s][3] = r1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s + 8) : 0u;
-    }
-  }
-  float o[kChunks][4];
-#pragma unroll
-  for (int n = 0; n < kChunks; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;  // rows gi, gi + 8
-  const int mi = lane / 8, mrow = lane % 8;  // ldmatrix: this lane's matrix and row
+  LoadQueryRows<D>(a.q + (t0 + t) * a.q_stride + int64_t(g * a.hg) * D, a.hg, has_token, qf);
+  WarpRows<D> st;  // this lane's share of the token's online softmax
+  st.Init();
 
   // kStages-deep pipeline: block i + kStages − 1 is requested while block i is used; its
   // buffer was last read in iteration i − 1, which every warp has left at the barrier.
   // Empty commit groups keep the group count uniform for the wait.
 #pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    if (st < count) {
-      load(st, st);
+  for (int stage = 0; stage < kStages - 1; ++stage) {
+    if (stage < count) {
+      load(stage, stage);
     } else {
       CpAsyncCommit();
     }
@@ -162,77 +139,25 @@ __global__ void __launch_bounds__(kThreads, 2) SparseAttentionMmaKernel(MmaParam
     const int64_t b = dense ? i : blocks[i];
     const bool mine = has_token && (dense || ((tok_bits[t * a.words + b / 32] >> (b % 32)) & 1u));
     if (mine) {
-      const bf16* kt = kbuf + (i % kStages) * kBlock * D;
-      const bf16* vt = vbuf + (i % kStages) * kBlock * D;
-      float s[8][4];  // 8 n-tiles of 8 keys
-      MmaRowsByTile64<D>(qf, kt, s);
-      // Scale to base 2; causal mask in the query's own block (every other block of the walk
-      // lies wholly before the tile, and every block's first key is visible to every token).
-      const bool diagonal = b == bq;
-      float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float v = s[j][e] * a.scale_log2;
-          if (diagonal && kBlock * b + 8 * j + 2 * c + (e & 1) > p) v = -INFINITY;
-          s[j][e] = v;
-        }
-        mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
-        mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-      }
-#pragma unroll
-      for (int off = 1; off < 4; off <<= 1) {
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
-      }
-      const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);  // finite: see above
-      const float c0 = exp2f(m0 - n0), c1 = exp2f(m1 - n1);
-      m0 = n0, m1 = n1;
-      float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        s[j][0] = exp2f(s[j][0] - n0), s[j][1] = exp2f(s[j][1] - n0);
-        s[j][2] = exp2f(s[j][2] - n1), s[j][3] = exp2f(s[j][3] - n1);
-        sum0 += s[j][0] + s[j][1];
-        sum1 += s[j][2] + s[j][3];
-      }
-      l0 = l0 * c0 + sum0;  // this lane's columns; the row's four lanes are summed at the end
-      l1 = l1 * c1 + sum1;
-#pragma unroll
-      for (int n = 0; n < kChunks; ++n) o[n][0] *= c0, o[n][1] *= c0, o[n][2] *= c1, o[n][3] *= c1;
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {  // 16 keys per k-step; S's C layout is P's A layout
-        const uint32_t pa[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]),
-                                PackBf16(s[2 * kk][2], s[2 * kk][3]),
-                                PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-        for (int dp = 0; dp < kChunks / 2; ++dp) {
-          uint32_t r[4];
-          LdMatrixX4Trans(r, vt + Swizzled<D>(16 * kk + (mi & 1) * 8 + mrow, 2 * dp + (mi >> 1)));
-          MmaBf16(o[2 * dp], pa, r[0], r[1]);
-          MmaBf16(o[2 * dp + 1], pa, r[2], r[3]);
-        }
-      }
+      // Causal mask in the query's own block only: every other block of the walk lies
+      // wholly before the tile, and every block's first key is visible to every token.
+      AttendBlock64<D>(qf, kbuf + (i % kStages) * kBlock * D, vbuf + (i % kStages) * kBlock * D,
+                       a.scale_log2, b == bq ? static_cast<int>(p - kBlock * b) : kBlock - 1, st);
     }
   }
   if (!has_token) return;
-#pragma unroll
-  for (int off = 1; off < 4; off <<= 1) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
-  }
-  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+  st.SumRows();
+  const float inv0 = st.l0 > 0.0f ? 1.0f / st.l0 : 0.0f;
+  const float inv1 = st.l1 > 0.0f ? 1.0f / st.l1 : 0.0f;
   bf16* out0 = a.out + (t0 + t) * a.out_stride + int64_t(g * a.hg + gi) * D + 2 * c;
   bf16* out1 = out0 + 8 * D;
 #pragma unroll
   for (int n = 0; n < kChunks; ++n) {
     if (gi < a.hg) {
-      *reinterpret_cast<uint32_t*>(out0 + 8 * n) = PackBf16(o[n][0] * inv0, o[n][1] * inv0);
+      *reinterpret_cast<uint32_t*>(out0 + 8 * n) = PackBf16(st.o[n][0] * inv0, st.o[n][1] * inv0);
     }
     if (gi + 8 < a.hg) {
-      *reinterpret_cast<uint32_t*>(out1 + 8 * n) = PackBf16(o[n][2] * inv1, o[n][3] * inv1);
+      *reinterpret_cast<uint32_t*>(out1 + 8 * n) = PackBf16(st.o[n][2] * inv1, st.o[n][3] * inv1);
     }
   }
 }
@@ -253,11 +178,15 @@ bool Aligned4(const void* p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; }
 }  // namespace
 
 bool BlockSparseUsesTensorCores(const BlockSparseArgs& a) {
+  return a.num_tokens >= kMinTokens && BlockSparseTensorCoreShapes(a);
+}
+
+bool BlockSparseTensorCoreShapes(const BlockSparseArgs& a) {
   const int64_t hg = a.num_groups > 0 ? a.num_q_heads / a.num_groups : 0;
-  if (a.num_tokens < kMinTokens || hg < 8 || hg > 16 || a.num_groups > kMaxGroups ||
-      a.num_q_heads % a.num_groups != 0 || (a.head_dim != 64 && a.head_dim != 128) ||
-      a.block_size != kBlock || a.q_stride % 2 != 0 || a.out_stride % 2 != 0 ||
-      !Aligned4(a.q) || !Aligned4(a.out) || a.keys == nullptr || a.values == nullptr) {
+  if (hg < 8 || hg > 16 || a.num_groups > kMaxGroups || a.num_q_heads % a.num_groups != 0 ||
+      (a.head_dim != 64 && a.head_dim != 128) || a.block_size != kBlock || a.q_stride % 2 != 0 ||
+      a.out_stride % 2 != 0 || !Aligned4(a.q) || !Aligned4(a.out) || a.keys == nullptr ||
+      a.values == nullptr) {
     return false;
   }
   for (int64_t g = 0; g < a.num_groups; ++g) {

@@ -9,4 +9,9 @@ namespace tome::kernels::cuda {
 // BlockSparseUsesTensorCores(args).
 cudaError_t BlockSparseAttentionMma(const BlockSparseArgs& args, cudaStream_t stream);
 
+// Whether the arguments' shapes fit the tensor-core kernels, whatever the number of tokens:
+// 8 to 16 heads a group, head_dim 64 or 128, 64-key blocks that are whole KV pages, 4-byte
+// aligned q and out with even strides.
+bool BlockSparseTensorCoreShapes(const BlockSparseArgs& args);
+
 }  // namespace tome::kernels::cuda

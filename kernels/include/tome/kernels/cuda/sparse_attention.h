@@ -61,6 +61,9 @@ struct BlockSparseArgs {
   float scale = 1.0f;
   bf16* out = nullptr;  // [T, Hq, d], out_stride between tokens
   int64_t out_stride = 0;
+  // At most this many CTAs share a tile's blocks (0: BlockSparseSplits decides alone; the
+  // decode-kernel benchmark compares split counts with it).
+  int max_splits = 0;
   // Device scratch of BlockSparseScratchBytes(*this) bytes (partial outputs of split tiles).
   void* scratch = nullptr;
   size_t scratch_bytes = 0;
@@ -76,6 +79,9 @@ size_t BlockSparseScratchBytes(const BlockSparseArgs& args);
 // mma.sync with fp32 accumulators, probabilities rounded to bf16 for P·V. Otherwise SIMT
 // fp32 (decode, short calls, small test shapes).
 bool BlockSparseUsesTensorCores(const BlockSparseArgs& args);
+// Whether a decode step's call (one token, with a selection, in those shapes) runs on tensor
+// cores: its blocks split over one-warp CTAs, probabilities rounded to bf16 for P·V as above.
+bool BlockSparseDecodeUsesTensorCores(const BlockSparseArgs& args);
 
 // Flash-style (online softmax, fp32) causal attention over the selected blocks, token-level
 // mask in the diagonal block; queries of one group and several consecutive tokens of one

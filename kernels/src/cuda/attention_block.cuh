@@ -94,24 +94,6 @@ __device__ __forceinline__ void AttendBlock64(const uint32_t (&qf)[D / 16][4], c
   }
 }
 
-// The warp's A fragments of one token's query rows: heads g·hg + gi and g·hg + gi + 8 (zero
-// rows past hg), D/16 k-steps. `q` points at the token's first head of the group.
-template <int D>
-__device__ __forceinline__ void LoadQueryRows(const bf16* q, int hg, bool has_token,
-                                              uint32_t (&qf)[D / 16][4]) {
-  const int lane = threadIdx.x % 32, gi = lane / 4, c = lane % 4;
-  const bf16* q0 = q + int64_t(gi) * D + 2 * c;
-  const bf16* q1 = q0 + 8 * D;
-  const bool r0 = has_token && gi < hg, r1 = has_token && gi + 8 < hg;
-#pragma unroll
-  for (int s = 0; s < D / 16; ++s) {
-    qf[s][0] = r0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s) : 0u;
-    qf[s][1] = r1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s) : 0u;
-    qf[s][2] = r0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s + 8) : 0u;
-    qf[s][3] = r1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s + 8) : 0u;
-  }
-}
-
 // Issues the copies of block `b`'s 64 keys and values (pages kp / vp) into swizzled tiles,
 // rows at or past `visible` zero-filled (masked keys; zeros keep P·V finite), spread over
 // `threads` threads of which this is `tid`. The caller commits the group.

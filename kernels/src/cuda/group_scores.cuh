@@ -57,24 +57,6 @@ __device__ __forceinline__ void Walk(RowFn row, int64_t n, int64_t tile_begin, i
   }
 }
 
-// A-fragments of one query's heads (rows gi and gi + 8 of each m16 tile of k = 16 dims); q
-// points at the group's first head, heads D apart.
-template <int D>
-__device__ __forceinline__ void LoadQuery(const bf16* q, int heads, bool has_query,
-                                          uint32_t (&qf)[D / 16][4]) {
-  const int lane = threadIdx.x % 32, gi = lane / 4, c = lane % 4;
-  const bool row0 = has_query && gi < heads, row1 = has_query && gi + 8 < heads;
-  const bf16* q0 = q + int64_t{gi} * D + 2 * c;
-  const bf16* q1 = q0 + 8 * D;
-#pragma unroll
-  for (int s = 0; s < D / 16; ++s) {
-    qf[s][0] = row0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s) : 0u;
-    qf[s][1] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s) : 0u;
-    qf[s][2] = row0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s + 8) : 0u;
-    qf[s][3] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s + 8) : 0u;
-  }
-}
-
 // (m, l) of a base-2 log-sum-exp merged with another partial (mo, lo): m the max, l the sum
 // of exp2(x − m); (-inf, 0) is empty.
 __device__ __forceinline__ void MergeLse(float& m, float& l, float mo, float lo) {

@@ -80,6 +80,24 @@ __device__ __forceinline__ void MmaRowsByTile64(const uint32_t (&a)[D / 16][4], 
   }
 }
 
+// A-fragments of one query's (or token's) heads (rows gi and gi + 8 of each m16 tile of k = 16
+// dims); q points at the group's first head, heads D apart.
+template <int D>
+__device__ __forceinline__ void LoadQuery(const bf16* q, int heads, bool has_query,
+                                          uint32_t (&qf)[D / 16][4]) {
+  const int lane = threadIdx.x % 32, gi = lane / 4, c = lane % 4;
+  const bool row0 = has_query && gi < heads, row1 = has_query && gi + 8 < heads;
+  const bf16* q0 = q + int64_t{gi} * D + 2 * c;
+  const bf16* q1 = q0 + 8 * D;
+#pragma unroll
+  for (int s = 0; s < D / 16; ++s) {
+    qf[s][0] = row0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s) : 0u;
+    qf[s][1] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s) : 0u;
+    qf[s][2] = row0 ? *reinterpret_cast<const uint32_t*>(q0 + 16 * s + 8) : 0u;
+    qf[s][3] = row1 ? *reinterpret_cast<const uint32_t*>(q1 + 16 * s + 8) : 0u;
+  }
+}
+
 // Two floats as one bf16x2 register (lo in the low half: the lower column).
 __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);

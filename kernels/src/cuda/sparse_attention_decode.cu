@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(32) DecodeMmaKernel(DecodeParams a) {
   };
   if (first < end) load(first);
   uint32_t qf[D / 16][4];
-  LoadQueryRows<D>(a.q + int64_t{g} * a.hg * D, a.hg, true, qf);
+  LoadQuery<D>(a.q + int64_t{g} * a.hg * D, a.hg, true, qf);
   WarpRows<D> st;
   st.Init();
   for (int i = first; i < end; ++i) {

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kThreads, 2) SparseAttentionMmaKernel(MmaParam
   const bool has_token = t < nq;
   const int64_t p = p_lo + t;
   uint32_t qf[kSteps][4];
-  LoadQueryRows<D>(a.q + (t0 + t) * a.q_stride + int64_t(g * a.hg) * D, a.hg, has_token, qf);
+  LoadQuery<D>(a.q + (t0 + t) * a.q_stride + int64_t(g * a.hg) * D, a.hg, has_token, qf);
   WarpRows<D> st;  // this lane's share of the token's online softmax
   st.Init();
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), from the repository root: the CUDA backend tests
-# (backend_ops_test: every op vs the CPU, whole model vs CPU) and the 9.48B benchmark with
-# random weights on the GPU. Logs go to $OUT.
+# (backend_ops_test: every op vs the CPU, whole model vs CPU), the 9.48B benchmark with
+# random weights on the GPU and, when staged, the decode-kernel benchmark. Logs go to $OUT.
 #
 # Binaries: .devdeps/bin/{backend_ops_test,tome_bench} when they run there (built on the
 # development machine with TOME_NATIVE=OFF TOME_BLAS=OFF and staged by
@@ -45,6 +45,11 @@ echo "== tome_bench sala-9b (random weights on the GPU)"
 timeout "${BENCH_SECONDS:-130}" "$bin/tome_bench" --device=cuda --preset=sala-9b \
   --random_weights --lengths="$lengths" --decode_tokens=16 --chunk=8192 2>&1 |
   tee "$OUT/bench.log"
+if [[ -x "$bin/tome_decode_kernels_bench" ]]; then  # staged from a CUDA build
+  echo "== decode kernels (a sparse layer's stage 1 and attention, the decode GEMVs)"
+  timeout 60 "$bin/tome_decode_kernels_bench" --contexts=65536,1048576 2>&1 |
+    tee "$OUT/decode_kernels.log"
+fi
 echo "== op profile at $profile_length (each op synchronised)"
 TOME_CUDA_OP_TIMES=1 timeout "${PROFILE_SECONDS:-45}" "$bin/tome_bench" --device=cuda \
   --preset=sala-9b --random_weights --lengths="$profile_length" \

@@ -72,17 +72,6 @@ __device__ __forceinline__ void LoadRow(const float* src, float (&dst)[n]) {
   }
 }
 
-// 8 bf16 (one 16-byte load) as floats. (Not UnpackBf16x8 from
-// common.cuh: this form is the one measured on the GPU; the other compiles differently.)
-__device__ __forceinline__ void Unpack8(const uint4& v, float (&f)[8]) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);  // bf16 is the high half of an fp32
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 // Split `split` of `splits` takes the union's blocks of ranks [first_block, end_block) (in
 // ascending block order); its walk starts at word start_word, whose first set bit has rank
 // start_rank (start_word = words when the share is empty). Uniform over the CTA.
@@ -229,10 +218,10 @@ __global__ void __launch_bounds__(kThreads, 1) SparseAttentionKernel(Params a) {
           const int kj = e % kKeyTile, kc8 = (e / kKeyTile) * 8;
           const int vj = e / (D / 8), vc8 = (e % (D / 8)) * 8;
           float f[8];
-          Unpack8(kraw[i], f);
+          UnpackBf16x8(kraw[i], f);
 #pragma unroll
           for (int u = 0; u < 8; ++u) kt[(kc8 + u) * kLdk + kj] = f[u];
-          Unpack8(vraw[i], f);
+          UnpackBf16x8(vraw[i], f);
           *reinterpret_cast<float4*>(&vs[vj * D + vc8]) = make_float4(f[0], f[1], f[2], f[3]);
           *reinterpret_cast<float4*>(&vs[vj * D + vc8 + 4]) = make_float4(f[4], f[5], f[6], f[7]);
         }

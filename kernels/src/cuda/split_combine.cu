@@ -11,12 +11,12 @@ namespace {
 __global__ void CombineKernel(const float* part_o, const float* part_ml, int splits, int64_t rows,
                               int64_t head_dim, int64_t num_q_heads, bf16* out,
                               int64_t out_stride) {
-  __shared__ float split_m[kMaxSplits], split_w[kMaxSplits];
+  __shared__ float split_m[kMaxSplits], split_l[kMaxSplits], split_w[kMaxSplits];
   __shared__ float total_l;
   const int64_t row = blockIdx.x;  // token · Hq + head
   for (int s = threadIdx.x; s < splits; s += blockDim.x) {
     split_m[s] = part_ml[2 * (s * rows + row)];
-    split_w[s] = part_ml[2 * (s * rows + row) + 1];  // l_s until the weights replace it
+    split_l[s] = part_ml[2 * (s * rows + row) + 1];
   }
   __syncthreads();
   float m = -INFINITY;
@@ -24,7 +24,7 @@ __global__ void CombineKernel(const float* part_o, const float* part_ml, int spl
   if (threadIdx.x == 0) {
     float l = 0.0f;
     for (int s = 0; s < splits; ++s) {
-      if (split_m[s] != -INFINITY) l += split_w[s] * expf(split_m[s] - m);
+      if (split_m[s] != -INFINITY) l += split_l[s] * expf(split_m[s] - m);
     }
     total_l = l;
   }

@@ -5,7 +5,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <utility>
 
 #include "tome/kernels/cuda/types.h"
 
@@ -40,6 +43,45 @@ int OptInDynamicSmem() {
     }
   });
   return limit[device];
+}
+
+// Programmatic dependent launch (Hopper). A kernel started with LaunchAfterPrior may begin
+// while the kernel before it in the stream is still finishing: its CTAs fill the SMs that the
+// earlier grid's tail leaves idle, and the launch gap disappears. Such a kernel must call
+// WaitForPriorKernels() before it reads anything earlier kernels write or writes anything they
+// read; only work on inputs no kernel writes (weights) may come before. The wait also lets the
+// next kernel launch, so at most one grid waits ahead. TOME_CUDA_PDL=0 turns the overlap off
+// (plain stream order), for comparison.
+__device__ __forceinline__ void WaitForPriorKernels() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+inline bool DependentLaunchEnabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("TOME_CUDA_PDL");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+template <typename... Params, typename... Args>
+cudaError_t LaunchAfterPrior(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                             cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute overlap{};
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = DependentLaunchEnabled() ? 1 : 0;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = &overlap;
+  config.numAttrs = 1;
+  cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  return cudaGetLastError();
 }
 
 __device__ __forceinline__ float ToFloat(float x) { return x; }

@@ -6,6 +6,7 @@ namespace tome::kernels::cuda {
 namespace {
 
 __global__ void CopyPiecesKernel(const PieceCopy* pieces) {
+  WaitForPriorKernels();
   const PieceCopy p = pieces[blockIdx.x];
   const uintptr_t bits = reinterpret_cast<uintptr_t>(p.dst) | reinterpret_cast<uintptr_t>(p.src) |
                          static_cast<uintptr_t>(p.bytes);
@@ -22,6 +23,7 @@ __global__ void CopyPiecesKernel(const PieceCopy* pieces) {
 }
 
 __global__ void SetTableEntriesKernel(const void** table, const TableEntry* entries, int64_t n) {
+  WaitForPriorKernels();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     table[entries[i].index] = entries[i].pointer;
@@ -33,15 +35,15 @@ __global__ void SetTableEntriesKernel(const void** table, const TableEntry* entr
 cudaError_t SetTableEntries(const void** table, const TableEntry* entries, int64_t num_entries,
                             cudaStream_t stream) {
   if (num_entries <= 0) return cudaSuccess;
-  SetTableEntriesKernel<<<GridFor(num_entries, 256), 256, 0, stream>>>(table, entries, num_entries);
-  return cudaGetLastError();
+  return LaunchAfterPrior(SetTableEntriesKernel, GridFor(num_entries, 256), 256, 0, stream, table,
+                          entries, num_entries);
 }
 
 cudaError_t CopyPieces(const PieceCopy* pieces, int64_t num_pieces, cudaStream_t stream) {
   if (num_pieces <= 0) return cudaSuccess;
   if (num_pieces > INT32_MAX) return cudaErrorInvalidValue;  // one CTA a piece
-  CopyPiecesKernel<<<static_cast<unsigned>(num_pieces), 256, 0, stream>>>(pieces);
-  return cudaGetLastError();
+  return LaunchAfterPrior(CopyPiecesKernel, static_cast<unsigned>(num_pieces), 256, 0, stream,
+                          pieces);
 }
 
 }  // namespace tome::kernels::cuda

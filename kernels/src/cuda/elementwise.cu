@@ -14,6 +14,7 @@ constexpr int kThreads = 256;
 template <typename T>
 __global__ void EmbeddingKernel(const T* table, const int32_t* ids, int64_t n, int64_t dim,
                                 float scale, T* out, int64_t out_stride) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * dim;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = e / dim, c = e % dim;
@@ -24,6 +25,7 @@ __global__ void EmbeddingKernel(const T* table, const int32_t* ids, int64_t n, i
 template <typename T>
 __global__ void SiluMulKernel(const T* gate, const T* up, int64_t in_stride, T* out,
                               int64_t out_stride, int64_t rows, int64_t cols) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * cols;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / cols, c = e % cols;
@@ -36,6 +38,7 @@ __global__ void SiluMulKernel(const T* gate, const T* up, int64_t in_stride, T* 
 template <typename T>
 __global__ void SigmoidMulKernel(T* x, int64_t x_stride, const T* z, int64_t z_stride,
                                  int64_t rows, int64_t cols) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * cols;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / cols, c = e % cols;
@@ -48,6 +51,7 @@ __global__ void SigmoidMulKernel(T* x, int64_t x_stride, const T* z, int64_t z_s
 template <typename T>
 __global__ void AddScaledKernel(T* h, int64_t h_stride, const T* x, int64_t x_stride,
                                 float alpha, int64_t rows, int64_t cols) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * cols;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / cols, c = e % cols;
@@ -118,6 +122,7 @@ struct AddScaledVec {
 
 template <typename Op>
 __global__ void Vec8Kernel(int64_t rows, int64_t vecs_per_row, Op op) {
+  WaitForPriorKernels();
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < vecs_per_row;
          v += int64_t(gridDim.x) * blockDim.x) {
@@ -141,12 +146,12 @@ cudaError_t LaunchVec8(int64_t rows, int64_t cols, const Op& op, cudaStream_t st
   const int64_t vecs = cols / 8;
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>(CeilDiv(vecs, kThreads), 1024)),
                   static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
-  Vec8Kernel<<<grid, kThreads, 0, stream>>>(rows, vecs, op);
-  return cudaGetLastError();
+  return LaunchAfterPrior(Vec8Kernel<Op>, grid, kThreads, 0, stream, rows, vecs, op);
 }
 
 template <typename E>
 __global__ void FillKernel(E* dst, int64_t stride, int64_t rows, int64_t cols, E value) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * cols;
        e += int64_t(gridDim.x) * blockDim.x) {
     dst[(e / cols) * stride + e % cols] = value;
@@ -156,6 +161,7 @@ __global__ void FillKernel(E* dst, int64_t stride, int64_t rows, int64_t cols, E
 template <typename S, typename D>
 __global__ void ConvertKernel(const S* src, int64_t src_stride, D* dst, int64_t dst_stride,
                               int64_t rows, int64_t cols) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * cols;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / cols, c = e % cols;
@@ -166,6 +172,7 @@ __global__ void ConvertKernel(const S* src, int64_t src_stride, D* dst, int64_t 
 template <typename T>
 __global__ void RandomKernel(T* dst, int64_t stride, int64_t rows, int64_t cols, uint64_t seed,
                              float mean, float stddev) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * cols;
        e += int64_t(gridDim.x) * blockDim.x) {
     dst[(e / cols) * stride + e % cols] =
@@ -177,9 +184,8 @@ template <typename T>
 cudaError_t EmbeddingT(const T* table, const int32_t* ids, int64_t n, int64_t dim, float scale,
                        T* out, int64_t out_stride, cudaStream_t stream) {
   if (n * dim == 0) return cudaSuccess;
-  EmbeddingKernel<<<GridFor(n * dim, kThreads), kThreads, 0, stream>>>(table, ids, n, dim,
-                                                                         scale, out, out_stride);
-  return cudaGetLastError();
+  return LaunchAfterPrior(EmbeddingKernel<T>, GridFor(n * dim, kThreads), kThreads, 0, stream,
+                          table, ids, n, dim, scale, out, out_stride);
 }
 
 }  // namespace
@@ -193,11 +199,10 @@ cudaError_t Embedding(const float* table, const int32_t* ids, int64_t n, int64_t
   return EmbeddingT(table, ids, n, dim, scale, out, out_stride, stream);
 }
 
-#define TOME_ELEMENTWISE_LAUNCH(kernel, n, ...)                                      \
-  do {                                                                               \
-    if ((n) == 0) return cudaSuccess;                                                \
-    kernel<<<GridFor((n), kThreads), kThreads, 0, stream>>>(__VA_ARGS__);           \
-    return cudaGetLastError();                                                       \
+#define TOME_ELEMENTWISE_LAUNCH(kernel, n, ...)                                                \
+  do {                                                                                         \
+    if ((n) == 0) return cudaSuccess;                                                          \
+    return LaunchAfterPrior(kernel, GridFor((n), kThreads), kThreads, 0, stream, __VA_ARGS__); \
   } while (0)
 
 cudaError_t SiluMul(const bf16* gate, const bf16* up, int64_t in_stride, bf16* out,

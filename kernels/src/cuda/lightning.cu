@@ -28,6 +28,7 @@ __global__ void __launch_bounds__(kThreads)
     LightningKernel(const bf16* q, const bf16* k, const bf16* v, int64_t num_tokens,
                     int64_t row_stride, const float* slopes, float scale, float* state,
                     bf16* out, int64_t out_stride) {
+  WaitForPriorKernels();
   constexpr int VS = ValueSlice<D>();
   extern __shared__ float smem[];
   float* qt = smem;                      // [D][kLd]: q of the chunk, transposed
@@ -109,9 +110,8 @@ cudaError_t Launch(const bf16* q, const bf16* k, const bf16* v, int64_t num_toke
     return cudaErrorInvalidValue;
   }
   const dim3 grid(static_cast<unsigned>(num_heads), D / ValueSlice<D>());
-  LightningKernel<D><<<grid, kThreads, kSmem, stream>>>(q, k, v, num_tokens, row_stride, slopes,
-                                                        scale, state, out, out_stride);
-  return cudaGetLastError();
+  return LaunchAfterPrior(LightningKernel<D>, grid, kThreads, kSmem, stream, q, k, v, num_tokens,
+                          row_stride, slopes, scale, state, out, out_stride);
 }
 
 }  // namespace

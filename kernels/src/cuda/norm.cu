@@ -10,6 +10,7 @@ constexpr int kWarps = 4;
 template <typename T>
 __global__ void RmsNormKernel(T* x, const float* w, int64_t rows, int64_t groups, int64_t n,
                               int64_t row_stride, float eps) {
+  WaitForPriorKernels();
   const int64_t item = blockIdx.x * int64_t(kWarps) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (item >= rows * groups) return;
@@ -47,6 +48,7 @@ template <typename T>
 __global__ void __launch_bounds__(kWideThreads)
     RmsNormWideKernel(T* x, const float* w, int64_t groups, int64_t n, int64_t row_stride,
                       float eps) {
+  WaitForPriorKernels();
   const int64_t item = blockIdx.x;
   T* xg = x + (item / groups) * row_stride + (item % groups) * n;
   float sum_sq = 0.0f;
@@ -109,6 +111,7 @@ __device__ __forceinline__ void LoadVecs(const bf16* row, int64_t n,
 __global__ void __launch_bounds__(kWideThreads)
     RmsNormWideVecKernel(bf16* x, const float* w, int64_t groups, int64_t n, int64_t row_stride,
                          float eps) {
+  WaitForPriorKernels();
   bf16* xg = x + (blockIdx.x / groups) * row_stride + (blockIdx.x % groups) * n;
   uint4 v[kMaxVecsPerThread];
   LoadVecs(xg, n, v);
@@ -120,6 +123,7 @@ __global__ void __launch_bounds__(kWideThreads)
 __global__ void __launch_bounds__(kWideThreads)
     ResidualRmsNormKernel(bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride, float alpha,
                           const float* w, int64_t n, bf16* out, int64_t out_stride, float eps) {
+  WaitForPriorKernels();
   bf16* hr = h + blockIdx.x * h_stride;
   uint4 v[kMaxVecsPerThread];
   LoadVecs(hr, n, v);
@@ -160,16 +164,15 @@ cudaError_t RmsNormT(T* x, const float* w, int64_t rows, int64_t groups, int64_t
   const int64_t items = rows * groups;
   if (items == 0) return cudaSuccess;
   if (n >= kWideFrom && items <= 0x7fffffff && VecRows(x, w, n, row_stride)) {
-    RmsNormWideVecKernel<<<static_cast<unsigned>(items), kWideThreads, 0, stream>>>(
-        reinterpret_cast<bf16*>(x), w, groups, n, row_stride, eps);
+    return LaunchAfterPrior(RmsNormWideVecKernel, static_cast<unsigned>(items), kWideThreads, 0,
+                            stream, reinterpret_cast<bf16*>(x), w, groups, n, row_stride, eps);
   } else if (n >= kWideFrom && items <= 0x7fffffff) {
-    RmsNormWideKernel<T><<<static_cast<unsigned>(items), kWideThreads, 0, stream>>>(
-        x, w, groups, n, row_stride, eps);
+    return LaunchAfterPrior(RmsNormWideKernel<T>, static_cast<unsigned>(items), kWideThreads, 0,
+                            stream, x, w, groups, n, row_stride, eps);
   } else {
-    RmsNormKernel<T><<<CeilDiv(items, kWarps), kWarps * 32, 0, stream>>>(x, w, rows, groups, n,
-                                                                          row_stride, eps);
+    return LaunchAfterPrior(RmsNormKernel<T>, CeilDiv(items, kWarps), kWarps * 32, 0, stream, x, w,
+                            rows, groups, n, row_stride, eps);
   }
-  return cudaGetLastError();
 }
 
 }  // namespace
@@ -196,9 +199,8 @@ cudaError_t ResidualRmsNorm(bf16* h, int64_t h_stride, const bf16* x, int64_t x_
   if (rows > 0x7fffffff || !ResidualRmsNormFuses(h, h_stride, x, x_stride, w, n, out, out_stride)) {
     return cudaErrorInvalidValue;
   }
-  ResidualRmsNormKernel<<<static_cast<unsigned>(rows), kWideThreads, 0, stream>>>(
-      h, h_stride, x, x_stride, alpha, w, n, out, out_stride, eps);
-  return cudaGetLastError();
+  return LaunchAfterPrior(ResidualRmsNormKernel, static_cast<unsigned>(rows), kWideThreads, 0,
+                          stream, h, h_stride, x, x_stride, alpha, w, n, out, out_stride, eps);
 }
 
 }  // namespace tome::kernels::cuda

@@ -11,6 +11,7 @@ template <typename T>
 __global__ void RopeKernel(T* x, int64_t num_tokens, int64_t heads, int64_t head_dim,
                            int64_t row_stride, int64_t first_position,
                            const float* inv_freq) {
+  WaitForPriorKernels();
   const int64_t half = head_dim / 2;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
        e < num_tokens * heads * half; e += int64_t(gridDim.x) * blockDim.x) {
@@ -32,6 +33,7 @@ template <int kPer>
 __global__ void HeadNormRopeKernel(bf16* x, const float* w, int64_t num_tokens, int64_t heads,
                                    int64_t row_stride, float eps, int64_t first_position,
                                    const float* inv_freq) {
+  WaitForPriorKernels();
   constexpr int kD = 32 * kPer, kHalf = kD / 2;
   const int64_t item = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -69,9 +71,8 @@ cudaError_t RopeT(T* x, int64_t num_tokens, int64_t heads, int64_t head_dim,
                   cudaStream_t stream) {
   const int64_t n = num_tokens * heads * (head_dim / 2);
   if (n == 0) return cudaSuccess;
-  RopeKernel<T><<<GridFor(n, kThreads), kThreads, 0, stream>>>(
-      x, num_tokens, heads, head_dim, row_stride, first_position, inv_freq);
-  return cudaGetLastError();
+  return LaunchAfterPrior(RopeKernel<T>, GridFor(n, kThreads), kThreads, 0, stream, x, num_tokens,
+                          heads, head_dim, row_stride, first_position, inv_freq);
 }
 
 }  // namespace
@@ -87,13 +88,12 @@ cudaError_t HeadNormRope(bf16* x, const float* w, int64_t num_tokens, int64_t nu
   constexpr int kWarps = 4;
   const unsigned grid = static_cast<unsigned>(CeilDiv(items, kWarps));
   if (head_dim == 64) {
-    HeadNormRopeKernel<2><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads, row_stride,
-                                                            eps, first_position, inv_freq);
+    return LaunchAfterPrior(HeadNormRopeKernel<2>, grid, 32 * kWarps, 0, stream, x, w, num_tokens,
+                            num_heads, row_stride, eps, first_position, inv_freq);
   } else {
-    HeadNormRopeKernel<4><<<grid, 32 * kWarps, 0, stream>>>(x, w, num_tokens, num_heads, row_stride,
-                                                            eps, first_position, inv_freq);
+    return LaunchAfterPrior(HeadNormRopeKernel<4>, grid, 32 * kWarps, 0, stream, x, w, num_tokens,
+                            num_heads, row_stride, eps, first_position, inv_freq);
   }
-  return cudaGetLastError();
 }
 
 cudaError_t Rope(bf16* x, int64_t num_tokens, int64_t num_heads, int64_t head_dim,

@@ -43,6 +43,7 @@ __device__ __forceinline__ int64_t Visible(int64_t p, int64_t window, int64_t st
 
 template <int D>
 __global__ void __launch_bounds__(32) Lse2PartsKernel(FewArgs a) {
+  WaitForPriorKernels();
   __shared__ __align__(128) bf16 buf[2 * kTile * D];
   const int chunk = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
   const int gi = threadIdx.x / 4, c = threadIdx.x % 4;
@@ -87,6 +88,7 @@ __device__ __forceinline__ float2 RowsLseFromParts(const float2* parts, int64_t 
 
 template <int D>
 __global__ void __launch_bounds__(32) FewGroupSumsKernel(FewArgs a) {
+  WaitForPriorKernels();
   __shared__ __align__(128) bf16 buf[2 * kTile * D];
   const int chunk = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
   const int gi = threadIdx.x / 4;
@@ -112,6 +114,7 @@ __global__ void __launch_bounds__(32) FewGroupSumsKernel(FewArgs a) {
 }
 
 __global__ void PoolKernel(FewArgs a) {
+  WaitForPriorKernels();
   const int64_t total = int64_t{a.num_tokens} * a.num_groups * a.ldk;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
        e += int64_t{gridDim.x} * blockDim.x) {
@@ -125,6 +128,7 @@ __global__ void PoolKernel(FewArgs a) {
 }
 
 __global__ void __launch_bounds__(kTopKThreads) KeysTopKKernel(FewArgs a) {
+  WaitForPriorKernels();
   extern __shared__ __align__(16) uint16_t keys[];
   const int64_t row = blockIdx.x;  // t · G + g: the output row of (query t, group g)
   const int64_t p = a.first_position + row / a.num_groups;
@@ -188,12 +192,12 @@ template <int D>
 cudaError_t LaunchScores(const FewArgs& f, cudaStream_t stream) {
   const dim3 grid2(static_cast<unsigned>(f.chunks2), static_cast<unsigned>(f.num_groups),
                    static_cast<unsigned>(f.num_tokens));
-  Lse2PartsKernel<D><<<grid2, 32, 0, stream>>>(f);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  if (cudaError_t e = LaunchAfterPrior(Lse2PartsKernel<D>, grid2, 32, 0, stream, f);
+      e != cudaSuccess)
+    return e;
   const dim3 grid1(static_cast<unsigned>(f.chunks1), static_cast<unsigned>(f.num_groups),
                    static_cast<unsigned>(f.num_tokens));
-  FewGroupSumsKernel<D><<<grid1, 32, 0, stream>>>(f);
-  return cudaGetLastError();
+  return LaunchAfterPrior(FewGroupSumsKernel<D>, grid1, 32, 0, stream, f);
 }
 
 }  // namespace
@@ -249,10 +253,11 @@ cudaError_t SelectBlocksFew(const SelectBlocksArgs& a, void* scratch, size_t scr
     return e;
   }
   const int64_t rows = a.num_tokens * a.num_groups;
-  PoolKernel<<<GridFor(rows * l.ldk, 256), 256, 0, stream>>>(f);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  KeysTopKKernel<<<static_cast<unsigned>(rows), kTopKThreads, smem, stream>>>(f);
-  return cudaGetLastError();
+  if (cudaError_t e = LaunchAfterPrior(PoolKernel, GridFor(rows * l.ldk, 256), 256, 0, stream, f);
+      e != cudaSuccess)
+    return e;
+  return LaunchAfterPrior(KeysTopKKernel, static_cast<unsigned>(rows), kTopKThreads, smem, stream,
+                          f);
 }
 
 }  // namespace tome::kernels::cuda

@@ -1,8 +1,9 @@
 // y = x · wᵀ for a few rows of x (decode): bandwidth-bound, so the kernel streams w once with
-// 16-byte loads and keeps every row of x in registers against it. A CTA owns kRowsPerCta rows
-// of w (4 unless the caller asks otherwise); its 8 warps split k (thread i takes 8-element vectors
-// i, i + 256, ...), then warp shuffles and one shared-memory pass sum the partial products (fp32
-// throughout).
+// 16-byte loads, one vector ahead, and keeps every row of x in registers against it; launched
+// after the previous kernel (LaunchAfterPrior), its first weights load during that kernel's tail. A
+// CTA owns kRowsPerCta rows of w (4 unless the caller asks otherwise); its 8 warps split k (thread
+// i takes 8-element vectors i, i + 256, ...), then warp shuffles and one shared-memory pass sum the
+// partial products (fp32 throughout).
 #include <algorithm>
 
 #include "common.cuh"
@@ -22,7 +23,24 @@ __global__ void __launch_bounds__(kThreads)
   const int rows = static_cast<int>(min(int64_t{kRowsPerCta}, n - n0));
   const int64_t vecs = k / 8;
   float acc[kRowsPerCta][M] = {};
+  // The weights of a thread's next vector are loaded one iteration ahead; the first ones before
+  // the wait for the kernel that writes x, so that they stream in during its tail.
+  uint4 next_w[kRowsPerCta];
+  const auto load_w = [&](int64_t v) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerCta; ++r) {
+      if (r < rows && v < vecs) {
+        next_w[r] = __ldg(reinterpret_cast<const uint4*>(w + (n0 + r) * ldw) + v);
+      }
+    }
+  };
+  load_w(threadIdx.x);
+  WaitForPriorKernels();
   for (int64_t v = threadIdx.x; v < vecs; v += kThreads) {
+    uint4 this_w[kRowsPerCta];
+#pragma unroll
+    for (int r = 0; r < kRowsPerCta; ++r) this_w[r] = next_w[r];
+    load_w(v + kThreads);
     float xv[M][8];
 #pragma unroll
     for (int m = 0; m < M; ++m) {
@@ -32,7 +50,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < kRowsPerCta; ++r) {
       if (r >= rows) break;
       float wv[8];
-      UnpackBf16x8(__ldg(reinterpret_cast<const uint4*>(w + (n0 + r) * ldw) + v), wv);
+      UnpackBf16x8(this_w[r], wv);
 #pragma unroll
       for (int m = 0; m < M; ++m) {
 #pragma unroll
@@ -64,11 +82,10 @@ cudaError_t LaunchRows(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, O
                        int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(CeilDiv(n, kRowsPerCta));
   switch (m) {
-#define TOME_SMALL_MATMUL_CASE(M)                                      \
-  case M:                                                              \
-    SmallMatMulKernel<M, Out, kRowsPerCta>                             \
-        <<<grid, kThreads, 0, stream>>>(x, ldx, w, ldw, y, ldy, n, k); \
-    break;
+#define TOME_SMALL_MATMUL_CASE(M)                                                                 \
+  case M:                                                                                         \
+    return LaunchAfterPrior(SmallMatMulKernel<M, Out, kRowsPerCta>, grid, kThreads, 0, stream, x, \
+                            ldx, w, ldw, y, ldy, n, k);
     TOME_SMALL_MATMUL_CASE(1)
     TOME_SMALL_MATMUL_CASE(2)
     TOME_SMALL_MATMUL_CASE(3)
@@ -81,7 +98,6 @@ cudaError_t LaunchRows(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, O
     default:
       return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

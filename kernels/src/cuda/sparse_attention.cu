@@ -105,6 +105,7 @@ __device__ UnionShare FindUnionShare(const uint32_t* any_bits, int words, int sp
 
 template <int D, int kRpt>
 __global__ void __launch_bounds__(kThreads, 1) SparseAttentionKernel(Params a) {
+  WaitForPriorKernels();
   using S = Shape<kRpt>;
   constexpr int kRows = S::kRows, kLdq = S::kLdq, kLdp = S::kLdp;
   constexpr int kCols = D / 16;  // output columns per thread
@@ -350,8 +351,10 @@ cudaError_t Launch(const Params& p, int64_t num_tiles, cudaStream_t stream) {
   if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(p.num_groups),
                   static_cast<unsigned>(p.splits));
-  SparseAttentionKernel<D, kRpt><<<grid, kThreads, smem, stream>>>(p);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess || p.splits == 1) return e;
+  if (cudaError_t e =
+          LaunchAfterPrior((SparseAttentionKernel<D, kRpt>), grid, kThreads, smem, stream, p);
+      e != cudaSuccess || p.splits == 1)
+    return e;
   return CombineSplits(p.part_o, p.part_ml, p.splits, p.num_tokens * p.num_q_heads, D,
                        p.num_q_heads, p.out, p.out_stride, stream);
 }

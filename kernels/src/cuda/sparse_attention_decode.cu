@@ -34,6 +34,7 @@ struct DecodeParams {
 
 template <int D>
 __global__ void __launch_bounds__(32) DecodeMmaKernel(DecodeParams a) {
+  WaitForPriorKernels();
   constexpr int kChunks = D / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* kbuf = reinterpret_cast<bf16*>(smem);  // [kStages][kBlock][D]
@@ -128,8 +129,9 @@ cudaError_t Launch(const DecodeParams& p, int num_groups, int64_t head_dim, cuda
   const size_t smem = sizeof(bf16) * 2 * kStages * kBlock * D + sizeof(int32_t) * p.topk;
   if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(num_groups));
-  DecodeMmaKernel<D><<<grid, 32, smem, stream>>>(p);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess || p.splits == 1) return e;
+  if (cudaError_t e = LaunchAfterPrior(DecodeMmaKernel<D>, grid, 32, smem, stream, p);
+      e != cudaSuccess || p.splits == 1)
+    return e;
   return CombineSplits(p.part_o, p.part_ml, p.splits, p.num_q_heads, head_dim, p.num_q_heads, p.out,
                        0, stream);
 }

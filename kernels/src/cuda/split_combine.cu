@@ -11,6 +11,7 @@ namespace {
 __global__ void CombineKernel(const float* part_o, const float* part_ml, int splits, int64_t rows,
                               int64_t head_dim, int64_t num_q_heads, bf16* out,
                               int64_t out_stride) {
+  WaitForPriorKernels();
   __shared__ float split_m[kMaxSplits], split_l[kMaxSplits], split_w[kMaxSplits];
   __shared__ float total_l;
   const int64_t row = blockIdx.x;  // token · Hq + head
@@ -54,9 +55,9 @@ cudaError_t CombineSplits(const float* part_o, const float* part_ml, int splits,
     return cudaErrorInvalidValue;
   }
   if (rows == 0) return cudaSuccess;
-  CombineKernel<<<static_cast<unsigned>(rows), static_cast<unsigned>(head_dim), 0, stream>>>(
-      part_o, part_ml, splits, rows, head_dim, num_q_heads, out, out_stride);
-  return cudaGetLastError();
+  return LaunchAfterPrior(CombineKernel, static_cast<unsigned>(rows),
+                          static_cast<unsigned>(head_dim), 0, stream, part_o, part_ml, splits, rows,
+                          head_dim, num_q_heads, out, out_stride);
 }
 
 }  // namespace tome::kernels::cuda

@@ -9,6 +9,7 @@ namespace {
 // One CTA per window, one thread per column (fp32 accumulation in row order, as the CPU).
 __global__ void WindowMeansKernel(DevicePagedRows keys, int64_t first_window, int64_t window,
                                   int64_t stride, bf16* out, int64_t out_stride) {
+  WaitForPriorKernels();
   const int64_t w = blockIdx.x;
   const int64_t start = (first_window + w) * stride;
   const float inv = 1.0f / static_cast<float>(window);
@@ -21,6 +22,7 @@ __global__ void WindowMeansKernel(DevicePagedRows keys, int64_t first_window, in
 
 // 8 bf16 (16 bytes) per thread when rows allow it.
 __global__ void GatherKernel(DevicePagedRows rows, int64_t first_row, int64_t n, bf16* out) {
+  WaitForPriorKernels();
   const int64_t vecs_per_row = rows.width / 8;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * vecs_per_row;
        e += int64_t(gridDim.x) * blockDim.x) {
@@ -32,6 +34,7 @@ __global__ void GatherKernel(DevicePagedRows rows, int64_t first_row, int64_t n,
 
 __global__ void GatherScalarKernel(DevicePagedRows rows, int64_t first_row, int64_t n,
                                    bf16* out) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * rows.width;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / rows.width, c = e % rows.width;
@@ -42,6 +45,7 @@ __global__ void GatherScalarKernel(DevicePagedRows rows, int64_t first_row, int6
 // 8 bf16 (16 bytes) per thread: the scatter of appended rows into their pages.
 __global__ void ScatterKernel(DevicePagedRows rows, int64_t first_row, int64_t n, const bf16* src,
                               int64_t src_stride) {
+  WaitForPriorKernels();
   const int64_t vecs_per_row = rows.width / 8;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * vecs_per_row;
        e += int64_t(gridDim.x) * blockDim.x) {
@@ -53,6 +57,7 @@ __global__ void ScatterKernel(DevicePagedRows rows, int64_t first_row, int64_t n
 
 __global__ void ScatterScalarKernel(DevicePagedRows rows, int64_t first_row, int64_t n,
                                     const bf16* src, int64_t src_stride) {
+  WaitForPriorKernels();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * rows.width;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / rows.width, c = e % rows.width;
@@ -67,9 +72,8 @@ cudaError_t WindowMeans(const DevicePagedRows& keys, int64_t first_window, int64
                         cudaStream_t stream) {
   if (num_windows == 0) return cudaSuccess;
   const int threads = keys.width < 256 ? static_cast<int>((keys.width + 31) / 32 * 32) : 256;
-  WindowMeansKernel<<<static_cast<unsigned>(num_windows), threads, 0, stream>>>(
-      keys, first_window, window, stride, out, out_stride);
-  return cudaGetLastError();
+  return LaunchAfterPrior(WindowMeansKernel, static_cast<unsigned>(num_windows), threads, 0, stream,
+                          keys, first_window, window, stride, out, out_stride);
 }
 
 cudaError_t GatherRows(const DevicePagedRows& rows, int64_t first_row, int64_t n, bf16* out,
@@ -78,25 +82,24 @@ cudaError_t GatherRows(const DevicePagedRows& rows, int64_t first_row, int64_t n
   // Page starts are 256-byte aligned allocations, so rows of a multiple of 8 elements are
   // 16-byte aligned.
   if (rows.width % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0) {
-    GatherKernel<<<GridFor(n * rows.width / 8, 256), 256, 0, stream>>>(rows, first_row, n, out);
+    return LaunchAfterPrior(GatherKernel, GridFor(n * rows.width / 8, 256), 256, 0, stream, rows,
+                            first_row, n, out);
   } else {
-    GatherScalarKernel<<<GridFor(n * rows.width, 256), 256, 0, stream>>>(rows, first_row, n,
-                                                                         out);
+    return LaunchAfterPrior(GatherScalarKernel, GridFor(n * rows.width, 256), 256, 0, stream, rows,
+                            first_row, n, out);
   }
-  return cudaGetLastError();
 }
 
 cudaError_t ScatterRows(const DevicePagedRows& rows, int64_t first_row, int64_t n,
                         const bf16* src, int64_t src_stride, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (rows.width % 8 == 0 && src_stride % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
-    ScatterKernel<<<GridFor(n * rows.width / 8, 256), 256, 0, stream>>>(rows, first_row, n, src,
-                                                                        src_stride);
+    return LaunchAfterPrior(ScatterKernel, GridFor(n * rows.width / 8, 256), 256, 0, stream, rows,
+                            first_row, n, src, src_stride);
   } else {
-    ScatterScalarKernel<<<GridFor(n * rows.width, 256), 256, 0, stream>>>(rows, first_row, n,
-                                                                          src, src_stride);
+    return LaunchAfterPrior(ScatterScalarKernel, GridFor(n * rows.width, 256), 256, 0, stream, rows,
+                            first_row, n, src, src_stride);
   }
-  return cudaGetLastError();
 }
 
 }  // namespace tome::kernels::cuda

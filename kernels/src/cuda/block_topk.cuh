@@ -68,11 +68,21 @@ __device__ __forceinline__ uint16_t PooledKey(const Score* sc, int64_t n1v, int6
   return OrderKey(v);
 }
 
-// The top-k of keys[0, nb) (shared memory, written before a barrier), ascending block order,
-// -1 padded, with their scores when out_scores is set. Every thread of the CTA (kTopKThreads)
-// must call it.
-__device__ inline void TopKOfKeys(const uint16_t* keys, int64_t nb, int64_t topk, int32_t* out,
-                                  float* out_scores) {
+// Writes a selection: out[slot] = block (-1 padding) and, when wanted, its score.
+struct WriteSelection {
+  int32_t* out;
+  float* scores;  // may be null
+  __device__ void operator()(int slot, int64_t b, uint16_t key) const {
+    out[slot] = static_cast<int32_t>(b);
+    if (scores) scores[slot] = b >= 0 ? FromKey(key) : 0.0f;
+  }
+};
+
+// The top-k of keys[0, nb) (shared memory, written before a barrier), ties to the lower index:
+// emit(slot, index, key) for slots 0..topk-1 in ascending index order, index -1 (key 0) for
+// the padding when nb < topk. Every thread of the CTA (kTopKThreads) must call it.
+template <typename Emit>
+__device__ void TopKOfKeys(const uint16_t* keys, int64_t nb, int64_t topk, const Emit& emit) {
   __shared__ uint32_t hist[256];
   __shared__ int warp_counts[kTopKThreads / 32];
   __shared__ uint32_t s_prefix;
@@ -80,8 +90,7 @@ __device__ inline void TopKOfKeys(const uint16_t* keys, int64_t nb, int64_t topk
   const int tid = threadIdx.x;
   if (nb <= topk) {
     for (int64_t i = tid; i < topk; i += blockDim.x) {
-      out[i] = i < nb ? int32_t(i) : -1;
-      if (out_scores) out_scores[i] = i < nb ? FromKey(keys[i]) : 0.0f;
+      emit(static_cast<int>(i), i < nb ? i : -1, i < nb ? keys[i] : uint16_t{0});
     }
     return;
   }
@@ -136,11 +145,7 @@ __device__ inline void TopKOfKeys(const uint16_t* keys, int64_t nb, int64_t topk
     const bool take =
         (b < w_hi && u > prefix) || (equal && eq_seen + __popc(equals & below_lane) < need);
     const unsigned takes = __ballot_sync(0xffffffffu, take);
-    if (take) {
-      const int slot = pos + __popc(takes & below_lane);
-      out[slot] = static_cast<int32_t>(b);
-      if (out_scores) out_scores[slot] = FromKey(static_cast<uint16_t>(u));
-    }
+    if (take) emit(pos + __popc(takes & below_lane), b, static_cast<uint16_t>(u));
     eq_seen += __popc(equals);
     pos += __popc(takes);
   }

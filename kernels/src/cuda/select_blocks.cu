@@ -36,7 +36,7 @@ __device__ void PoolAndTopK(const Score* sc, int64_t n1v, int64_t p, const Spars
   const int64_t bp = p / sp.block_size, nb = bp + 1;
   for (int64_t b = threadIdx.x; b < nb; b += blockDim.x) keys[b] = PooledKey(sc, n1v, b, bp, sp);
   __syncthreads();
-  TopKOfKeys(keys, nb, sp.topk_total, out, out_scores);
+  TopKOfKeys(keys, nb, sp.topk_total, WriteSelection{out, out_scores});
 }
 
 // Query p's output slots: true (and the slots filled) when it takes every causal block and no

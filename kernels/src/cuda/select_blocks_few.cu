@@ -29,8 +29,10 @@ struct FewArgs {
   float2* parts;  // [T, G, chunks2, kRows] (max, Σ exp2) of each head row's level-2 scores
   bf16* sc;       // [T, G, ld1] group sums of the visible level-1 windows
   int64_t ld1;
-  uint16_t* keys;  // [T, G, ldk] ordered keys of the pooled block scores
-  int64_t ldk;
+  int32_t* cand_blocks;  // [T, G, ldc] each slice's top-k blocks (-1 padding)
+  uint16_t* cand_keys;   // [T, G, ldc] and their ordered keys
+  int64_t ldc;
+  bool one_slice;  // SliceTopKKernel writes the selection (no MergeTopKKernel)
   int32_t* selected;
   float* scores;
 };
@@ -55,12 +57,11 @@ __global__ void __launch_bounds__(32) Lse2PartsKernel(FewArgs a) {
   uint32_t qf[D / 16][4];
   LoadQuery<D>(a.q + t * a.q_stride + int64_t{g} * a.hg * D, a.hg, true, qf);
   RowsLse lse;
-  Walk<D, 32>([k2](int64_t i) { return PagedRow(k2, i); }, n2v, begin, end, buf,
-              [&](const bf16* kt, int64_t j0) {
-                float s[8][4];
-                MmaRowsByTile64<D>(qf, kt, s);
-                lse.AddTile(s, j0, n2v, a.sl);
-              });
+  Walk<D, 32>(k2, n2v, begin, end, buf, [&](const bf16* kt, int64_t j0) {
+    float s[8][4];
+    MmaRowsByTile64<D>(qf, kt, s);
+    lse.AddTile(s, j0, n2v, a.sl);
+  });
   lse.MergeLanes();
   if (c == 0) {
     float2* part = a.parts + ((int64_t{t} * a.num_groups + g) * a.chunks2 + chunk) * kRows;
@@ -104,64 +105,72 @@ __global__ void __launch_bounds__(32) FewGroupSumsKernel(FewArgs a) {
   uint32_t qf[D / 16][4];
   LoadQuery<D>(a.q + t * a.q_stride + int64_t{g} * a.hg * D, a.hg, true, qf);
   bf16* out = a.sc + row * a.ld1;
-  Walk<D, 32>([k1](int64_t i) { return PagedRow(k1, i); }, n1v, begin, end, buf,
-              [&](const bf16* kt, int64_t j0) {
-                float s[8][4];
-                MmaRowsByTile64<D>(qf, kt, s);
-                WriteGroupSums<D>(s, j0, n1v, a.sl, lse.x, lse.y, gi<a.hg, gi + 8 < a.hg, n2v> 0,
-                                  out);
-              });
+  Walk<D, 32>(k1, n1v, begin, end, buf, [&](const bf16* kt, int64_t j0) {
+    float s[8][4];
+    MmaRowsByTile64<D>(qf, kt, s);
+    WriteGroupSums<D>(s, j0, n1v, a.sl, lse.x, lse.y, gi<a.hg, gi + 8 < a.hg, n2v> 0, out);
+  });
 }
 
-__global__ void PoolKernel(FewArgs a) {
-  WaitForPriorKernels();
-  const int64_t total = int64_t{a.num_tokens} * a.num_groups * a.ldk;
-  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
-       e += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t row = e / a.ldk, b = e % a.ldk;
-    const int64_t t = row / a.num_groups, g = row % a.num_groups;
-    const int64_t p = a.first_position + t, bp = p / a.sp.block_size;
-    if (b > bp) continue;
-    const int64_t n1v = Visible(p, a.sp.kernel_size, a.sp.kernel_stride, a.k1.g[g]);
-    a.keys[e] = PooledKey(a.sc + row * a.ld1, n1v, b, bp, a.sp);
-  }
-}
+// Blocks a slice-top-k CTA pools (>= any top-k the model uses, so that only the last slice
+// of a query can hold fewer than top-k blocks).
+constexpr int64_t kSlice = 2048;
 
-__global__ void __launch_bounds__(kTopKThreads) KeysTopKKernel(FewArgs a) {
+// Top-k in two steps, so that a decode step's 16K blocks at 1M tokens are not ranked by one
+// CTA per group: a CTA per (slice of blocks, query · group) pools its blocks' keys into
+// shared memory and writes its own top-k as candidates (block, key), in ascending block order;
+// MergeTopKKernel takes the top-k of a row's candidates. The candidates of all slices hold the
+// row's top-k (an element of it has fewer than k better elements in its slice too, ties
+// going to the lower block in both), and they are in ascending block order with the padding
+// of a short last slice at the end, so ties still go to the lower block.
+__global__ void __launch_bounds__(kTopKThreads) SliceTopKKernel(FewArgs a) {
   WaitForPriorKernels();
-  extern __shared__ __align__(16) uint16_t keys[];
-  const int64_t row = blockIdx.x;  // t · G + g: the output row of (query t, group g)
-  const int64_t p = a.first_position + row / a.num_groups;
-  const int64_t nb = p / a.sp.block_size + 1, topk = a.sp.topk_total;
-  // 16-byte loads (ldk is a multiple of 8 keys), all of a thread's issued before its
-  // shared-memory stores: copied one 2-byte key at a time, each load waited for the store
-  // before it, and the copy took most of the kernel's 32 us at 1M tokens.
-  const uint4* src = reinterpret_cast<const uint4*>(a.keys + row * a.ldk);
-  uint4* dst = reinterpret_cast<uint4*>(keys);
-  const int64_t vecs = (nb + 7) / 8;
-  constexpr int kBatch = 8;
-  for (int64_t v0 = 0; v0 < vecs; v0 += kBatch * int64_t{kTopKThreads}) {
-    uint4 batch[kBatch];
-#pragma unroll
-    for (int i = 0; i < kBatch; ++i) {
-      const int64_t v = v0 + i * int64_t{kTopKThreads} + threadIdx.x;
-      if (v < vecs) batch[i] = __ldg(src + v);
-    }
-#pragma unroll
-    for (int i = 0; i < kBatch; ++i) {
-      const int64_t v = v0 + i * int64_t{kTopKThreads} + threadIdx.x;
-      if (v < vecs) dst[v] = batch[i];
-    }
+  __shared__ __align__(16) uint16_t keys[kSlice];
+  const int64_t slice = blockIdx.x, row = blockIdx.y;  // row t · G + g: (query t, group g)
+  const int64_t t = row / a.num_groups, g = row % a.num_groups;
+  const int64_t p = a.first_position + t, bp = p / a.sp.block_size;
+  const int64_t first = slice * kSlice, n = min(kSlice, bp + 1 - first);
+  if (n <= 0) return;  // past this query's blocks (uniform over the CTA)
+  const int64_t n1v = Visible(p, a.sp.kernel_size, a.sp.kernel_stride, a.k1.g[g]);
+  const bf16* sc = a.sc + row * a.ld1;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    keys[i] = PooledKey(sc, n1v, first + i, bp, a.sp);
   }
   __syncthreads();
-  TopKOfKeys(keys, nb, topk, a.selected + row * topk, a.scores ? a.scores + row * topk : nullptr);
+  const int64_t topk = a.sp.topk_total, base = row * a.ldc + slice * topk;
+  if (a.one_slice) {  // every query's blocks fit one slice: its top-k is the answer
+    return TopKOfKeys(
+        keys, n, topk,
+        WriteSelection{a.selected + row * topk, a.scores ? a.scores + row * topk : nullptr});
+  }
+  TopKOfKeys(keys, n, topk, [&](int slot, int64_t b, uint16_t key) {
+    a.cand_blocks[base + slot] = b >= 0 ? static_cast<int32_t>(first + b) : -1;
+    a.cand_keys[base + slot] = key;
+  });
+}
+
+__global__ void __launch_bounds__(kTopKThreads) MergeTopKKernel(FewArgs a) {
+  WaitForPriorKernels();
+  extern __shared__ __align__(16) uint16_t cand[];
+  const int64_t row = blockIdx.x;
+  const int64_t p = a.first_position + row / a.num_groups;
+  const int64_t topk = a.sp.topk_total;
+  const int64_t n = (p / a.sp.block_size + kSlice) / kSlice * topk;  // slices of p's blocks
+  const uint16_t* keys = a.cand_keys + row * a.ldc;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) cand[i] = keys[i];
+  __syncthreads();
+  const int32_t* blocks = a.cand_blocks + row * a.ldc;
+  const WriteSelection write{a.selected + row * topk, a.scores ? a.scores + row * topk : nullptr};
+  TopKOfKeys(cand, n, topk,
+             [&](int slot, int64_t b, uint16_t key) { write(slot, b >= 0 ? blocks[b] : -1, key); });
 }
 
 size_t Align(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 struct Layout {
-  int64_t tiles_per_cta1 = 0, tiles_per_cta2 = 0, chunks1 = 0, chunks2 = 0, ld1 = 0, ldk = 0;
-  size_t sc_off = 0, keys_off = 0, bytes = 0;
+  int64_t tiles_per_cta1 = 0, tiles_per_cta2 = 0, chunks1 = 0, chunks2 = 0, ld1 = 0;
+  int64_t slices = 0, ldc = 0;  // block slices of the last query; candidates a row
+  size_t sc_off = 0, cand_blocks_off = 0, cand_keys_off = 0, bytes = 0;
 };
 
 // Tiles per CTA: enough CTAs for ~4 a streaming multiprocessor over all queries and groups.
@@ -181,10 +190,12 @@ Layout MakeLayout(const SelectBlocksArgs& a) {
   l.chunks1 = std::max<int64_t>(1, CeilDiv(tiles1, l.tiles_per_cta1));
   l.chunks2 = std::max<int64_t>(1, CeilDiv(tiles2, l.tiles_per_cta2));
   l.ld1 = std::max<int64_t>(8, tiles1 * kTile);  // even: the group sums are stored in pairs
-  l.ldk = (last / a.params.block_size + 1 + 7) / 8 * 8;
+  l.slices = CeilDiv(last / a.params.block_size + 1, kSlice);
+  l.ldc = l.slices * a.params.topk_total;
   l.sc_off = Align(sizeof(float2) * rows * l.chunks2 * kRows);
-  l.keys_off = l.sc_off + Align(sizeof(bf16) * rows * l.ld1);
-  l.bytes = l.keys_off + Align(sizeof(uint16_t) * rows * l.ldk);
+  l.cand_blocks_off = l.sc_off + Align(sizeof(bf16) * rows * l.ld1);
+  l.cand_keys_off = l.cand_blocks_off + Align(sizeof(int32_t) * rows * l.ldc);
+  l.bytes = l.cand_keys_off + Align(sizeof(uint16_t) * rows * l.ldc);
   return l;
 }
 
@@ -211,7 +222,8 @@ bool SelectBlocksFewTakes(const SelectBlocksArgs& a) {
   const int64_t last = a.first_position + a.num_tokens - 1;
   const bool all_selected = a.scores == nullptr && a.params.SelectsAll(last);
   return !all_selected && hg >= 1 && hg <= kRows && (a.head_dim == 64 || a.head_dim == 128) &&
-         a.q_stride % 2 == 0 && reinterpret_cast<uintptr_t>(a.q) % 4 == 0;
+         a.params.topk_total <= kSlice && a.q_stride % 2 == 0 &&
+         reinterpret_cast<uintptr_t>(a.q) % 4 == 0;
 }
 
 size_t SelectBlocksFewScratchBytes(const SelectBlocksArgs& a) { return MakeLayout(a).bytes; }
@@ -220,8 +232,8 @@ cudaError_t SelectBlocksFew(const SelectBlocksArgs& a, void* scratch, size_t scr
                             cudaStream_t stream) {
   const Layout l = MakeLayout(a);
   if (!SelectBlocksFewTakes(a) || scratch_bytes < l.bytes) return cudaErrorInvalidValue;
-  const size_t smem = sizeof(uint16_t) * l.ldk;  // whole 16-byte vectors of keys
-  const int max_smem = OptInDynamicSmem<KeysTopKKernel>();
+  const size_t smem = sizeof(uint16_t) * l.ldc;  // the candidates of a row
+  const int max_smem = OptInDynamicSmem<MergeTopKKernel>();
   if (max_smem < 0 || smem > static_cast<size_t>(max_smem)) return cudaErrorInvalidValue;
   FewArgs f{};
   f.q = a.q;
@@ -244,8 +256,10 @@ cudaError_t SelectBlocksFew(const SelectBlocksArgs& a, void* scratch, size_t scr
   f.parts = reinterpret_cast<float2*>(base);
   f.sc = reinterpret_cast<bf16*>(base + l.sc_off);
   f.ld1 = l.ld1;
-  f.keys = reinterpret_cast<uint16_t*>(base + l.keys_off);
-  f.ldk = l.ldk;
+  f.cand_blocks = reinterpret_cast<int32_t*>(base + l.cand_blocks_off);
+  f.cand_keys = reinterpret_cast<uint16_t*>(base + l.cand_keys_off);
+  f.ldc = l.ldc;
+  f.one_slice = l.slices == 1;
   f.selected = a.selected;
   f.scores = a.scores;
   if (cudaError_t e = a.head_dim == 64 ? LaunchScores<64>(f, stream) : LaunchScores<128>(f, stream);
@@ -253,10 +267,12 @@ cudaError_t SelectBlocksFew(const SelectBlocksArgs& a, void* scratch, size_t scr
     return e;
   }
   const int64_t rows = a.num_tokens * a.num_groups;
-  if (cudaError_t e = LaunchAfterPrior(PoolKernel, GridFor(rows * l.ldk, 256), 256, 0, stream, f);
-      e != cudaSuccess)
+  const dim3 slices(static_cast<unsigned>(l.slices), static_cast<unsigned>(rows));
+  if (cudaError_t e = LaunchAfterPrior(SliceTopKKernel, slices, kTopKThreads, 0, stream, f);
+      e != cudaSuccess || f.one_slice) {
     return e;
-  return LaunchAfterPrior(KeysTopKKernel, static_cast<unsigned>(rows), kTopKThreads, smem, stream,
+  }
+  return LaunchAfterPrior(MergeTopKKernel, static_cast<unsigned>(rows), kTopKThreads, smem, stream,
                           f);
 }
 

@@ -1,9 +1,10 @@
 // y = x · wᵀ for a few rows of x (decode): bandwidth-bound, so the kernel streams w once with
 // 16-byte loads, one vector ahead, and keeps every row of x in registers against it; launched
-// after the previous kernel (LaunchAfterPrior), its first weights load during that kernel's tail. A
-// CTA owns kRowsPerCta rows of w (4 unless the caller asks otherwise); its 8 warps split k (thread
-// i takes 8-element vectors i, i + 256, ...), then warp shuffles and one shared-memory pass sum the
-// partial products (fp32 throughout).
+// after the previous kernel (LaunchAfterPrior), its first weights load during that kernel's tail.
+// A CTA takes kRowsPerCta rows of w at a time (4 unless the caller asks otherwise); its 8 warps
+// split k (thread i takes 8-element vectors i, i + 256, ...), then warp shuffles and one
+// shared-memory pass sum the partial products (fp32 throughout). By default the grid is what
+// the GPU holds at once, each CTA an equal share of the rows.
 #include <algorithm>
 
 #include "common.cuh"
@@ -14,78 +15,102 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+// CTA b owns rows [b·n/G, (b+1)·n/G) of a grid of G and takes them kRowsPerCta at a time.
 template <int M, typename Out, int kRowsPerCta>
 __global__ void __launch_bounds__(kThreads)
     SmallMatMulKernel(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, Out* y, int64_t ldy,
                       int64_t n, int64_t k) {
-  __shared__ float partial[kWarps][kRowsPerCta * M];
-  const int64_t n0 = int64_t{blockIdx.x} * kRowsPerCta;
-  const int rows = static_cast<int>(min(int64_t{kRowsPerCta}, n - n0));
-  const int64_t vecs = k / 8;
-  float acc[kRowsPerCta][M] = {};
-  // The weights of a thread's next vector are loaded one iteration ahead; the first ones before
-  // the wait for the kernel that writes x, so that they stream in during its tail.
+  __shared__ float partial[2][kWarps][kRowsPerCta * M];  // alternate groups: one barrier each
+  const int64_t end = (int64_t{blockIdx.x} + 1) * n / gridDim.x, vecs = k / 8;
+  int64_t n0 = int64_t{blockIdx.x} * n / gridDim.x;
+  // The weights of a thread's next vector (of this group of rows or the next) are loaded one
+  // iteration ahead; the first ones before the wait for the kernel that writes x, so that they
+  // stream in during its tail.
   uint4 next_w[kRowsPerCta];
-  const auto load_w = [&](int64_t v) {
+  const auto load_w = [&](int64_t r0, int64_t v) {
 #pragma unroll
     for (int r = 0; r < kRowsPerCta; ++r) {
-      if (r < rows && v < vecs) {
-        next_w[r] = __ldg(reinterpret_cast<const uint4*>(w + (n0 + r) * ldw) + v);
+      if (r0 + r < end && v < vecs) {
+        next_w[r] = __ldg(reinterpret_cast<const uint4*>(w + (r0 + r) * ldw) + v);
       }
     }
   };
-  load_w(threadIdx.x);
+  load_w(n0, threadIdx.x);
   WaitForPriorKernels();
-  for (int64_t v = threadIdx.x; v < vecs; v += kThreads) {
-    uint4 this_w[kRowsPerCta];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int group = 0; n0 < end; n0 += kRowsPerCta, ++group) {
+    const int rows = static_cast<int>(min(int64_t{kRowsPerCta}, end - n0));
+    float acc[kRowsPerCta][M] = {};
+    for (int64_t v = threadIdx.x; v < vecs; v += kThreads) {
+      uint4 this_w[kRowsPerCta];
 #pragma unroll
-    for (int r = 0; r < kRowsPerCta; ++r) this_w[r] = next_w[r];
-    load_w(v + kThreads);
-    float xv[M][8];
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      UnpackBf16x8(__ldg(reinterpret_cast<const uint4*>(x + m * ldx) + v), xv[m]);
-    }
-#pragma unroll
-    for (int r = 0; r < kRowsPerCta; ++r) {
-      if (r >= rows) break;
-      float wv[8];
-      UnpackBf16x8(this_w[r], wv);
+      for (int r = 0; r < kRowsPerCta; ++r) this_w[r] = next_w[r];
+      const bool same_rows = v + kThreads < vecs;  // else the next group's first vector
+      load_w(same_rows ? n0 : n0 + kRowsPerCta, same_rows ? v + kThreads : int64_t{threadIdx.x});
+      float xv[M][8];
 #pragma unroll
       for (int m = 0; m < M; ++m) {
+        UnpackBf16x8(__ldg(reinterpret_cast<const uint4*>(x + m * ldx) + v), xv[m]);
+      }
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[r][m] += wv[i] * xv[m][i];
+      for (int r = 0; r < kRowsPerCta; ++r) {
+        if (r >= rows) break;
+        float wv[8];
+        UnpackBf16x8(this_w[r], wv);
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[r][m] += wv[i] * xv[m][i];
+        }
       }
     }
-  }
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float(&part)[kWarps][kRowsPerCta * M] = partial[group % 2];
 #pragma unroll
-  for (int r = 0; r < kRowsPerCta; ++r) {
+    for (int r = 0; r < kRowsPerCta; ++r) {
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const float s = WarpSum(acc[r][m]);
-      if (lane == 0) partial[warp][r * M + m] = s;
+      for (int m = 0; m < M; ++m) {
+        const float s = WarpSum(acc[r][m]);
+        if (lane == 0) part[warp][r * M + m] = s;
+      }
     }
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < rows * M; e += kThreads) {
-    float s = 0.0f;
+    __syncthreads();
+    for (int e = threadIdx.x; e < rows * M; e += kThreads) {
+      float s = 0.0f;
 #pragma unroll
-    for (int wi = 0; wi < kWarps; ++wi) s += partial[wi][e];
-    const int r = e / M, m = e % M;
-    y[m * ldy + n0 + r] = FromFloat<Out>(s);
+      for (int wi = 0; wi < kWarps; ++wi) s += part[wi][e];
+      const int r = e / M, m = e % M;
+      y[m * ldy + n0 + r] = FromFloat<Out>(s);
+    }
   }
 }
 
+// CTAs of SmallMatMulKernel<M, Out, kRowsPerCta> one SM holds at once.
+template <int M, typename Out, int kRowsPerCta>
+int64_t ResidentCtasPerSm() {
+  static const int ctas = [] {
+    int n = 0;
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, SmallMatMulKernel<M, Out, kRowsPerCta>,
+                                                  kThreads, 0);
+    return n > 0 ? n : 1;
+  }();
+  return ctas;
+}
+
+// One CTA per kRowsPerCta rows, or (`resident`) only as many CTAs as the GPU holds at once,
+// each taking an equal share of the rows: no last partial wave whose SMs idle while it drains.
 template <typename Out, int kRowsPerCta>
 cudaError_t LaunchRows(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, Out* y, int64_t ldy,
-                       int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  const unsigned grid = static_cast<unsigned>(CeilDiv(n, kRowsPerCta));
+                       int64_t m, int64_t n, int64_t k, bool resident, cudaStream_t stream) {
+  const auto grid_for = [&](int64_t ctas_per_sm) {
+    const int64_t groups = CeilDiv(n, kRowsPerCta);
+    return static_cast<unsigned>(resident ? std::min(groups, NumSms() * ctas_per_sm) : groups);
+  };
   switch (m) {
-#define TOME_SMALL_MATMUL_CASE(M)                                                                 \
-  case M:                                                                                         \
-    return LaunchAfterPrior(SmallMatMulKernel<M, Out, kRowsPerCta>, grid, kThreads, 0, stream, x, \
-                            ldx, w, ldw, y, ldy, n, k);
+#define TOME_SMALL_MATMUL_CASE(M)                                                            \
+  case M:                                                                                    \
+    return LaunchAfterPrior(SmallMatMulKernel<M, Out, kRowsPerCta>,                          \
+                            grid_for(ResidentCtasPerSm<M, Out, kRowsPerCta>()), kThreads, 0, \
+                            stream, x, ldx, w, ldw, y, ldy, n, k);
     TOME_SMALL_MATMUL_CASE(1)
     TOME_SMALL_MATMUL_CASE(2)
     TOME_SMALL_MATMUL_CASE(3)
@@ -112,11 +137,12 @@ bool SmallMatMulApplies(const void* x, int64_t ldx, const void* w, int64_t ldw, 
 
 template <int kRowsPerCta>
 cudaError_t LaunchOut(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, void* y, bool y_fp32,
-                      int64_t ldy, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+                      int64_t ldy, int64_t m, int64_t n, int64_t k, bool resident,
+                      cudaStream_t stream) {
   return y_fp32 ? LaunchRows<float, kRowsPerCta>(x, ldx, w, ldw, static_cast<float*>(y), ldy, m, n,
-                                                 k, stream)
+                                                 k, resident, stream)
                 : LaunchRows<bf16, kRowsPerCta>(x, ldx, w, ldw, static_cast<bf16*>(y), ldy, m, n, k,
-                                                stream);
+                                                resident, stream);
 }
 
 cudaError_t SmallMatMul(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, void* y,
@@ -125,13 +151,14 @@ cudaError_t SmallMatMul(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, 
   if (!SmallMatMulApplies(x, ldx, w, ldw, m, k)) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   switch (rows_per_cta) {
-    case 2:
-      return LaunchOut<2>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, stream);
     case 0:
+      return LaunchOut<4>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, true, stream);
+    case 2:
+      return LaunchOut<2>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, false, stream);
     case 4:
-      return LaunchOut<4>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, stream);
+      return LaunchOut<4>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, false, stream);
     case 8:
-      return LaunchOut<8>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, stream);
+      return LaunchOut<8>(x, ldx, w, ldw, y, y_fp32, ldy, m, n, k, false, stream);
     default:
       return cudaErrorInvalidValue;
   }

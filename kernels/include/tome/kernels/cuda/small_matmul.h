@@ -15,7 +15,8 @@ bool SmallMatMulApplies(const void* x, int64_t ldx, const void* w, int64_t ldw, 
 
 // y[m, n] = x[m, k] · w[n, k]ᵀ (row-major, strides in elements), bf16 in, fp32 accumulation,
 // y bf16 or fp32 (`y_fp32`). cudaErrorInvalidValue unless SmallMatMulApplies.
-// `rows_per_cta`: rows of w each CTA streams (2, 4 or 8; 0: the default, 4); the decode-kernel
+// `rows_per_cta`: 0 (the default) launches the CTAs the GPU holds at once, each taking an equal
+// share of the rows 4 at a time; 2, 4 or 8 launch a CTA per that many rows. The decode-kernel
 // benchmark compares them.
 cudaError_t SmallMatMul(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, void* y,
                         bool y_fp32, int64_t ldy, int64_t m, int64_t n, int64_t k,

@@ -18,9 +18,17 @@
 # backend_ops_test holds the tensor-parallel tests too (tp_cuda_test.cc; NCCL itself is the
 # device's own libnccl.so.2, too large to carry). DEVDEPS_DIR=.devdeps-tp stages into another
 # folder (so that two people's staged binaries do not overwrite each other).
+#
+#   tools/device/stage_deps.sh --with-binaries build-cuda-tp --archive
+# also strips the binaries and packs them with their libraries into $DEVDEPS_DIR/bins.tar.xz
+# (~4 MB for all five, against ~60 MB unpacked: a run carries at most 64 MiB with the tree):
+#   run(carry=[".devdeps-tp/bins.tar.xz"], command="tar -xJf .devdeps-tp/bins.tar.xz -C \
+#       .devdeps-tp && export LD_LIBRARY_PATH=$PWD/.devdeps-tp/prefix/lib/x86_64-linux-gnu ...")
 set -euo pipefail
 build=""
+archive=0
 if [[ "${1:-}" == "--with-binaries" ]]; then build="$2"; fi
+if [[ "${3:-}" == "--archive" ]]; then archive=1; fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir="${DEVDEPS_DIR:-.devdeps}"
 out="$root/$dir"
@@ -50,6 +58,11 @@ if [[ -n "$build" ]]; then
     libbz2.so.1.0 libxxhash.so.0 liburing.so.2; do
     if grep -qx "$lib" <<<"$needed"; then cp -L "/usr/$arch_lib/$lib" "$out/prefix/$arch_lib/"; fi
   done
+fi
+if [[ -n "$build" && "$archive" == 1 ]]; then
+  strip "$out"/bin/*
+  tar -cJf "$out/bins.tar.xz" -C "$out" bin prefix/lib
+  du -h "$out/bins.tar.xz"
 fi
 grep -qx "/$dir/" "$root/.git/info/exclude" 2>/dev/null ||
   { mkdir -p "$root/.git/info"; echo "/$dir/" >>"$root/.git/info/exclude"; }

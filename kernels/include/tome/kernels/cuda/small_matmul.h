@@ -14,7 +14,9 @@ bool SmallMatMulApplies(const void* x, int64_t ldx, const void* w, int64_t ldw, 
                         int64_t k);
 
 // y[m, n] = x[m, k] · w[n, k]ᵀ (row-major, strides in elements), bf16 in, fp32 accumulation,
-// y bf16 or fp32 (`y_fp32`). cudaErrorInvalidValue unless SmallMatMulApplies.
+// y bf16 or fp32 (`y_fp32`). cudaErrorInvalidValue unless SmallMatMulApplies. The kernel starts
+// reading w before the kernel ahead of it in the stream has finished (programmatic dependent
+// launch), so w must not be that kernel's output (weights never are; x may be).
 // `rows_per_cta`: 0 (the default) launches the CTAs the GPU holds at once, each taking an equal
 // share of the rows 4 at a time; 2, 4 or 8 launch a CTA per that many rows. The decode-kernel
 // benchmark compares them.

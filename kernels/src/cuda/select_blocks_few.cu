@@ -112,6 +112,12 @@ __global__ void __launch_bounds__(32) FewGroupSumsKernel(FewArgs a) {
   });
 }
 
+// Where row t · G + g's selection (and its scores, when wanted) goes.
+__device__ __forceinline__ WriteSelection RowSelection(const FewArgs& a, int64_t row) {
+  const int64_t topk = a.sp.topk_total;
+  return WriteSelection{a.selected + row * topk, a.scores ? a.scores + row * topk : nullptr};
+}
+
 // Blocks a slice-top-k CTA pools (>= any top-k the model uses, so that only the last slice
 // of a query can hold fewer than top-k blocks).
 constexpr int64_t kSlice = 2048;
@@ -139,9 +145,7 @@ __global__ void __launch_bounds__(kTopKThreads) SliceTopKKernel(FewArgs a) {
   __syncthreads();
   const int64_t topk = a.sp.topk_total, base = row * a.ldc + slice * topk;
   if (a.one_slice) {  // every query's blocks fit one slice: its top-k is the answer
-    return TopKOfKeys(
-        keys, n, topk,
-        WriteSelection{a.selected + row * topk, a.scores ? a.scores + row * topk : nullptr});
+    return TopKOfKeys(keys, n, topk, RowSelection(a, row));
   }
   TopKOfKeys(keys, n, topk, [&](int slot, int64_t b, uint16_t key) {
     a.cand_blocks[base + slot] = b >= 0 ? static_cast<int32_t>(first + b) : -1;
@@ -160,7 +164,7 @@ __global__ void __launch_bounds__(kTopKThreads) MergeTopKKernel(FewArgs a) {
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) cand[i] = keys[i];
   __syncthreads();
   const int32_t* blocks = a.cand_blocks + row * a.ldc;
-  const WriteSelection write{a.selected + row * topk, a.scores ? a.scores + row * topk : nullptr};
+  const WriteSelection write = RowSelection(a, row);
   TopKOfKeys(cand, n, topk,
              [&](int slot, int64_t b, uint16_t key) { write(slot, b >= 0 ? blocks[b] : -1, key); });
 }

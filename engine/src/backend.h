@@ -87,8 +87,32 @@ class Backend {
     RmsNorm(x, weight, heads, eps);
     Rope(x, heads, head_dim, first_position, theta);
   }
+  // HeadRmsNormRope of a token's query heads `q` (q_weight) and key heads `k` (k_weight), the
+  // same number of each: a backend may do both in one pass; the result must equal this
+  // default's.
+  virtual void QkHeadRmsNormRope(const Tensor& q, const Tensor& k, const Tensor& q_weight,
+                                 const Tensor& k_weight, int64_t heads, int64_t head_dim, float eps,
+                                 int64_t first_position, float theta) {
+    HeadRmsNormRope(q, q_weight, heads, head_dim, eps, first_position, theta);
+    HeadRmsNormRope(k, k_weight, heads, head_dim, eps, first_position, theta);
+  }
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // The MLP's first half: gate_up = x · wᵀ (w holds the gate rows, then as many up rows), then
+  // out = SiluMul of its halves. A backend may fuse them and leave `gate_up` (scratch of
+  // [x.rows, w.rows]) unwritten; `out` must equal this default's.
+  virtual void MatMulSiluMul(const Tensor& x, const Tensor& w, const Tensor& gate_up,
+                             const Tensor& out) {
+    MatMul(x, w, gate_up);
+    SiluMul(gate_up.Cols(0, out.cols), gate_up.Cols(out.cols, out.cols), out);
+  }
   virtual void SigmoidMul(const Tensor& x, const Tensor& z) = 0;
+  // In-place RmsNorm of each whole row (one group), then SigmoidMul by z (Lightning's o_norm
+  // and output gate): a backend may fuse them; the result must equal this default's.
+  virtual void RmsNormSigmoidMul(const Tensor& x, const Tensor& weight, float eps,
+                                 const Tensor& z) {
+    RmsNorm(x, weight, 1, eps);
+    SigmoidMul(x, z);
+  }
   // h += alpha · x
   virtual void AddScaled(const Tensor& h, const Tensor& x, float alpha) = 0;
   // The residual step between blocks: h += alpha · x (x empty: h unchanged), then out =

@@ -396,8 +396,7 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
     if (sharded()) backend_->AllReduceSum(out);  // the ranks' heads' o_proj parts
     backend_->ResidualRmsNorm(h, out, alpha, w.post_norm, eps, a);
     const Tensor gate_up = ws_proj_.View(act, T, 2 * F), mid = ws_mix_.View(act, T, F);
-    backend_->MatMul(a, w.gate_up, gate_up);
-    backend_->SiluMul(gate_up.Cols(0, F), gate_up.Cols(F, F), mid);
+    backend_->MatMulSiluMul(a, w.gate_up, gate_up, mid);
     backend_->MatMul(mid, w.down, out);
     if (sharded()) backend_->AllReduceSum(out);  // the ranks' MLP columns' down_proj parts
     if (l + 1 < c.num_layers) {
@@ -452,8 +451,7 @@ void Model::LightningMixer(int64_t layer, const std::vector<Segment>& segments, 
   const Tensor mix = ws_mix_.View(act, T, q);
   for (const Segment& s : segments) {  // positions and states are the sequence's own
     const Tensor Qs = Q.Rows(s.row0, s.rows()), Ks = K.Rows(s.row0, s.rows());
-    backend_->HeadRmsNormRope(Qs, w.q_norm, H, d, eps, s.first_position, theta);
-    backend_->HeadRmsNormRope(Ks, w.k_norm, H, d, eps, s.first_position, theta);
+    backend_->QkHeadRmsNormRope(Qs, Ks, w.q_norm, w.k_norm, H, d, eps, s.first_position, theta);
     backend_->Lightning(Qs, Ks, V.Rows(s.row0, s.rows()), H, d, slopes_,
                         static_cast<float>(1.0 / std::sqrt(double(d))),
                         s.state->layers[layer].lightning.View(DType::kF32, H * d, d),
@@ -467,10 +465,10 @@ void Model::LightningMixer(int64_t layer, const std::vector<Segment>& segments, 
     backend_->AllGatherCols(mix, all);
     backend_->RmsNorm(all, w.o_norm, 1, eps);
     normed = all.Cols(dims_.lightning_head0 * d, q);
+    backend_->SigmoidMul(normed, Z);
   } else {
-    backend_->RmsNorm(mix, w.o_norm, 1, eps);
+    backend_->RmsNormSigmoidMul(mix, w.o_norm, eps, Z);
   }
-  backend_->SigmoidMul(normed, Z);
   backend_->MatMul(normed, w.o_proj, out);
 }
 

@@ -545,6 +545,74 @@ void HeadRmsNormRopeCase(Harness& h, int64_t tokens, int64_t heads, int64_t d, i
   EXPECT_EQ(xg.Get(), xg2.Get()) << "fused differs from RmsNorm + Rope";
 }
 
+// Queries and keys of Lightning (adjacent column blocks of the projection, or apart): against
+// the CPU's default, and bit for bit against the CUDA backend's own HeadRmsNormRope per half.
+void QkHeadRmsNormRopeCase(Harness& h, int64_t tokens, int64_t heads, int64_t d, int64_t first,
+                           int64_t gap) {
+  const int64_t q = heads * d, width = 2 * q + gap;
+  const std::vector<float> x = RandomValues(tokens * width, tokens + d + gap, 3.0f);
+  const std::vector<float> wq = RandomValues(d, d + 2, 0.1f, 1.0f);
+  const std::vector<float> wk = RandomValues(d, d + 3, 0.1f, 1.0f);
+  Mat xc(h.cpu, DType::kF32, tokens, width), xg(h.gpu, DType::kBF16, tokens, width);
+  Mat xg2(h.gpu, DType::kBF16, tokens, width);
+  Mat wqc(h.cpu, DType::kF32, 1, d), wkc(h.cpu, DType::kF32, 1, d);
+  Mat wqg(h.gpu, DType::kF32, 1, d), wkg(h.gpu, DType::kF32, 1, d);
+  xc.Set(x), xg.Set(x), xg2.Set(x), wqc.Set(wq), wkc.Set(wk), wqg.Set(wq), wkg.Set(wk);
+  const auto run = [&](Backend& b, const Tensor& t, const Tensor& w1, const Tensor& w2) {
+    b.QkHeadRmsNormRope(t.Cols(0, q), t.Cols(q + gap, q), w1, w2, heads, d, 1e-6f, first, 10000.0f);
+  };
+  run(h.cpu, xc.t(), wqc.t(), wkc.t());
+  run(h.gpu, xg.t(), wqg.t(), wkg.t());
+  h.gpu.HeadRmsNormRope(xg2.t().Cols(0, q), wqg.t(), heads, d, 1e-6f, first, 10000.0f);
+  h.gpu.HeadRmsNormRope(xg2.t().Cols(q + gap, q), wkg.t(), heads, d, 1e-6f, first, 10000.0f);
+  h.Sync();
+  const std::vector<float> got = xg.Get();
+  ExpectClose(got, xc.Get(), kBf16Tol, "QkHeadRmsNormRope");
+  EXPECT_EQ(got, xg2.Get()) << "QkHeadRmsNormRope differs from HeadRmsNormRope per half";
+}
+
+// RmsNorm of whole rows then the sigmoid gate (Lightning's o_norm and z): against the CPU's
+// default, and bit for bit against the CUDA backend's own RmsNorm and SigmoidMul.
+void RmsNormSigmoidMulCase(Harness& h, int64_t rows, int64_t n, int64_t z_stride) {
+  const std::vector<float> x = RandomValues(rows * n, rows + n, 3.0f);
+  const std::vector<float> z = RandomValues(rows * n, n + 5, 2.0f);
+  const std::vector<float> w = RandomValues(n, n + 6, 0.1f, 1.0f);
+  Mat xc(h.cpu, DType::kF32, rows, n), zc(h.cpu, DType::kF32, rows, n);
+  Mat wc(h.cpu, DType::kF32, 1, n), wg(h.gpu, DType::kF32, 1, n);
+  Mat xg(h.gpu, DType::kBF16, rows, n), xg2(h.gpu, DType::kBF16, rows, n);
+  Mat zg(h.gpu, DType::kBF16, rows, n, z_stride, 8);
+  xc.Set(x), xg.Set(x), xg2.Set(x), zc.Set(z), zg.Set(z), wc.Set(w), wg.Set(w);
+  h.cpu.RmsNormSigmoidMul(xc.t(), wc.t(), 1e-6f, zc.t());
+  h.gpu.RmsNormSigmoidMul(xg.t(), wg.t(), 1e-6f, zg.t());
+  h.gpu.RmsNorm(xg2.t(), wg.t(), 1, 1e-6f);
+  h.gpu.SigmoidMul(xg2.t(), zg.t());
+  h.Sync();
+  const std::vector<float> got = xg.Get();
+  ExpectClose(got, xc.Get(), kBf16Tol, "RmsNormSigmoidMul");
+  EXPECT_EQ(got, xg2.Get()) << "RmsNormSigmoidMul differs from RmsNorm + SigmoidMul";
+}
+
+// The MLP's gate/up product and SwiGLU: against the CPU's default, and bit for bit against the
+// CUDA backend's own MatMul and SiluMul (decode rows take the fused GEMV).
+void MatMulSiluMulCase(Harness& h, int64_t m, int64_t f, int64_t k) {
+  const std::vector<float> x = RandomValues(m * k, m + f + k, 2.0f);
+  const std::vector<float> w = RandomValues(2 * f * k, f + k, 0.05f);
+  Mat xc(h.cpu, DType::kF32, m, k), wc(h.cpu, DType::kF32, 2 * f, k);
+  Mat gc(h.cpu, DType::kF32, m, 2 * f), oc(h.cpu, DType::kF32, m, f);
+  Mat xg(h.gpu, DType::kBF16, m, k, k + 16, 8), wg(h.gpu, DType::kBF16, 2 * f, k);
+  Mat gg(h.gpu, DType::kBF16, m, 2 * f), og(h.gpu, DType::kBF16, m, f, f + 8, 8);
+  Mat gg2(h.gpu, DType::kBF16, m, 2 * f), og2(h.gpu, DType::kBF16, m, f);
+  xc.Set(x), wc.Set(w), xg.Set(x), wg.Set(w);
+  h.cpu.MatMulSiluMul(xc.t(), wc.t(), gc.t(), oc.t());
+  h.gpu.MatMulSiluMul(xg.t(), wg.t(), gg.t(), og.t());
+  h.gpu.MatMul(xg.t(), wg.t(), gg2.t());
+  h.gpu.SiluMul(gg2.t().Cols(0, f), gg2.t().Cols(f, f), og2.t());
+  h.Sync();
+  const std::vector<float> got = og.Get();
+  ExpectClose(got, oc.Get(), kBf16Tol, "MatMulSiluMul");
+  EXPECT_EQ(got, og2.Get()) << "MatMulSiluMul differs from MatMul + SiluMul";
+}
+
 // --- Lightning ------------------------------------------------------------------------------
 
 // q, k, v as column slices of one projection output (as the model lays them out). The CUDA
@@ -902,6 +970,26 @@ std::vector<OpCase> MakeCases() {
       [](Harness& h) { HeadRmsNormRopeCase(h, 19, 4, 64, 300, 300); });
   add({"HeadRmsNormRope"}, "HeadRmsNormRope_d16_unfused",
       [](Harness& h) { HeadRmsNormRopeCase(h, 7, 4, 16, 5, 64); });
+  add({"QkHeadRmsNormRope"}, "QkHeadRmsNormRope_d128_decode",
+      [](Harness& h) { QkHeadRmsNormRopeCase(h, 1, 32, 128, 1048575, 0); });
+  add({"QkHeadRmsNormRope"}, "QkHeadRmsNormRope_d64_rows",
+      [](Harness& h) { QkHeadRmsNormRopeCase(h, 19, 4, 64, 300, 0); });
+  add({"QkHeadRmsNormRope"}, "QkHeadRmsNormRope_apart",  // not adjacent: two launches
+      [](Harness& h) { QkHeadRmsNormRopeCase(h, 3, 4, 128, 7, 64); });
+  add({"RmsNormSigmoidMul"}, "RmsNormSigmoidMul_decode_row",
+      [](Harness& h) { RmsNormSigmoidMulCase(h, 1, 4096, 4 * 4096); });
+  add({"RmsNormSigmoidMul"}, "RmsNormSigmoidMul_rows",
+      [](Harness& h) { RmsNormSigmoidMulCase(h, 37, 2048, 2056); });
+  add({"RmsNormSigmoidMul"}, "RmsNormSigmoidMul_unfused_shape",  // 96 wide: the default
+      [](Harness& h) { RmsNormSigmoidMulCase(h, 3, 96, 104); });
+  add({"MatMulSiluMul"}, "MatMulSiluMul_1x2048x4096",  // the decode GEMV with the SwiGLU
+      [](Harness& h) { MatMulSiluMulCase(h, 1, 2048, 4096); });
+  add({"MatMulSiluMul"}, "MatMulSiluMul_3x301x520",  // an odd output count: a half group
+      [](Harness& h) { MatMulSiluMulCase(h, 3, 301, 520); });
+  add({"MatMulSiluMul"}, "MatMulSiluMul_8x7x2056",  // fewer outputs than CTAs
+      [](Harness& h) { MatMulSiluMulCase(h, 8, 7, 2056); });
+  add({"MatMulSiluMul"}, "MatMulSiluMul_40x300x256",  // prefill rows: cuBLAS, then SiluMul
+      [](Harness& h) { MatMulSiluMulCase(h, 40, 300, 256); });
   add({"AddScaled"}, "AddScaled_vec8", [](Harness& h) { AddScaledCase(h, 13, 96); });
   add({"AddScaled"}, "AddScaled", [](Harness& h) { AddScaledCase(h, 13, 90); });
   for (int64_t t : {1, 63, 64, 65, 200}) {
@@ -911,8 +999,14 @@ std::vector<OpCase> MakeCases() {
   add({"Lightning"}, "Lightning_h4d64_T70", [](Harness& h) { LightningCase(h, 4, 64, {70}); });
   add({"Lightning"}, "Lightning_h32d128_T130",
       [](Harness& h) { LightningCase(h, 32, 128, {130}); });
+  // Calls of one token (decode steps) take their own kernel; the state carries between forms.
   add({"Lightning"}, "Lightning_h32d128_decode",
       [](Harness& h) { LightningCase(h, 32, 128, {1, 1, 1}); });
+  add({"Lightning"}, "Lightning_h4d16_decode_after_chunk", [](Harness& h) {
+    LightningCase(h, 4, 16, {70, 1, 1, 5, 1});
+  });
+  add({"Lightning"}, "Lightning_h6d64_decode", [](Harness& h) { LightningCase(h, 6, 64, {1, 1}); });
+  add({"Lightning"}, "Lightning_h2d32_decode", [](Harness& h) { LightningCase(h, 2, 32, {1}); });
   add({"Lightning"}, "Lightning_split_100_37",
       [](Harness& h) { LightningCase(h, 4, 16, {100, 37}); });
   // Chunk-parallel tensor-core form (>= 128 tokens, d 64/128): ragged last chunk, state

@@ -385,6 +385,40 @@ class CudaBackend final : public Backend {
           "HeadRmsNormRope");
   }
 
+  void QkHeadRmsNormRope(const Tensor& q, const Tensor& k, const Tensor& q_weight,
+                         const Tensor& k_weight, int64_t heads, int64_t head_dim, float eps,
+                         int64_t first_position, float theta) override {
+    // One launch when the keys are the columns right after the queries (the model's layout).
+    const bool adjacent = q.dtype == DType::kBF16 && k.dtype == DType::kBF16 &&
+                          k.data == B16(q) + q.cols && k.stride == q.stride && k.rows == q.rows &&
+                          q.cols == heads * head_dim && k.cols == q.cols;
+    const bool weights = q_weight.dtype == DType::kF32 && k_weight.dtype == DType::kF32 &&
+                         q_weight.num_elements() == head_dim && k_weight.num_elements() == head_dim;
+    if (!adjacent || !weights || !kc::HeadNormRopeFuses(head_dim)) {
+      return Backend::QkHeadRmsNormRope(q, k, q_weight, k_weight, heads, head_dim, eps,
+                                        first_position, theta);
+    }
+    ScopedOp op(*timer_, "HeadRmsNormRope");
+    auto inv_freq = InvFreq(theta, head_dim);
+    if (!inv_freq.ok()) return Check(inv_freq.status());
+    Check(kc::QkHeadNormRope(B16(q), q_weight.f32(), k_weight.f32(), q.rows, heads, head_dim,
+                             q.stride, eps, first_position, *inv_freq, stream_),
+          "QkHeadRmsNormRope");
+  }
+
+  void MatMulSiluMul(const Tensor& x, const Tensor& w, const Tensor& gate_up,
+                     const Tensor& out) override {
+    const bool fuses = x.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
+                       out.dtype == DType::kBF16 && x.cols == w.cols && w.rows == 2 * out.cols &&
+                       out.rows == x.rows &&
+                       kc::SmallMatMulApplies(x.data, x.stride, w.data, w.stride, x.rows, x.cols);
+    if (!fuses) return Backend::MatMulSiluMul(x, w, gate_up, out);
+    ScopedOp op(*timer_, "MatMulSiluMul");
+    Check(kc::SmallMatMulSiluMul(B16(x), x.stride, B16(w), w.stride, B16(out), out.stride, x.rows,
+                                 out.cols, x.cols, stream_),
+          "MatMulSiluMul");
+  }
+
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     ScopedOp op(*timer_, "SiluMul");
     if (!Expect(gate.stride == up.stride && gate.dtype == out.dtype, "SiluMul: layout")) return;
@@ -409,6 +443,19 @@ class CudaBackend final : public Backend {
       Check(kc::SigmoidMul(x.f32(), x.stride, z.f32(), z.stride, x.rows, x.cols, stream_),
             "SigmoidMul");
     }
+  }
+
+  void RmsNormSigmoidMul(const Tensor& x, const Tensor& weight, float eps,
+                         const Tensor& z) override {
+    const bool fuses =
+        x.dtype == DType::kBF16 && z.dtype == DType::kBF16 && weight.dtype == DType::kF32 &&
+        weight.num_elements() == x.cols && z.rows == x.rows && z.cols == x.cols &&
+        kc::RmsNormSigmoidMulFuses(B16(x), x.stride, weight.f32(), x.cols, B16(z), z.stride);
+    if (!fuses) return Backend::RmsNormSigmoidMul(x, weight, eps, z);
+    ScopedOp op(*timer_, "RmsNormSigmoidMul");
+    Check(kc::RmsNormSigmoidMul(B16(x), x.stride, weight.f32(), x.rows, x.cols, B16(z), z.stride,
+                                eps, stream_),
+          "RmsNormSigmoidMul");
   }
 
   void ResidualRmsNorm(const Tensor& h, const Tensor& x, float alpha, const Tensor& weight,

@@ -18,6 +18,8 @@ OpTimer::OpTimer(cudaStream_t stream) : stream_(stream) {
     cudaEventCreate(&stop_);
   } else if (std::strcmp(env, "timeline") == 0) {
     mode_ = Mode::kTimeline;
+  } else if (std::strcmp(env, "lead") == 0) {
+    mode_ = Mode::kLead;
   }
 }
 
@@ -39,11 +41,17 @@ cudaEvent_t OpTimer::EventAt(size_t i) {
 }
 
 void OpTimer::Begin() {
+  if (mode_ == Mode::kLead) return;
   host_start_ = std::chrono::steady_clock::now();
   cudaEventRecord(mode_ == Mode::kTimeline ? EventAt(2 * pending_.size()) : start_, stream_);
 }
 
 void OpTimer::End(const char* op) {
+  if (mode_ == Mode::kLead) {
+    last_issue_ = std::chrono::steady_clock::now();
+    ++phases_[phase_].issued_ops;
+    return;
+  }
   if (mode_ == Mode::kTimeline) {
     cudaEventRecord(EventAt(2 * pending_.size() + 1), stream_);
     const std::chrono::duration<double, std::milli> host =
@@ -61,6 +69,11 @@ void OpTimer::End(const char* op) {
 }
 
 void OpTimer::Flush() {
+  if (mode_ == Mode::kLead && last_issue_ > call_start_) {
+    const std::chrono::duration<double, std::milli> issue = last_issue_ - call_start_;
+    phases_[phase_].issue_ms += issue.count();
+    last_issue_ = call_start_;
+  }
   if (pending_.empty()) return;
   cudaEventSynchronize(events_[2 * pending_.size() - 1]);
   Phase& phase = phases_[phase_];
@@ -86,12 +99,27 @@ void OpTimer::SetPhase(const char* phase) {
   ++phases_[phase_].forward_calls;
   // The GPU waits while the host issues this call's first ops (see kernels/cuda/spin.h): a
   // decode step's ops take the host ~3 ms to issue.
-  if (mode_ == Mode::kTimeline) kernels::cuda::Spin(kLeadMicroseconds, stream_);
+  if (mode_ == Mode::kTimeline || mode_ == Mode::kLead) {
+    call_start_ = std::chrono::steady_clock::now();
+    kernels::cuda::Spin(kLeadMicroseconds, stream_);
+  }
 }
 
 void OpTimer::Print() {
   Flush();
   const bool timeline = mode_ == Mode::kTimeline;
+  if (mode_ == Mode::kLead) {
+    for (const auto& [phase, p] : phases_) {
+      const double calls = std::max<int64_t>(p.forward_calls, 1);
+      std::fprintf(stderr,
+                   "\nCUDA backend (TOME_CUDA_OP_TIMES=lead, the GPU held %d us ahead of each "
+                   "forward call), %s: %lld forward calls; per call %.1f ops issued in %.3f ms "
+                   "of host time\n",
+                   kLeadMicroseconds, phase.c_str(), static_cast<long long>(p.forward_calls),
+                   p.issued_ops / calls, p.issue_ms / calls);
+    }
+    return;
+  }
   for (const auto& [phase, p] : phases_) {
     std::vector<std::pair<std::string, Total>> rows(p.ops.begin(), p.ops.end());
     std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });

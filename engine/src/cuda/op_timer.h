@@ -6,7 +6,10 @@
 //    kLeadMicroseconds, so that the host is ahead and the ops' event times are the GPU's own
 //    (the forward call's wall time minus their span is what issuing them costs when the GPU
 //    does not wait); each op's GPU time, the GPU's idle time between consecutive ops and the
-//    host time spent issuing each op are summed.
+//    host time spent issuing each op are summed;
+//  * `lead`: only the lead kernel ahead of each forward call, no events: a call's wall time
+//    is then the lead plus the GPU's own time for its ops, unless issuing them takes the host
+//    longer; the host time from a call's start to its last op's issue is summed.
 // Ops are summed per phase (the backend names it at the start of each forward call: prefill
 // chunks and decode steps apart); one table per phase is printed to stderr when the backend
 // is destroyed.
@@ -34,7 +37,7 @@ class OpTimer {
   void Print();
 
  private:
-  enum class Mode { kOff, kSynchronised, kTimeline };
+  enum class Mode { kOff, kSynchronised, kTimeline, kLead };
   static constexpr int kLeadMicroseconds = 5000;
   struct Total {
     double ms = 0, host_ms = 0;
@@ -43,6 +46,8 @@ class OpTimer {
   struct Phase {
     int64_t forward_calls = 0;
     double span_ms = 0, idle_ms = 0;  // timeline: first op's start to last op's end; gaps
+    double issue_ms = 0;              // lead: the calls' starts to their last ops' issue
+    int64_t issued_ops = 0;           // lead
     std::map<std::string, Total> ops;
   };
   struct Pending {  // timeline: an op whose events are not read yet
@@ -56,6 +61,7 @@ class OpTimer {
   Mode mode_ = Mode::kOff;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
   std::chrono::steady_clock::time_point host_start_;
+  std::chrono::steady_clock::time_point call_start_, last_issue_;  // lead: this call's
   std::vector<cudaEvent_t> events_;  // timeline: two per pending op, reused
   std::vector<Pending> pending_;
   const char* phase_ = "(no forward call)";

@@ -1,9 +1,11 @@
 // Lightning attention: one CTA per (head, slice of value columns) runs the chunked form over
 // all tokens of the call, holding its slice of the fp32 state in shared memory. Splitting the
 // value dimension is exact (state columns are independent) and gives H · d/32 CTAs; each
-// recomputes the chunk's decay-masked score matrix. SIMT fp32 throughout: used for decode and
-// short calls; prefill-sized calls go chunk-parallel to tensor cores (lightning_mma.cu).
+// recomputes the chunk's decay-masked score matrix. SIMT fp32 throughout: used for short calls
+// (a few tokens); prefill-sized calls go chunk-parallel to tensor cores (lightning_mma.cu),
+// calls of one token (decode steps) to lightning_decode.cu.
 #include "common.cuh"
+#include "lightning_decode.h"
 #include "lightning_mma.h"
 #include "tome/kernels/cuda/lightning.h"
 
@@ -129,6 +131,9 @@ cudaError_t Lightning(const bf16* q, const bf16* k, const bf16* v, int64_t num_t
                       int64_t out_stride, void* scratch, size_t scratch_bytes,
                       cudaStream_t stream) {
   if (num_tokens == 0 || num_heads == 0) return cudaSuccess;
+  if (num_tokens == 1) {
+    return LightningDecode(q, k, v, num_heads, head_dim, slopes, scale, state, out, stream);
+  }
   if (LightningUsesTensorCores(num_tokens, head_dim, row_stride, q, k, v)) {
     return LightningMma(q, k, v, num_tokens, num_heads, head_dim, row_stride, slopes, scale,
                         state, out, out_stride, scratch, scratch_bytes, stream);

@@ -67,9 +67,12 @@ __global__ void __launch_bounds__(kWideThreads)
 constexpr int kMaxVecsPerThread = 4;  // n <= 8 · 256 · 4
 
 // Writes the normalised row held in v (this thread's 16-byte vectors c = threadIdx.x +
-// i·kWideThreads of an n-element bf16 row) to dst.
+// i·kWideThreads of an n-element bf16 row) to dst; kGate: times bf16(sigmoid(z)) (SigmoidMul's
+// rounding) for the gate vectors z of the same layout.
+template <bool kGate = false>
 __device__ __forceinline__ void NormalizeVecs(uint4 (&v)[kMaxVecsPerThread], const float* w,
-                                              int64_t n, float eps, bf16* dst) {
+                                              int64_t n, float eps, bf16* dst,
+                                              const uint4* z = nullptr) {
   const int vecs = static_cast<int>(n / 8);
   float sum_sq = 0.0f;
 #pragma unroll
@@ -92,6 +95,12 @@ __device__ __forceinline__ void NormalizeVecs(uint4 (&v)[kMaxVecsPerThread], con
       const float2 f = __bfloat1622float2(h[k]);
       const float2 wk = *reinterpret_cast<const float2*>(w + 8 * c + 2 * k);
       h[k] = __floats2bfloat162_rn(Round<bf16>(f.x * inv) * wk.x, Round<bf16>(f.y * inv) * wk.y);
+      if constexpr (kGate) {
+        const float2 x = __bfloat1622float2(h[k]);
+        const float2 g = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(&z[i])[k]);
+        h[k] = __floats2bfloat162_rn(x.x * Round<bf16>(1.0f / (1.0f + expf(-g.x))),
+                                     x.y * Round<bf16>(1.0f / (1.0f + expf(-g.y))));
+      }
     }
     reinterpret_cast<uint4*>(dst)[c] = v[i];
   }
@@ -116,6 +125,18 @@ __global__ void __launch_bounds__(kWideThreads)
   uint4 v[kMaxVecsPerThread];
   LoadVecs(xg, n, v);
   NormalizeVecs(v, w, n, eps, xg);
+}
+
+// One CTA per row: RmsNormWideVecKernel (one group), then x ⊙ bf16(sigmoid(z)).
+__global__ void __launch_bounds__(kWideThreads)
+    RmsNormSigmoidMulKernel(bf16* x, int64_t x_stride, const float* w, int64_t n, const bf16* z,
+                            int64_t z_stride, float eps) {
+  WaitForPriorKernels();
+  bf16* xr = x + blockIdx.x * x_stride;
+  uint4 v[kMaxVecsPerThread], zv[kMaxVecsPerThread];
+  LoadVecs(xr, n, v);
+  LoadVecs(z + blockIdx.x * z_stride, n, zv);
+  NormalizeVecs<true>(v, w, n, eps, xr, zv);
 }
 
 // One CTA per row: h += bf16(alpha·x) (the AddScaled rounding; no x: h as it is), then the
@@ -184,6 +205,21 @@ cudaError_t RmsNorm(bf16* x, const float* w, int64_t rows, int64_t groups, int64
 cudaError_t RmsNorm(float* x, const float* w, int64_t rows, int64_t groups, int64_t n,
                     int64_t row_stride, float eps, cudaStream_t stream) {
   return RmsNormT(x, w, rows, groups, n, row_stride, eps, stream);
+}
+
+bool RmsNormSigmoidMulFuses(const bf16* x, int64_t x_stride, const float* w, int64_t n,
+                            const bf16* z, int64_t z_stride) {
+  return n >= kWideFrom && VecRows(x, w, n, x_stride) && VecRows(z, w, n, z_stride);
+}
+
+cudaError_t RmsNormSigmoidMul(bf16* x, int64_t x_stride, const float* w, int64_t rows, int64_t n,
+                              const bf16* z, int64_t z_stride, float eps, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  if (rows > 0x7fffffff || !RmsNormSigmoidMulFuses(x, x_stride, w, n, z, z_stride)) {
+    return cudaErrorInvalidValue;
+  }
+  return LaunchAfterPrior(RmsNormSigmoidMulKernel, static_cast<unsigned>(rows), kWideThreads, 0,
+                          stream, x, x_stride, w, n, z, z_stride, eps);
 }
 
 bool ResidualRmsNormFuses(const bf16* h, int64_t h_stride, const bf16* x, int64_t x_stride,

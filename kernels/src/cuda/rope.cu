@@ -29,17 +29,19 @@ __global__ void RopeKernel(T* x, int64_t num_tokens, int64_t heads, int64_t head
 // One warp per (token, head) of bf16 rows, d = 32·kPer: the head's RMSNorm as RmsNorm computes
 // it (lane l holds elements l + 32k, squares summed in that order, then the warp sum), then
 // the rotation of pairs (i, i + d/2), both of which the lane holds, as RopeKernel computes it.
+// Heads from `second_from` on take the weight w2 (the keys that follow the queries).
 template <int kPer>
-__global__ void HeadNormRopeKernel(bf16* x, const float* w, int64_t num_tokens, int64_t heads,
-                                   int64_t row_stride, float eps, int64_t first_position,
-                                   const float* inv_freq) {
+__global__ void HeadNormRopeKernel(bf16* x, const float* w, const float* w2, int64_t second_from,
+                                   int64_t num_tokens, int64_t heads, int64_t row_stride, float eps,
+                                   int64_t first_position, const float* inv_freq) {
   WaitForPriorKernels();
   constexpr int kD = 32 * kPer, kHalf = kD / 2;
   const int64_t item = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (item >= num_tokens * heads) return;
-  const int64_t t = item / heads;
-  bf16* xh = x + t * row_stride + (item % heads) * kD;
+  const int64_t t = item / heads, head = item % heads;
+  if (head >= second_from) w = w2;
+  bf16* xh = x + t * row_stride + head * kD;
   float v[kPer];
   float sum_sq = 0.0f;
 #pragma unroll
@@ -75,6 +77,29 @@ cudaError_t RopeT(T* x, int64_t num_tokens, int64_t heads, int64_t head_dim,
                           heads, head_dim, row_stride, first_position, inv_freq);
 }
 
+template <int kPer>
+cudaError_t LaunchHeadNormRope(bf16* x, const float* w, const float* w2, int64_t second_from,
+                               int64_t num_tokens, int64_t heads, int64_t row_stride, float eps,
+                               int64_t first_position, const float* inv_freq, cudaStream_t stream) {
+  constexpr int kWarps = 4;
+  const unsigned grid = static_cast<unsigned>(CeilDiv(num_tokens * heads, kWarps));
+  return LaunchAfterPrior(HeadNormRopeKernel<kPer>, grid, 32 * kWarps, 0, stream, x, w, w2,
+                          second_from, num_tokens, heads, row_stride, eps, first_position,
+                          inv_freq);
+}
+
+cudaError_t HeadNormRopeOf(bf16* x, const float* w, const float* w2, int64_t second_from,
+                           int64_t num_tokens, int64_t heads, int64_t head_dim, int64_t row_stride,
+                           float eps, int64_t first_position, const float* inv_freq,
+                           cudaStream_t stream) {
+  if (num_tokens * heads == 0) return cudaSuccess;
+  if (!HeadNormRopeFuses(head_dim)) return cudaErrorInvalidValue;
+  return head_dim == 64 ? LaunchHeadNormRope<2>(x, w, w2, second_from, num_tokens, heads,
+                                                row_stride, eps, first_position, inv_freq, stream)
+                        : LaunchHeadNormRope<4>(x, w, w2, second_from, num_tokens, heads,
+                                                row_stride, eps, first_position, inv_freq, stream);
+}
+
 }  // namespace
 
 bool HeadNormRopeFuses(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
@@ -82,18 +107,15 @@ bool HeadNormRopeFuses(int64_t head_dim) { return head_dim == 64 || head_dim == 
 cudaError_t HeadNormRope(bf16* x, const float* w, int64_t num_tokens, int64_t num_heads,
                          int64_t head_dim, int64_t row_stride, float eps, int64_t first_position,
                          const float* inv_freq, cudaStream_t stream) {
-  const int64_t items = num_tokens * num_heads;
-  if (items == 0) return cudaSuccess;
-  if (!HeadNormRopeFuses(head_dim)) return cudaErrorInvalidValue;
-  constexpr int kWarps = 4;
-  const unsigned grid = static_cast<unsigned>(CeilDiv(items, kWarps));
-  if (head_dim == 64) {
-    return LaunchAfterPrior(HeadNormRopeKernel<2>, grid, 32 * kWarps, 0, stream, x, w, num_tokens,
-                            num_heads, row_stride, eps, first_position, inv_freq);
-  } else {
-    return LaunchAfterPrior(HeadNormRopeKernel<4>, grid, 32 * kWarps, 0, stream, x, w, num_tokens,
-                            num_heads, row_stride, eps, first_position, inv_freq);
-  }
+  return HeadNormRopeOf(x, w, w, num_heads, num_tokens, num_heads, head_dim, row_stride, eps,
+                        first_position, inv_freq, stream);
+}
+
+cudaError_t QkHeadNormRope(bf16* x, const float* wq, const float* wk, int64_t num_tokens,
+                           int64_t num_heads, int64_t head_dim, int64_t row_stride, float eps,
+                           int64_t first_position, const float* inv_freq, cudaStream_t stream) {
+  return HeadNormRopeOf(x, wq, wk, num_heads, num_tokens, 2 * num_heads, head_dim, row_stride, eps,
+                        first_position, inv_freq, stream);
 }
 
 cudaError_t Rope(bf16* x, int64_t num_tokens, int64_t num_heads, int64_t head_dim,

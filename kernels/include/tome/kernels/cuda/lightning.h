@@ -16,7 +16,8 @@ namespace tome::kernels::cuda {
 // head_dim must be 16, 32, 64 or 128 (cudaErrorInvalidValue otherwise).
 // Prefill-sized calls (head_dim 64 or 128, 16-byte aligned rows) run chunk-parallel on tensor
 // cores and need LightningScratchBytes(...) of device scratch (one state per chunk and head);
-// others run one CTA per (head, value slice) over the chunks in order and need none.
+// others run one CTA per (head, value slice) over the chunks in order and need none; a call of
+// one token (a decode step) reads and writes each state element once.
 size_t LightningScratchBytes(int64_t num_tokens, int64_t num_heads, int64_t head_dim,
                              int64_t row_stride, const bf16* q, const bf16* k, const bf16* v);
 cudaError_t Lightning(const bf16* q, const bf16* k, const bf16* v, int64_t num_tokens,

@@ -12,6 +12,15 @@ cudaError_t RmsNorm(bf16* x, const float* w, int64_t rows, int64_t groups, int64
 cudaError_t RmsNorm(float* x, const float* w, int64_t rows, int64_t groups, int64_t n,
                     int64_t row_stride, float eps, cudaStream_t stream);
 
+// RmsNorm of each n-element row (one group) and then the output gate, x = bf16(x ·
+// bf16(sigmoid(z))), in one pass: the same bits as RmsNorm followed by SigmoidMul. For rows of
+// 1024 to 8192 elements in 16-byte vectors (RmsNormSigmoidMulFuses); others return
+// cudaErrorInvalidValue.
+bool RmsNormSigmoidMulFuses(const bf16* x, int64_t x_stride, const float* w, int64_t n,
+                            const bf16* z, int64_t z_stride);
+cudaError_t RmsNormSigmoidMul(bf16* x, int64_t x_stride, const float* w, int64_t rows, int64_t n,
+                              const bf16* z, int64_t z_stride, float eps, cudaStream_t stream);
+
 // Residual add and the next RMSNorm in one pass over each n-element row: h += bf16(alpha·x)
 // (AddScaled; x null: h unchanged), then out = RmsNorm(h)·w as RmsNorm computes it (the same
 // bits as AddScaled, a copy and RmsNorm). For rows of 1024 to 8192 elements in 16-byte

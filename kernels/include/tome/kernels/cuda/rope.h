@@ -23,4 +23,11 @@ cudaError_t HeadNormRope(bf16* x, const float* w, int64_t num_tokens, int64_t nu
                          int64_t head_dim, int64_t row_stride, float eps, int64_t first_position,
                          const float* inv_freq, cudaStream_t stream);
 
+// HeadNormRope of queries and keys in one launch: x holds each token's num_heads query heads
+// and then its num_heads key heads (adjacent columns), normalised with wq and wk. The same
+// bits as HeadNormRope on each half.
+cudaError_t QkHeadNormRope(bf16* x, const float* wq, const float* wk, int64_t num_tokens,
+                           int64_t num_heads, int64_t head_dim, int64_t row_stride, float eps,
+                           int64_t first_position, const float* inv_freq, cudaStream_t stream);
+
 }  // namespace tome::kernels::cuda

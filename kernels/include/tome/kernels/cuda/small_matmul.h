@@ -24,4 +24,12 @@ cudaError_t SmallMatMul(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, 
                         bool y_fp32, int64_t ldy, int64_t m, int64_t n, int64_t k,
                         cudaStream_t stream, int rows_per_cta = 0);
 
+// The MLP's first half for a few rows: y[m, n] = SiLU(g) · u with g = x · w[0, n)ᵀ and
+// u = x · w[n, 2n)ᵀ (w holds the gate rows, then the up rows), each rounded to bf16 as
+// SmallMatMul writes them and then as SiluMul rounds: the same bits as SmallMatMul into a
+// [m, 2n] buffer followed by SiluMul, without the buffer or the second launch. The same operand
+// rules and w contract as SmallMatMul.
+cudaError_t SmallMatMulSiluMul(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, bf16* y,
+                               int64_t ldy, int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+
 }  // namespace tome::kernels::cuda

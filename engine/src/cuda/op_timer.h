@@ -9,7 +9,7 @@
 //    host time spent issuing each op are summed;
 //  * `lead`: only the lead kernel ahead of each forward call, no events: a call's wall time
 //    is then the lead plus the GPU's own time for its ops, unless issuing them takes the host
-//    longer; the host time from a call's start to its last op's issue is summed.
+//    longer (compare it with the wall time of a run without the timer); ops are counted.
 // Ops are summed per phase (the backend names it at the start of each forward call: prefill
 // chunks and decode steps apart); one table per phase is printed to stderr when the backend
 // is destroyed.
@@ -46,7 +46,6 @@ class OpTimer {
   struct Phase {
     int64_t forward_calls = 0;
     double span_ms = 0, idle_ms = 0;  // timeline: first op's start to last op's end; gaps
-    double issue_ms = 0;              // lead: the calls' starts to their last ops' issue
     int64_t issued_ops = 0;           // lead
     std::map<std::string, Total> ops;
   };
@@ -61,7 +60,6 @@ class OpTimer {
   Mode mode_ = Mode::kOff;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
   std::chrono::steady_clock::time_point host_start_;
-  std::chrono::steady_clock::time_point call_start_, last_issue_;  // lead: this call's
   std::vector<cudaEvent_t> events_;  // timeline: two per pending op, reused
   std::vector<Pending> pending_;
   const char* phase_ = "(no forward call)";

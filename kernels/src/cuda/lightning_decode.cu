@@ -13,16 +13,18 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
 template <int D>
+constexpr int kSlice = D < 32 ? D : 32;  // value columns a CTA
+
+template <int D>
 __global__ void __launch_bounds__(kThreads)
     LightningDecodeKernel(const bf16* q, const bf16* k, const bf16* v, const float* slopes,
                           float scale, float* state, bf16* out) {
-  constexpr int kSlice = D < 32 ? D : 32;  // value columns a CTA
-  constexpr int kRows = D / kWarps;        // state rows a warp
+  constexpr int kRows = D / kWarps;  // state rows a warp
   __shared__ float band_sums[kWarps][32];
   __shared__ float band_dots[kWarps];
   const int h = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int col = blockIdx.y * kSlice + lane, row0 = warp * kRows;
-  const bool active = lane < kSlice;
+  const int col = blockIdx.y * kSlice<D> + lane, row0 = warp * kRows;
+  const bool active = lane < kSlice<D>;
   // Slopes are weights (no kernel writes them): read before the wait.
   const float gamma = static_cast<float>(exp(-static_cast<double>(slopes[h])));
   WaitForPriorKernels();
@@ -57,8 +59,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int D>
 cudaError_t Launch(const bf16* q, const bf16* k, const bf16* v, int64_t num_heads,
                    const float* slopes, float scale, float* state, bf16* out, cudaStream_t stream) {
-  constexpr int kSlice = D < 32 ? D : 32;
-  const dim3 grid(static_cast<unsigned>(num_heads), D / kSlice);
+  const dim3 grid(static_cast<unsigned>(num_heads), D / kSlice<D>);
   return LaunchAfterPrior(LightningDecodeKernel<D>, grid, kThreads, 0, stream, q, k, v, slopes,
                           scale, state, out);
 }

@@ -52,7 +52,8 @@ class Backend {
   // CopyToHost returns once `host` holds the data.
   virtual void CopyFromHost(const Tensor& dst, const void* host) = 0;
   virtual void CopyToHost(const Tensor& src, void* host) = 0;
-  // CopyFromHost for many destinations; the host memory may be reused once it returns.
+  // CopyFromHost for many destinations; the host memory may be reused once it returns,
+  // except where a piece says it is kept_until_synchronized.
   // Backends where each host copy has a fixed cost (a driver call) stage them as one.
   virtual void CopyManyFromHost(absl::Span<const HostPiece> pieces) {
     for (const HostPiece& p : pieces) CopyFromHost(p.dst, p.host);

@@ -112,7 +112,8 @@ absl::StatusOr<BlockCache::Block> BlockCache::Get(int device, const std::string&
 
 absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
     int device, const std::string& source_id, StateSource& source, int32_t layer,
-    absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes) {
+    absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes,
+    std::vector<std::shared_ptr<void>>* upload_pins) {
   if (device < 0 || device >= static_cast<int>(backends_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("the block cache has no device ", device));
   }
@@ -158,46 +159,41 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
       const size_t i = missing[j];
       keys.push_back({StateRecordKind::kKvBlock, layer, blocks[i].head, blocks[i].index, rows});
     }
-    std::vector<absl::StatusOr<std::string>> values = source.GetMany(keys);
-    if (values.size() != keys.size()) {
-      return absl::InternalError("the state source answered a different number of records");
+    if (host_tier) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t j = 0; j < count; ++j) {
+        TOME_ASSIGN_OR_RETURN(host[missing[first + j]], TakeSlot(-1, block_bytes));
+      }
     }
-    for (size_t j = 0; j < count; ++j) {
+    // Each record's first `rows` keys, then its first `rows` values (it may hold a longer
+    // prefix of the block: GetState semantics), straight into the block's host-tier slot.
+    std::vector<bool> seen(count, false);
+    size_t visited = 0;
+    TOME_RETURN_IF_ERROR(source.ReadMany(keys, [&](size_t j, absl::string_view value) {
+      if (j >= count || seen[j]) return absl::InternalError("the state source read a record twice");
+      seen[j] = true;
+      ++visited;
       const size_t i = missing[first + j];
-      TOME_RETURN_IF_ERROR(values[j].status());
-      const int64_t size = static_cast<int64_t>(values[j]->size());
-      // The record may hold a longer prefix of the block (GetState semantics): its first rows.
+      const int64_t size = static_cast<int64_t>(value.size());
       const int64_t stored_rows = size / (2 * width * element_bytes);
       if (stored_rows < rows || size != 2 * stored_rows * width * element_bytes) {
         return absl::DataLossError(absl::StrCat("stored KV block ", blocks[i].index, " of layer ",
                                                 layer, " head ", blocks[i].head,
                                                 " has the wrong size"));
       }
-    }
-    // The first `rows` keys, then the first `rows` values of record j.
-    auto keys_of = [&](size_t j) { return values[j]->data(); };
-    auto values_of = [&](size_t j) { return values[j]->data() + values[j]->size() / 2; };
-    if (host_tier) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (size_t j = 0; j < count; ++j) {
-          TOME_ASSIGN_OR_RETURN(host[missing[first + j]], TakeSlot(-1, block_bytes));
-        }
+      char* slot = nullptr;
+      if (host_tier) {
+        slot = static_cast<char*>(host[i].get());
+      } else {
+        records[i].resize(block_bytes);
+        slot = records[i].data();
       }
-      for (size_t j = 0; j < count; ++j) {
-        char* slot = static_cast<char*>(host[missing[first + j]].get());
-        std::memcpy(slot, keys_of(j), half);
-        std::memcpy(slot + half, values_of(j), half);
-      }
-    } else {
-      for (size_t j = 0; j < count; ++j) {
-        std::string& value = *values[j];
-        if (static_cast<int64_t>(value.size()) != block_bytes) {  // a longer prefix: trim
-          std::memmove(value.data() + half, values_of(j), half);
-          value.resize(block_bytes);
-        }
-        records[missing[first + j]] = std::move(value);
-      }
+      std::memcpy(slot, value.data(), half);
+      std::memcpy(slot + half, value.data() + size / 2, half);
+      return absl::OkStatus();
+    }));
+    if (visited != count) {
+      return absl::InternalError("the state source visited fewer records than asked for");
     }
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t j = 0; host_tier && j < count; ++j) {
@@ -231,11 +227,13 @@ absl::StatusOr<std::vector<BlockCache::Block>> BlockCache::GetMany(
       if (out[i].keys) continue;  // on the device already
       TOME_ASSIGN_OR_RETURN(std::shared_ptr<void> slot, TakeSlot(device, block_bytes));
       const char* bytes = host[i] ? static_cast<const char*>(host[i].get()) : records[i].data();
+      const bool read_in_place = host[i] != nullptr && in_place;
       for (int part = 0; part < 2; ++part) {
         void* dst = static_cast<char*>(slot.get()) + part * half;
         pieces.push_back({Tensor{dst, dtype, rows, width, width}, bytes + part * half,
-                          host[i] != nullptr && in_place});
+                          read_in_place, read_in_place && upload_pins != nullptr});
       }
+      if (read_in_place && upload_pins != nullptr) upload_pins->push_back(host[i]);
       out[i].keys = slot;
       out[i].values = std::shared_ptr<void>(slot, static_cast<char*>(slot.get()) + half);
       uploaded.push_back(i);

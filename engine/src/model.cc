@@ -412,6 +412,7 @@ absl::Status Model::ForwardRows(std::vector<Segment>& segments, const PrefillOpt
   }
   for (Segment& s : segments) s.state->num_tokens += s.rows();
   absl::Status status = backend_->Synchronize();
+  upload_pins_.clear();
   // A tensor-parallel rank whose ops failed (a kernel launch, a cuBLAS call) has still
   // issued every collective of the chunk; the ranks agree here on whether any failed, so
   // that all of them return the error together and none goes on alone into the next
@@ -530,6 +531,7 @@ absl::Status Model::SparseMixer(int64_t layer, const std::vector<Segment>& segme
     const ScopedFetchCall call(decode);
     ScopedFetchTime timed(FetchPhase::kSelectionToHost);
     backend_->CopyToHost(all_selected.Rows(0, stored_rows), host_fetch_selection_.data());
+    upload_pins_.clear();  // the queue has passed every earlier upload
   }
   for (const Segment& seg : segments) {
     const Plan plan = plan_of(seg);
@@ -631,7 +633,7 @@ absl::Status Model::FetchStoredBlocks(const SequenceState& state, int64_t layer,
   if (fetch.empty()) return absl::OkStatus();
   TOME_ASSIGN_OR_RETURN(
       fetched_, stored.cache->GetMany(shard_.rank, stored.source_id, *stored.source, int32_t(layer),
-                                      fetch, B, d, elem));
+                                      fetch, B, d, elem, &upload_pins_));
   ScopedFetchTime views(FetchPhase::kViews);
   views.items = static_cast<int64_t>(fetch.size());
   for (size_t i = 0; i < fetch.size(); ++i) {

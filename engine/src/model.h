@@ -201,6 +201,9 @@ class Model {
   // uploads only the entries its selection changed.
   std::vector<std::vector<PagedBuffer>> overlay_keys_, overlay_values_;
   std::vector<BlockCache::Block> fetched_;
+  // Host-tier slots the device reads in place by uploads still queued (BlockCache::GetMany);
+  // dropped once the stream has been synchronised.
+  std::vector<std::shared_ptr<void>> upload_pins_;
   std::unique_ptr<WorkPool> read_pool_;  // Load's parallel reads
   std::unique_ptr<StagingPool> staging_pool_;  // Load's records in device-readable memory
 };

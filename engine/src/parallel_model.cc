@@ -140,6 +140,10 @@ class LockedSource : public StateSource {
     std::lock_guard<std::mutex> lock(*mu_);
     return source_->GetMany(keys);
   }
+  absl::Status ReadMany(absl::Span<const StateRecordKey> keys, RecordVisitor visit) override {
+    std::lock_guard<std::mutex> lock(*mu_);
+    return source_->ReadMany(keys, visit);
+  }
 
  private:
   StateSource* source_;

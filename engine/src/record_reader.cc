@@ -18,24 +18,23 @@ absl::StatusOr<ReadRecords> ReadStateRecords(StateSource& source,
   pool.Run(batches, [&](size_t b) {
     const size_t first = b * kStateReadBatch;
     const size_t count = std::min(kStateReadBatch, keys.size() - first);
-    std::vector<absl::StatusOr<std::string>> read = source.GetMany(keys.subspan(first, count));
-    if (read.size() != count) {
-      status[b] = absl::InternalError("the state source answered a different number of records");
-      return;
-    }
-    for (size_t j = 0; j < count; ++j) {
+    std::vector<bool> seen(count, false);
+    size_t visited = 0;
+    status[b] = source.ReadMany(keys.subspan(first, count), [&](size_t j, absl::string_view value) {
+      if (j >= count || seen[j]) return absl::InternalError("the state source read a record twice");
+      seen[j] = true;
+      ++visited;
       const size_t i = first + j;
-      if (!read[j].ok()) {
-        status[b] = read[j].status();
-        return;
-      }
-      out.sizes[i] = static_cast<int64_t>(read[j]->size());
+      out.sizes[i] = static_cast<int64_t>(value.size());
       if (out.staged(i)) {
-        std::memcpy(staging + static_cast<int64_t>(i) * slot_bytes, read[j]->data(),
-                    read[j]->size());
+        std::memcpy(staging + static_cast<int64_t>(i) * slot_bytes, value.data(), value.size());
       } else {
-        out.bytes[i] = std::move(*read[j]);
+        out.bytes[i] = std::string(value);
       }
+      return absl::OkStatus();
+    });
+    if (status[b].ok() && visited != count) {
+      status[b] = absl::InternalError("the state source visited fewer records than asked for");
     }
   });
   for (const absl::Status& s : status) {

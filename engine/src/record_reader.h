@@ -1,5 +1,5 @@
 // Parallel reads of a stored state's records (Model::Load and PendingLoad): kStateReadBatch
-// records per StateSource::GetMany, the batches on a WorkPool, each record copied by its
+// records per StateSource::ReadMany, the batches on a WorkPool, each record copied by its
 // reader into its slot of device-readable staging memory where the caller has some (the
 // backend then uploads it in place).
 #pragma once

@@ -41,6 +41,10 @@ struct HostPiece {
   // `host` lies in memory from Backend::AllocateHost that says it is device_readable: the
   // backend may read it in place instead of staging a copy.
   bool device_readable = false;
+  // The caller keeps `host` unchanged until the backend's queue has passed this copy (its
+  // next Synchronize or CopyToHost returns), so a device-readable piece is read in stream
+  // order without CopyManyFromHost waiting for it.
+  bool kept_until_synchronized = false;
 };
 
 // Memory allocated by a backend; freed through it. Move-only.

@@ -38,4 +38,20 @@ std::vector<absl::StatusOr<std::string>> StoreSource::GetMany(
   return values;
 }
 
+absl::Status StoreSource::ReadMany(absl::Span<const engine::StateRecordKey> keys,
+                                   RecordVisitor visit) {
+  std::vector<storage::StateKey> storage_keys;
+  storage_keys.reserve(keys.size());
+  for (const engine::StateRecordKey& key : keys) storage_keys.push_back(ToStorageKey(key));
+  int64_t bytes = 0;
+  absl::Status status = store_->VisitStates(
+      tenant_, doc_, storage_keys, [&](size_t i, absl::StatusOr<absl::string_view> record) {
+        if (!record.ok()) return record.status();
+        bytes += static_cast<int64_t>(record->size());
+        return visit(i, *record);
+      });
+  bytes_read_ += bytes;
+  return status;
+}
+
 }  // namespace tome::services

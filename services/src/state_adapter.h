@@ -36,6 +36,9 @@ class StoreSource final : public engine::StateSource {
   absl::StatusOr<std::string> Get(const engine::StateRecordKey& key) override;
   std::vector<absl::StatusOr<std::string>> GetMany(
       absl::Span<const engine::StateRecordKey> keys) override;
+  // The store's bytes in place (ContextStore::VisitStates): no string per record.
+  absl::Status ReadMany(absl::Span<const engine::StateRecordKey> keys,
+                        RecordVisitor visit) override;
   int64_t bytes_read() const { return bytes_read_.load(); }
 
  private:

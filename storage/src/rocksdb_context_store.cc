@@ -158,6 +158,8 @@ class RocksDbContextStore final : public ContextStore {
                                        const StateKey& key) override;
   std::vector<absl::StatusOr<std::string>> GetStates(TenantId tenant, DocumentId id,
                                                      absl::Span<const StateKey> keys) override;
+  absl::Status VisitStates(TenantId tenant, DocumentId id, absl::Span<const StateKey> keys,
+                           StateVisitor visit) override;
   absl::StatusOr<DocumentRecord> ResetState(TenantId tenant, DocumentId id) override;
   absl::StatusOr<int64_t> DocumentBytes(TenantId tenant, DocumentId id) override;
   absl::StatusOr<int64_t> CollectGarbage() override;
@@ -872,11 +874,27 @@ absl::StatusOr<std::string> RocksDbContextStore::GetState(TenantId tenant, Docum
 std::vector<absl::StatusOr<std::string>> RocksDbContextStore::GetStates(
     TenantId tenant, DocumentId id, absl::Span<const StateKey> keys) {
   std::vector<absl::StatusOr<std::string>> out(keys.size(), absl::InternalError("not read"));
-  absl::ReaderMutexLock db_lock(&db_mu_);
-  if (absl::Status open = CheckOpen(); !open.ok()) {
-    std::fill(out.begin(), out.end(), open);
-    return out;
+  std::vector<bool> visited(keys.size(), false);
+  const absl::Status status =
+      VisitStates(tenant, id, keys, [&](size_t i, absl::StatusOr<absl::string_view> record) {
+        visited[i] = true;
+        if (record.ok()) {
+          out[i] = std::string(*record);
+        } else {
+          out[i] = record.status();
+        }
+        return absl::OkStatus();
+      });
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!visited[i]) out[i] = status.ok() ? absl::InternalError("not read") : status;
   }
+  return out;
+}
+
+absl::Status RocksDbContextStore::VisitStates(TenantId tenant, DocumentId id,
+                                              absl::Span<const StateKey> keys, StateVisitor visit) {
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  TOME_RETURN_IF_ERROR(CheckOpen());
   auto where = [&](size_t i) {
     return absl::StrCat(DocName(tenant, id), ", state record ", StateKeyDebugString(keys[i]));
   };
@@ -892,7 +910,7 @@ std::vector<absl::StatusOr<std::string>> RocksDbContextStore::GetStates(
     absl::StatusOr<Cf> family = CfForStateKind(keys[i].kind);
     absl::Status valid = family.ok() ? ValidateStateKey(keys[i]) : family.status();
     if (!valid.ok()) {
-      out[i] = valid;
+      TOME_RETURN_IF_ERROR(visit(i, valid));
       continue;
     }
     encoded[i] = EncodeStateKey(tenant, id, keys[i]);
@@ -924,30 +942,31 @@ std::vector<absl::StatusOr<std::string>> RocksDbContextStore::GetStates(
         it->Seek(encoded[i]);
         if (absl::Status read = FromRocksDb(it->status(), absl::StrCat("reading ", where(i)));
             !read.ok()) {
-          out[i] = read;
+          TOME_RETURN_IF_ERROR(visit(i, read));
           continue;
         }
         if (!it->Valid() || it->key().size() != kStateKeySize ||
             std::memcmp(it->key().data(), encoded[i].data(), kStateKeyBlockPrefixSize) != 0) {
-          out[i] = absl::NotFoundError(absl::StrCat(where(i), ": not found"));
+          TOME_RETURN_IF_ERROR(
+              visit(i, absl::NotFoundError(absl::StrCat(where(i), ": not found"))));
           continue;
         }
         longer.assign(it->value().data(), it->value().size());
         value = longer;
       } else if (!statuses[j].ok()) {
-        out[i] = FromRocksDb(statuses[j], absl::StrCat("reading ", where(i)));
+        TOME_RETURN_IF_ERROR(
+            visit(i, FromRocksDb(statuses[j], absl::StrCat("reading ", where(i)))));
         continue;
       }
       absl::StatusOr<absl::string_view> payload = DecodeStateValue(value, fingerprint_);
       if (!payload.ok()) {
-        out[i] = absl::Status(payload.status().code(),
-                              absl::StrCat(where(i), ": ", payload.status().message()));
-        continue;
+        payload = absl::Status(payload.status().code(),
+                               absl::StrCat(where(i), ": ", payload.status().message()));
       }
-      out[i] = std::string(*payload);
+      TOME_RETURN_IF_ERROR(visit(i, payload));
     }
   }
-  return out;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> RocksDbContextStore::CollectGarbage() {

@@ -90,6 +90,18 @@ class HostStore : public tome::engine::StateSink, public tome::engine::StateSour
     bytes_read_ += static_cast<int64_t>(it->second.size());
     return it->second;
   }
+  // The records' bytes in place, under the shared lock (no copy but the reader's).
+  absl::Status ReadMany(absl::Span<const tome::engine::StateRecordKey> keys,
+                        RecordVisitor visit) override {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = records_.find(Key(keys[i]));
+      if (it == records_.end()) return absl::NotFoundError("no record");
+      bytes_read_ += static_cast<int64_t>(it->second.size());
+      if (absl::Status s = visit(i, it->second); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
   int64_t TakeBytesRead() { return bytes_read_.exchange(0); }
 
  private:
@@ -153,6 +165,17 @@ class RocksStore : public tome::engine::StateSink, public tome::engine::StateSou
       if (v.ok()) bytes_read_ += static_cast<int64_t>(v->size());
     }
     return values;
+  }
+  absl::Status ReadMany(absl::Span<const tome::engine::StateRecordKey> keys,
+                        RecordVisitor visit) override {
+    std::vector<tome::storage::StateKey> ks;
+    for (const auto& k : keys) ks.push_back(Key(k));
+    return store_->VisitStates(tome::storage::kDefaultTenant, doc_, ks,
+                               [&](size_t i, absl::StatusOr<absl::string_view> record) {
+                                 if (!record.ok()) return record.status();
+                                 bytes_read_ += static_cast<int64_t>(record->size());
+                                 return visit(i, *record);
+                               });
   }
   int64_t TakeBytesRead() { return bytes_read_.exchange(0); }
 

@@ -250,15 +250,17 @@ void CopyCase(Harness& h) {
 // exactly; the second, larger call grows the staging memory and the third reuses it while
 // the host buffers are already rewritten (the call copies before it returns). The last call
 // mixes pieces in AllocateHost memory (read in place by the device) with staged ones, and
-// rewrites both right after the call: it must have waited for the in-place reads.
+// rewrites both right after the call: it must have waited for the in-place reads. The last
+// marks its in-place pieces kept_until_synchronized: they are rewritten only after a
+// Synchronize (the call need not wait for them).
 void CopyManyFromHostCase(Harness& h) {
   struct Shape {
     DType dtype;
     int64_t rows, cols;
   };
   std::mt19937 rng(14);
-  for (int pieces : {5, 300, 40, 64}) {
-    const bool mixed = pieces == 64;
+  for (int pieces : {5, 300, 40, 64, 65}) {
+    const bool mixed = pieces >= 64, kept = pieces == 65;
     std::vector<Buffer> buffers;
     std::vector<uint8_t*> host;
     std::vector<std::vector<uint8_t>> heap;
@@ -284,9 +286,10 @@ void CopyManyFromHostCase(Harness& h) {
       for (int64_t b = 0; b < bytes; ++b) host.back()[b] = static_cast<uint8_t>(rng());
       list.push_back(
           {Tensor{buffers.back().data(), shape.dtype, shape.rows, shape.cols, shape.cols},
-           host.back(), readable});
+           host.back(), readable, readable && kept});
     }
     h.gpu.CopyManyFromHost(list);
+    if (kept) h.Sync();
     std::vector<std::vector<uint8_t>> want;
     for (int i = 0; i < pieces; ++i) {
       const int64_t bytes = list[i].dst.num_elements() * DTypeSize(list[i].dst.dtype);

@@ -291,6 +291,25 @@ TEST_F(ContextStoreTest, GetStatesAnswersEachKeyAsGetStateDoes) {
   EXPECT_EQ(many[asked.size() - 6].status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(many[asked.size() - 3].status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(store_->GetStates(kDefaultTenant, id, {}).empty());
+
+  // VisitStates shows each key's GetStates result once; a visitor's error ends the visit.
+  std::vector<int> visits(asked.size(), 0);
+  TOME_ASSERT_OK(store_->VisitStates(kDefaultTenant, id, asked,
+                                     [&](size_t i, absl::StatusOr<absl::string_view> record) {
+                                       ++visits[i];
+                                       EXPECT_EQ(record.status(), many[i].status()) << i;
+                                       if (record.ok() && many[i].ok())
+                                         EXPECT_EQ(*record, *many[i]) << i;
+                                       return absl::OkStatus();
+                                     }));
+  EXPECT_EQ(visits, std::vector<int>(asked.size(), 1));
+  int calls = 0;
+  const absl::Status stopped = store_->VisitStates(
+      kDefaultTenant, id, asked, [&](size_t, absl::StatusOr<absl::string_view>) {
+        return ++calls == 2 ? absl::CancelledError("enough") : absl::OkStatus();
+      });
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 2);
 }
 
 TEST_F(ContextStoreTest, CheckpointReachingTheEndMakesTheDocumentReady) {

@@ -219,6 +219,18 @@ class CurriculumTest(unittest.TestCase):
         self.assertTrue(all(T in (256, 512, max_len // 2, max_len) for T in late))
         self.assertGreater(sum(T in (256, 512) for T in late), 10)  # the short rows replayed
 
+    def test_long_kv_trains_at_long_rows_mostly_on_key_value(self):
+        import train
+        rng = np.random.default_rng(0)
+        steps = [train.curriculum(s, 1000, 65536, rng, "long-kv") for s in range(400)]
+        long_rows = [(T, kw) for T, kw in steps if T >= 16384]
+        self.assertEqual({T for T, _ in long_rows}, {16384, 32768, 65536})
+        self.assertTrue(all(kw["task_weights"]["kv"] >= 0.8 for _, kw in long_rows))
+        self.assertGreater(len(steps) - len(long_rows), 20)  # the short rows replayed
+        self.assertLess(len(steps) - len(long_rows), 100)
+        capped = {train.curriculum(s, 1000, 32768, rng, "long-kv")[0] for s in range(200)}
+        self.assertLessEqual(max(capped), 32768)
+
 
 class OptimizerStateQuantisationTest(unittest.TestCase):
     def test_round_trip(self):

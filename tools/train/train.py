@@ -80,8 +80,22 @@ def curriculum(step, total, max_len, rng, schedule="base"):
       [.20, .40) 1K-4K, 45/35/20%; 15% of steps replay the short rows
       [.40, .65) 4K-16K, 50/30/20%; 15% replay
       [.65, 1]   max_len/2 .. max_len, 50/30/20%; 15% replay
+
+    "long-kv" (continued training of a model that answers key-value questions up to 16K,
+    with --init, towards 128K-1M documents): every step at 16K, 32K or 64K tokens (those up
+    to --max-len, equally likely) with 80% key-value questions, 15% of steps replaying the
+    short rows of "base".
     """
     f = step / max(1, total)
+    if schedule == "long-kv":
+        short = dict(needles=(2, 5), questions=(2, 4),
+                     task_weights={"kv": 0.7, "continue": 0.15, "section": 0.15})
+        if rng.random() < 0.15:
+            return int(rng.choice([256, 512])), short
+        lengths = [L for L in (16384, 32768, 65536) if L <= max_len] or [max_len]
+        return int(rng.choice(lengths)), dict(
+            needles=(1, 6), questions=(1, 3),
+            task_weights={"kv": 0.8, "continue": 0.1, "section": 0.1})
     if schedule == "scratch-copy":
         unseen = dict(scramble_p=0.7, rename_sections_p=0.7)
         short = dict(needles=(2, 5), questions=(2, 4), **unseen,
@@ -434,7 +448,7 @@ def main():
     ap.add_argument("--init", default=None, help="checkpoint directory whose weights start a "
                     "new run (step 0, fresh optimizer and schedule); ignored when resuming")
     ap.add_argument("--schedule", default="base",
-                    choices=["base", "copy", "copy-unseen", "scratch-copy"],
+                    choices=["base", "copy", "copy-unseen", "scratch-copy", "long-kv"],
                     help="curriculum (see curriculum()); keep it the same across calls")
     ap.add_argument("--config", default=None, help="config.json (default: model.DEFAULT_CONFIG)")
     ap.add_argument("--max-minutes", type=float, default=8.0,

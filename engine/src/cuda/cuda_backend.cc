@@ -196,11 +196,11 @@ class CudaBackend final : public Backend {
   // buffer first.
   void CopyManyFromHost(absl::Span<const HostPiece> pieces) override {
     size_t total = AlignTo16(pieces.size() * sizeof(kc::PieceCopy));
-    bool in_place = false;
+    bool wait_for_reads = false;  // of device-readable pieces the caller may change at once
     for (const HostPiece& p : pieces) {
       if (!p.dst.contiguous()) return Backend::CopyManyFromHost(pieces);  // none of ours
       if (p.device_readable) {
-        in_place = true;
+        wait_for_reads |= !p.kept_until_synchronized;
       } else {
         total += AlignTo16(p.dst.num_elements() * DTypeSize(p.dst.dtype));
       }
@@ -227,7 +227,7 @@ class CudaBackend final : public Backend {
           "CopyManyFromHost");
     Check(cudaEventRecord(staging_free_, stream_), "CopyManyFromHost");
     // The caller may reuse its host memory once this returns: wait for the in-place reads.
-    if (in_place) Check(cudaEventSynchronize(staging_free_), "CopyManyFromHost");
+    if (wait_for_reads) Check(cudaEventSynchronize(staging_free_), "CopyManyFromHost");
   }
   void CopyToHost(const Tensor& src, void* host) override {
     if (src.num_elements() == 0) return;

@@ -14,7 +14,48 @@ constexpr size_t kMaxTables = 4096;
 
 }  // namespace
 
-PageTableCache::~PageTableCache() { Clear(); }
+PageTableCache::~PageTableCache() {
+  Clear();
+  if (ring_host_ != nullptr) {
+    cudaStreamSynchronize(stream_);  // the last scatters may still read the ring
+    cudaFreeHost(ring_host_);
+  }
+  for (cudaEvent_t e : ring_left_) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
+}
+
+const kernels::cuda::TableEntry* PageTableCache::EntriesInRing() {
+  const size_t n = host_entries_.size();
+  if (ring_failed_ || n > ring_half_entries_) return nullptr;
+  if (ring_host_ == nullptr) {
+    if (drain_ && cudaStreamSynchronize(stream_) != cudaSuccess) return nullptr;
+    void* host = nullptr;
+    void* device = nullptr;
+    if (cudaHostAlloc(&host, 2 * ring_half_entries_ * sizeof(kernels::cuda::TableEntry),
+                      cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess ||
+        cudaHostGetDevicePointer(&device, host, 0) != cudaSuccess ||
+        cudaEventCreateWithFlags(&ring_left_[0], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&ring_left_[1], cudaEventDisableTiming) != cudaSuccess) {
+      cudaGetLastError();  // not an error of the stream: the copy path follows
+      if (host != nullptr) cudaFreeHost(host);
+      ring_failed_ = true;
+      return nullptr;
+    }
+    ring_host_ = static_cast<kernels::cuda::TableEntry*>(host);
+    ring_device_ = static_cast<kernels::cuda::TableEntry*>(device);
+  }
+  if (ring_used_ + n > ring_half_entries_) {  // on to the other half, once the device left it
+    if (cudaEventRecord(ring_left_[ring_half_], stream_) != cudaSuccess) return nullptr;
+    ring_half_ ^= 1;
+    ring_used_ = 0;
+    if (cudaEventSynchronize(ring_left_[ring_half_]) != cudaSuccess) return nullptr;
+  }
+  const size_t first = ring_half_ * ring_half_entries_ + ring_used_;
+  std::copy(host_entries_.begin(), host_entries_.end(), ring_host_ + first);
+  ring_used_ += n;
+  return ring_device_ + first;
+}
 
 void PageTableCache::Clear() {
   for (auto& [key, table] : tables_) {
@@ -25,6 +66,13 @@ void PageTableCache::Clear() {
 }
 
 absl::StatusOr<bool> PageTableCache::UploadChanged(Table& t) {
+  if (const kernels::cuda::TableEntry* entries = EntriesInRing()) {
+    TOME_RETURN_IF_ERROR(CudaStatus(
+        kernels::cuda::SetTableEntries(static_cast<const void**>(t.device), entries,
+                                       static_cast<int64_t>(host_entries_.size()), stream_),
+        "page table entries"));
+    return true;
+  }
   const size_t changed = host_entries_.size();
   if (changed > t.entries_capacity) {
     const size_t capacity = std::max<size_t>(changed, 2 * t.entries_capacity);

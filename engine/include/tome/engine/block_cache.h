@@ -78,15 +78,19 @@ class BlockCache {
 
   // Get for many blocks of one layer, in order: the blocks missing from both tiers are read
   // from `source` kStateReadBatch at a time (GetMany, batches in parallel), and every block
-  // not on the device is uploaded by one CopyManyFromHost.
+  // not on the device is uploaded by one CopyManyFromHost. Where the device reads host-tier
+  // slots in place, the call waits for those reads, unless `upload_pins` is given: then the
+  // slots read are appended to it and the upload runs in stream order; the caller keeps
+  // them until the device's queue has passed it (its next Synchronize or CopyToHost), so
+  // that no later fetch refills a slot before the device has read it.
   struct BlockId {
     int32_t head = 0;
     int64_t index = 0;
   };
-  absl::StatusOr<std::vector<Block>> GetMany(int device, const std::string& source_id,
-                                             StateSource& source, int32_t layer,
-                                             absl::Span<const BlockId> blocks, int64_t rows,
-                                             int64_t width, int64_t element_bytes);
+  absl::StatusOr<std::vector<Block>> GetMany(
+      int device, const std::string& source_id, StateSource& source, int32_t layer,
+      absl::Span<const BlockId> blocks, int64_t rows, int64_t width, int64_t element_bytes,
+      std::vector<std::shared_ptr<void>>* upload_pins = nullptr);
 
   BlockCacheStats stats();
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -59,6 +60,24 @@ class StateSource {
     values.reserve(keys.size());
     for (const StateRecordKey& key : keys) values.push_back(Get(key));
     return values;
+  }
+  // Hands each key's record to `visit` (its index in `keys` and its bytes, valid only during
+  // that call), once each in any order, and returns the first error of the source or of
+  // `visit` (records not visited by then are not read). For readers that copy records into memory
+  // of their own (the block cache's host tier, pinned staging): a store that can show its bytes in
+  // place overrides it and spares the string each record costs in GetMany (an allocation
+  // and a copy). The default visits GetMany's strings.
+  using RecordVisitor = absl::FunctionRef<absl::Status(size_t, absl::string_view)>;
+  virtual absl::Status ReadMany(absl::Span<const StateRecordKey> keys, RecordVisitor visit) {
+    std::vector<absl::StatusOr<std::string>> values = GetMany(keys);
+    if (values.size() != keys.size()) {
+      return absl::InternalError("the state source answered a different number of records");
+    }
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!values[i].ok()) return values[i].status();
+      if (absl::Status s = visit(i, *values[i]); !s.ok()) return s;
+    }
+    return absl::OkStatus();
   }
 };
 

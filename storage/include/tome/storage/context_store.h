@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -206,6 +207,13 @@ class ContextStore {
   // thousands of blocks and summary pages: one batched lookup instead of one each).
   virtual std::vector<absl::StatusOr<std::string>> GetStates(TenantId tenant, DocumentId id,
                                                              absl::Span<const StateKey> keys) = 0;
+  // GetStates without copying the records: `visit(i, record)` for each key once, in any
+  // order, with what GetStates would return for keys[i] (the bytes valid only during that
+  // call). Returns the first error `visit` returns (keys not yet visited then stay so), or
+  // an error of the store itself (closed, say) with keys left unvisited.
+  using StateVisitor = absl::FunctionRef<absl::Status(size_t, absl::StatusOr<absl::string_view>)>;
+  virtual absl::Status VisitStates(TenantId tenant, DocumentId id, absl::Span<const StateKey> keys,
+                                   StateVisitor visit) = 0;
 
   // Discards the document's model state (every Lightning state, KV block and summary record)
   // and its checkpoints in one WriteBatch: state_tokens becomes 0 and the status kIngesting
